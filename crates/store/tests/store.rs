@@ -1,0 +1,210 @@
+//! Store integration tests: the same bodies on SQLite and (with RXMEMBER_TEST_PG) PostgreSQL.
+
+use rxmember_core::member::{Gender, MemberInput};
+use rxmember_core::org::{Role, Scope, StoreInput};
+use rxmember_core::sale::SaleLineInput;
+use rxmember_core::{Fen, StoreId};
+use rxmember_store::RowOutcome;
+use rxmember_store::members::MemberQuery;
+use rxmember_store::staff::NewStaff;
+use rxmember_store::testing::TestDb;
+
+fn member(card: &str, phone: Option<&str>, name: &str) -> MemberInput {
+    MemberInput {
+        card_no: card.into(),
+        name: Some(name.into()),
+        phone: phone.map(Into::into),
+        gender: Gender::Female,
+        sms_opt_in: true,
+        ..Default::default()
+    }
+}
+
+fn outcomes(r: &[rxmember_store::RowResult]) -> Vec<RowOutcome> {
+    r.iter().map(|x| x.outcome.clone()).collect()
+}
+
+#[tokio::test]
+async fn companies_are_isolated_and_members_merge_by_phone() {
+    let db = TestDb::new().await;
+    let s = &db.store;
+    let cli = Scope::cli();
+    let a = s.create_company(&cli, "A", "甲公司", None).await.unwrap();
+    let b = s.create_company(&cli, "B", "乙公司", None).await.unwrap();
+    assert!(s.taxonomy(&cli, a.id).await.unwrap().categories.len() >= 2);
+
+    let scope_a = Scope::company_token(a.id, "erp");
+    let r = s
+        .upsert_members(
+            &scope_a,
+            a.id,
+            &Default::default(),
+            &[
+                member("A001", Some("13800000001"), "王芳"),
+                member("A002", Some("13800000001"), "王芳"),
+                member("A003", None, "李四"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes(&r),
+        vec![RowOutcome::Inserted, RowOutcome::Merged { into_card: "A001".into() }, RowOutcome::Inserted]
+    );
+    // Re-import: nothing changes.
+    let again = s
+        .upsert_members(
+            &scope_a,
+            a.id,
+            &Default::default(),
+            &[
+                member("A001", Some("13800000001"), "王芳"),
+                member("A002", Some("13800000001"), "王芳"),
+                member("A003", None, "李四"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(again.iter().all(|x| x.outcome == RowOutcome::Unchanged));
+    assert_eq!(s.member_counts(&cli, a.id).await.unwrap(), (2, 3));
+
+    // Same phone in another company is another person; company A's token cannot see or write B.
+    let scope_b = Scope::company_token(b.id, "erp");
+    let r = s
+        .upsert_members(&scope_b, b.id, &Default::default(), &[member("B001", Some("13800000001"), "王芳")])
+        .await
+        .unwrap();
+    assert_eq!(outcomes(&r), vec![RowOutcome::Inserted]);
+    assert!(s.upsert_members(&scope_a, b.id, &Default::default(), &[member("X", None, "x")]).await.is_err());
+    let page = s.search_members(&scope_a, &MemberQuery { limit: 50, ..Default::default() }).await.unwrap();
+    assert_eq!(page.total, 2);
+    assert!(page.members.iter().all(|m| m.company_id == a.id));
+    assert!(
+        s.search_members(&scope_a, &MemberQuery { company: Some(b.id), limit: 50, ..Default::default() })
+            .await
+            .is_err()
+    );
+
+    // Search by phone finds the merged person; the merged card is listed.
+    let page = s
+        .search_members(&scope_a, &MemberQuery { q: Some("138 0000 0001".into()), limit: 50, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(page.total, 1);
+    let m = s.member(&scope_a, a.id, page.members[0].id).await.unwrap();
+    assert_eq!(m.card_no, "A001");
+    assert_eq!(m.other_cards, vec!["A002".to_string()]);
+    assert_eq!(m.phone.as_deref(), Some("13800000001"));
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn personal_data_is_encrypted_and_masked_for_store_roles() {
+    let db = TestDb::new().await;
+    let s = &db.store;
+    let cli = Scope::cli();
+    let a = s.create_company(&cli, "A", "甲公司", None).await.unwrap();
+    s.upsert_stores(&cli, a.id, &[StoreInput { code: "S1".into(), name: "一店".into(), ..Default::default() }])
+        .await
+        .unwrap();
+    let stores = s.store_codes(&cli, a.id).await.unwrap();
+    let mut m = member("A001", Some("13912345678"), "张三丰");
+    m.store_code = Some("S1".into());
+    s.upsert_members(&cli, a.id, &stores, &[m]).await.unwrap();
+
+    // The database holds no clear phone or name.
+    let raw: Vec<u8> = sqlx::query_scalar::<_, Vec<u8>>("SELECT phone_enc FROM members")
+        .fetch_one(&sqlx::AnyPool::connect(&db.url).await.unwrap())
+        .await
+        .unwrap();
+    assert!(!raw.windows(11).any(|w| w == b"13912345678"));
+
+    let manager = s
+        .create_staff(
+            &cli,
+            &NewStaff {
+                username: "mgr".into(),
+                display_name: "店长".into(),
+                role: Role::StoreManager,
+                company: Some(a.id),
+                stores: vec![stores["S1"]],
+                clerk_code: None,
+                is_pharmacist: false,
+                password: "correct horse".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let login = s.authenticate("mgr", "correct horse").await.unwrap().unwrap();
+    assert_eq!(login.id, manager.id);
+    assert!(s.authenticate("mgr", "wrong password").await.unwrap().is_none());
+    assert!(s.authenticate("nobody", "correct horse").await.unwrap().is_none());
+    let page = s.search_members(&login.scope(), &MemberQuery { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(page.members[0].phone.as_deref(), Some("139****5678"));
+    assert_eq!(page.members[0].name.as_deref(), Some("张**"));
+
+    // A manager of another store sees nothing.
+    let mut other = login.clone();
+    other.stores = vec![StoreId(9999)];
+    assert_eq!(
+        s.search_members(&other.scope(), &MemberQuery { limit: 10, ..Default::default() }).await.unwrap().total,
+        0
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn sales_are_idempotent_and_link_late_members() {
+    let db = TestDb::new().await;
+    let s = &db.store;
+    let cli = Scope::cli();
+    let a = s.create_company(&cli, "A", "甲公司", None).await.unwrap();
+    s.upsert_stores(&cli, a.id, &[StoreInput { code: "S1".into(), name: "一店".into(), ..Default::default() }])
+        .await
+        .unwrap();
+    s.upsert_products(
+        &cli,
+        a.id,
+        &[rxmember_core::product::ProductInput {
+            code: "P1".into(),
+            name: "感冒灵".into(),
+            cost_price: Some(Fen(1000)),
+            ..Default::default()
+        }],
+    )
+    .await
+    .unwrap();
+    let ctx = s.sales_context(&cli, a.id).await.unwrap();
+    let line = |ticket: &str, card: Option<&str>, amount: i64| SaleLineInput {
+        ticket_no: ticket.into(),
+        sold_at: 1_700_000_000_000,
+        store_code: "S1".into(),
+        card_no: card.map(Into::into),
+        product_code: "P1".into(),
+        quantity_milli: 2000,
+        amount: Fen(amount),
+        ..Default::default()
+    };
+    let rows = vec![(1, line("T1", Some("C1"), 3000)), (2, line("T1", Some("C1"), 1500)), (1, line("T2", None, 990))];
+    let r = s.write_sales(&cli, &ctx, &rows).await.unwrap();
+    assert_eq!(outcomes(&r), vec![RowOutcome::Inserted; 3]);
+    assert_eq!(r[0].warnings[0].code, "unknown_card");
+    let again = s.write_sales(&cli, &ctx, &rows).await.unwrap();
+    assert_eq!(outcomes(&again), vec![RowOutcome::Unchanged; 3]);
+    let (tickets, lines, amount, member_tickets) = s.sales_totals(&cli, a.id).await.unwrap();
+    assert_eq!((tickets, lines, amount, member_tickets), (2, 3, Fen(5490), 0));
+
+    // The member arrives: the earlier ticket is linked.
+    s.upsert_members(&cli, a.id, &Default::default(), &[member("C1", None, "赵六")]).await.unwrap();
+    assert_eq!(s.sales_totals(&cli, a.id).await.unwrap().3, 1);
+
+    // A corrected line updates the ticket's totals; cost defaults to quantity × cost price.
+    let fixed = vec![(2, line("T1", Some("C1"), 2000))];
+    assert_eq!(outcomes(&s.write_sales(&cli, &ctx, &fixed).await.unwrap()), vec![RowOutcome::Updated]);
+    let t = s.tickets(&cli, a.id, None, 10, 0).await.unwrap();
+    let t1 = t.iter().find(|t| t.ticket_no == "T1").unwrap();
+    assert_eq!(t1.amount, Fen(5000));
+    assert_eq!(t1.cost, Fen(4000));
+    assert_eq!(t1.lines.len(), 2);
+    db.cleanup().await;
+}
