@@ -1,1 +1,150 @@
-//! placeholder
+//! rxmember-import: ERP data in. Reads DATA.md files (CSV in UTF-8 or GBK/GB18030, XLSX, or JSON
+//! rows from the push API), maps Chinese or English headers, cleans and validates every value, and
+//! writes through the store in batches — each batch one transaction, every write idempotent — while
+//! recording what happened to each row.
+//!
+//! It streams: a sales file of any length is read, cleaned and written batch by batch; only a compact
+//! index of ticket numbers seen (for default line numbers) grows with the file.
+
+pub mod kinds;
+pub mod report;
+mod rows;
+pub mod source;
+
+pub use kinds::Kind;
+pub use report::{ImportReport, Summary};
+pub use source::Source;
+
+use rows::Cleaned;
+use rxmember_core::CompanyId;
+use rxmember_core::org::Scope;
+use rxmember_core::sale::SaleLineInput;
+use rxmember_store::outcome::RowResult;
+use rxmember_store::{Store, StoreError};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+/// Why a whole file could not be imported (row problems are in the report instead).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {path}: {reason}")]
+    Unreadable { path: String, reason: String },
+    #[error("missing required columns: {}", .0.join(", "))]
+    MissingColumns(Vec<String>),
+    #[error("the file has no header row")]
+    Empty,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Progress of a running import: rows read so far and how far through the input (0.0–1.0).
+pub type Progress<'a> = &'a mut (dyn FnMut(u64, f64) + Send);
+
+const BATCH_ROWS: usize = 5_000;
+
+/// Imports `source` as `kind` into `company`, under `scope`. Row problems go into the report; only
+/// an unreadable file or a missing required column is an error.
+pub async fn import(
+    store: &Store,
+    scope: &Scope,
+    company: CompanyId,
+    kind: Kind,
+    mut source: Source,
+    progress: Progress<'_>,
+) -> Result<ImportReport, ImportError> {
+    scope.require_company_admin(company).map_err(StoreError::from)?;
+    let started = std::time::Instant::now();
+    let header = source.header()?.ok_or(ImportError::Empty)?;
+    let mapping = kinds::Mapping::new(kind, &header)?;
+    let run_id = store.start_import_run(scope, company, kind.as_str(), &source.describe()).await?;
+    let company_row = store.company(scope, company).await?;
+    let mut report =
+        ImportReport::new(kind, source.describe(), source.encoding().to_string(), mapping.unknown_columns());
+    let mut ctx = rows::Context::load(store, scope, &company_row, kind).await?;
+
+    let mut batch: Vec<(u64, Cleaned)> = Vec::with_capacity(BATCH_ROWS);
+    let mut line_numbers = LineNumbers::default();
+    let mut rows_read: u64 = 0;
+    while let Some((row_no, record)) = source.next_record()? {
+        rows_read += 1;
+        match rows::clean(&mapping, &ctx, &record) {
+            Ok(mut cleaned) => {
+                if let Cleaned::Sale(line_no, line, _) = &mut cleaned {
+                    *line_no = line_numbers.assign(line, *line_no);
+                }
+                // Keep a ticket's lines in one batch: flush only when the ticket changes.
+                let boundary = match (&cleaned, batch.last()) {
+                    (Cleaned::Sale(_, l, _), Some((_, Cleaned::Sale(_, prev, _)))) => l.ticket_no != prev.ticket_no,
+                    _ => true,
+                };
+                if batch.len() >= BATCH_ROWS && boundary {
+                    flush(store, scope, company, &mut ctx, &mut batch, &mut report).await?;
+                    progress(rows_read, source.fraction_read());
+                }
+                batch.push((row_no, cleaned));
+            }
+            Err(issue) => {
+                if kind == Kind::Sales {
+                    line_numbers.skip(&mapping, &record);
+                }
+                report.record(row_no, RowResult::rejected(issue));
+            }
+        }
+    }
+    flush(store, scope, company, &mut ctx, &mut batch, &mut report).await?;
+    progress(rows_read, 1.0);
+    report.summary.elapsed_ms = started.elapsed().as_millis() as u64;
+    let summary = serde_json::to_string(&report.summary).unwrap_or_default();
+    store.finish_import_run(company, run_id, &summary).await?;
+    store.audit(scope, Some(company), "import", Some(kind.as_str()), Some(&summary)).await?;
+    Ok(report)
+}
+
+async fn flush(
+    store: &Store,
+    scope: &Scope,
+    company: CompanyId,
+    ctx: &mut rows::Context,
+    batch: &mut Vec<(u64, Cleaned)>,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let results = rows::write(store, scope, company, ctx, batch).await?;
+    for ((row_no, cleaned), mut result) in batch.drain(..).zip(results) {
+        let mut warnings = cleaned.into_warnings();
+        warnings.append(&mut result.warnings);
+        result.warnings = warnings;
+        report.record(row_no, result);
+    }
+    Ok(())
+}
+
+/// Default line numbers for sales rows without a `line_no`: the row's position among its ticket's
+/// rows in the file, even when a ticket's rows are not contiguous. Keeps 12 bytes per ticket seen.
+#[derive(Default)]
+struct LineNumbers {
+    seen: HashMap<u64, u32>,
+}
+
+impl LineNumbers {
+    fn key(ticket_no: &str) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        ticket_no.hash(&mut h);
+        h.finish()
+    }
+
+    fn assign(&mut self, line: &SaleLineInput, explicit: i64) -> i64 {
+        let n = self.seen.entry(Self::key(&line.ticket_no)).or_insert(0);
+        *n += 1;
+        if explicit > 0 { explicit } else { *n as i64 }
+    }
+
+    /// A rejected row still takes its position, so fixing it later gives it the same line number.
+    fn skip(&mut self, mapping: &kinds::Mapping, record: &[String]) {
+        if let Some(t) = mapping.get(record, "ticket_no").and_then(rxmember_core::clean::text) {
+            *self.seen.entry(Self::key(&t)).or_insert(0) += 1;
+        }
+    }
+}
