@@ -93,6 +93,8 @@ pub async fn import(
     }
     flush(store, scope, company, &mut ctx, &mut batch, &mut report).await?;
     progress(rows_read, 1.0);
+    // Rows rejected while cleaning were recorded before the batches they sat in: put them in order.
+    report.lines.sort_by_key(|l| l.row);
     report.summary.elapsed_ms = started.elapsed().as_millis() as u64;
     let summary = serde_json::to_string(&report.summary).unwrap_or_default();
     store.finish_import_run(company, run_id, &summary).await?;

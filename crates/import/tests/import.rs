@@ -236,7 +236,7 @@ async fn xlsx_with_numbers_and_date_cells() {
     ws.write_number(1, 0, 20001.0).unwrap();
     ws.write_string(1, 1, "孙丽").unwrap();
     ws.write_number(1, 2, 13700000001.0).unwrap();
-    ws.write_datetime_with_format(1, 3, &ExcelDateTime::from_ymd(1965, 8, 9).unwrap(), &date).unwrap();
+    ws.write_datetime_with_format(1, 3, ExcelDateTime::from_ymd(1965, 8, 9).unwrap(), &date).unwrap();
     ws.write_string(1, 4, "S02").unwrap();
     ws.write_string(2, 0, "20002").unwrap();
     ws.write_string(2, 1, "周杰").unwrap();
@@ -361,5 +361,43 @@ async fn json_rows_import_like_files() {
         .unwrap();
     assert_eq!(r.summary.inserted, 1);
     assert_eq!(s.stores(&Scope::cli(), Some(c)).await.unwrap().len(), 2);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn health_checks_are_parsed_flagged_and_tied_to_members() {
+    let db = TestDb::new().await;
+    let s = &db.store;
+    let f = Files::new();
+    let c = setup_sales(s, &f).await;
+    let checks = "会员卡号,门店编码,检测时间,检测项目,检测值,单位\n\
+        M001,S01,2024-03-01 09:00,血压,135/85,mmHg\n\
+        M001,S01,2024-03-08 09:00,血压,150/95,mmHg\n\
+        M001,S01,2024-03-08 09:05,空腹血糖,7.4,mmol/L\n\
+        M001,S01,2024-03-09 09:00,血压,135,mmHg\n\
+        M404,S01,2024-03-09 09:00,血糖,5.1,mmol/L\n\
+        M001,S99,2024-03-10 09:00,体重,68.5,kg\n";
+    let path = f.gbk("health.csv", checks);
+    let r = run(s, c, Kind::HealthChecks, &path).await;
+    assert_eq!((r.summary.inserted, r.summary.rejected, r.summary.warnings), (4, 2, 1), "{:#?}", r.lines);
+    let codes: Vec<_> = r.lines.iter().map(|l| (l.row, l.issue.code)).collect();
+    assert_eq!(codes, vec![(5, "invalid_reading"), (6, "unknown_card"), (7, "unknown_store")]);
+    let m = s.member_by_card(&Scope::cli(), c, "M001").await.unwrap();
+    let checks = s.health_checks(&Scope::cli(), c, m.id).await.unwrap();
+    let flags: Vec<(&str, &str, bool)> =
+        checks.iter().map(|h| (h.kind.as_str(), h.value.as_str(), h.abnormal)).collect();
+    assert_eq!(
+        flags,
+        vec![("体重", "68.5", false), ("血糖", "7.4", true), ("血压", "150/95", true), ("血压", "135/85", false)]
+    );
+    assert_eq!(run(s, c, Kind::HealthChecks, &path).await.summary.unchanged, 4);
+    // Health data is for roles that may see personal data only.
+    let manager = Scope {
+        staff: None,
+        role: rxmember_core::org::Role::StoreManager,
+        data: rxmember_core::org::DataScope::Stores { company: c, stores: vec![] },
+        actor: "t".into(),
+    };
+    assert!(s.health_checks(&manager, c, m.id).await.is_err());
     db.cleanup().await;
 }

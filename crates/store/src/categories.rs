@@ -1,21 +1,25 @@
 //! Each company's category taxonomy: a copy of the shipped default, which the company may replace.
 
-use crate::{Result, Store, db::values_placeholders};
+use crate::{Backend, Result, Store, db::values_placeholders};
 use rxmember_core::CompanyId;
 use rxmember_core::org::Scope;
 use rxmember_core::taxonomy::{Category, Taxonomy};
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
-pub(crate) async fn seed_default(tx: &mut Transaction<'static, Any>, company: CompanyId) -> Result<()> {
-    write(tx, company, &Taxonomy::default_pharmacy()).await
+pub(crate) async fn seed_default(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    company: CompanyId,
+) -> Result<()> {
+    write(tx, backend, company, &Taxonomy::default_pharmacy()).await
 }
 
-async fn write(tx: &mut Transaction<'static, Any>, company: CompanyId, t: &Taxonomy) -> Result<()> {
+async fn write(tx: &mut Transaction<'static, Any>, backend: Backend, company: CompanyId, t: &Taxonomy) -> Result<()> {
     sqlx::query("DELETE FROM categories WHERE company_id = $1").bind(company.0).execute(&mut **tx).await?;
     for chunk in t.categories.chunks(500) {
         let sql = format!(
             "INSERT INTO categories (company_id, code, major_code, name, name_en) VALUES {}",
-            values_placeholders(chunk.len(), 5)
+            values_placeholders(backend, chunk.len(), 5)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for c in chunk {
@@ -61,7 +65,7 @@ impl Store {
     pub async fn replace_taxonomy(&self, scope: &Scope, company: CompanyId, t: &Taxonomy) -> Result<()> {
         scope.require_company_admin(company)?;
         let mut tx = self.begin_write().await?;
-        write(&mut tx, company, t).await?;
+        write(&mut tx, self.backend, company, t).await?;
         tx.commit().await?;
         self.audit(scope, Some(company), "taxonomy.replace", None, Some(&format!("{} categories", t.categories.len())))
             .await

@@ -62,7 +62,7 @@ impl Store {
             .bind(now_ms())
             .execute(&mut *tx)
             .await?;
-        categories::seed_default(&mut tx, CompanyId(id)).await?;
+        categories::seed_default(&mut tx, self.backend, CompanyId(id)).await?;
         tx.commit().await?;
         self.audit(scope, Some(CompanyId(id)), "company.create", Some(code), None).await?;
         Ok(Company {
@@ -77,7 +77,7 @@ impl Store {
     /// The companies the caller may see.
     pub async fn companies(&self, scope: &Scope) -> Result<Vec<Company>> {
         let rows = match scope.data.company() {
-            None => sqlx::query("SELECT * FROM companies ORDER BY code").fetch_all(&self.pool).await?,
+            None => sqlx::query("SELECT * FROM companies ORDER BY id").fetch_all(&self.pool).await?,
             Some(c) => sqlx::query("SELECT * FROM companies WHERE id = $1").bind(c.0).fetch_all(&self.pool).await?,
         };
         rows.iter().map(from_row).collect()

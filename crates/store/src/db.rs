@@ -31,10 +31,11 @@ impl Backend {
         }
     }
 
-    /// The most bind parameters one statement may carry (SQLite 3.32+: 32766; PostgreSQL: 65535).
+    /// How many bind parameters one multi-row statement may carry (SQLite 3.32+: 32766; PostgreSQL:
+    /// 65535), with room to spare.
     pub fn max_params(self) -> usize {
         match self {
-            Backend::Sqlite => 32_000,
+            Backend::Sqlite => 16_000,
             Backend::Postgres => 65_000,
         }
     }
@@ -131,9 +132,21 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// `$1, $2, ...` placeholders for `rows` rows of `cols` columns: `($1,$2),($3,$4)`.
-pub(crate) fn values_placeholders(rows: usize, cols: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
+/// One placeholder of a statement with a dynamic number of parameters. PostgreSQL: `$n`.
+/// SQLite: anonymous `?`, bound in textual order. sqlx asks SQLite for every parameter's name, and
+/// SQLite finds a named (`$n`) or numbered (`?n`) parameter's name by a linear scan, which makes a
+/// statement with thousands of parameters quadratic (seconds per batch); anonymous ones cost nothing.
+/// A statement must then use this for *every* parameter, in the order they are bound.
+pub(crate) fn placeholder(b: Backend, n: usize) -> String {
+    match b {
+        Backend::Sqlite => "?".to_string(),
+        Backend::Postgres => format!("${n}"),
+    }
+}
+
+/// Placeholders for `rows` rows of `cols` columns, numbered from 1: `($1,$2),($3,$4)`.
+pub(crate) fn values_placeholders(b: Backend, rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 6);
     let mut n = 1;
     for r in 0..rows {
         if r > 0 {
@@ -144,8 +157,7 @@ pub(crate) fn values_placeholders(rows: usize, cols: usize) -> String {
             if c > 0 {
                 s.push(',');
             }
-            s.push('$');
-            s.push_str(&n.to_string());
+            s.push_str(&placeholder(b, n));
             n += 1;
         }
         s.push(')');
@@ -153,9 +165,9 @@ pub(crate) fn values_placeholders(rows: usize, cols: usize) -> String {
     s
 }
 
-/// `$from, $from+1, ...` for an `IN (...)` list of `n` items.
-pub(crate) fn list_placeholders(from: usize, n: usize) -> String {
-    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(",")
+/// Placeholders numbered `from..from+n` for an `IN (...)` list.
+pub(crate) fn list_placeholders(b: Backend, from: usize, n: usize) -> String {
+    (from..from + n).map(|i| placeholder(b, i)).collect::<Vec<_>>().join(",")
 }
 
 /// Reads a flag column: PostgreSQL stores `BOOLEAN`, SQLite `INTEGER` 0/1 (the `Any` driver cannot
@@ -174,8 +186,9 @@ mod tests {
 
     #[test]
     fn placeholders() {
-        assert_eq!(values_placeholders(2, 2), "($1,$2),($3,$4)");
-        assert_eq!(list_placeholders(3, 3), "$3,$4,$5");
+        assert_eq!(values_placeholders(Backend::Postgres, 2, 2), "($1,$2),($3,$4)");
+        assert_eq!(values_placeholders(Backend::Sqlite, 1, 2), "(?,?)");
+        assert_eq!(list_placeholders(Backend::Postgres, 3, 3), "$3,$4,$5");
     }
 
     #[test]

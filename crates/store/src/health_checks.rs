@@ -10,6 +10,13 @@ use rxmember_core::{CompanyId, MemberId, StoreId};
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashMap;
 
+/// Readings are stored as integer thousandths. (Floats would also work on their own, but sqlx 0.9's
+/// `Any` driver sends a NULL `f64` as `float4`, which breaks PostgreSQL's cached statements when the
+/// next row carries a value; integers keep both backends exact and alike.)
+fn milli(v: Option<f64>) -> Option<i64> {
+    v.map(|x| (x * 1000.0).round() as i64)
+}
+
 impl Store {
     /// Writes a batch of health checks, keyed by (member, kind, time).
     pub async fn write_health_checks(
@@ -25,8 +32,9 @@ impl Store {
         let mut members: HashMap<String, i64> = HashMap::new();
         for chunk in rows.chunks(1000) {
             let sql = format!(
-                "SELECT card_no, member_id FROM member_cards WHERE company_id = $1 AND card_no IN ({})",
-                list_placeholders(2, chunk.len())
+                "SELECT card_no, member_id FROM member_cards WHERE company_id = {} AND card_no IN ({})",
+                crate::db::placeholder(self.backend, 1),
+                list_placeholders(self.backend, 2, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(c);
             for r in chunk {
@@ -85,15 +93,15 @@ impl Store {
                 Some((_, old)) if old == h => RowOutcome::Unchanged,
                 Some((id, _)) => {
                     sqlx::query(
-                        "UPDATE health_checks SET store_id = $3, value = $4, value1 = $5, value2 = $6, unit = $7, abnormal = $8, row_hash = $9 \
+                        "UPDATE health_checks SET store_id = $3, value = $4, value1_milli = $5, value2_milli = $6, unit = $7, abnormal = $8, row_hash = $9 \
                          WHERE company_id = $1 AND id = $2",
                     )
                     .bind(c)
                     .bind(id)
                     .bind(store_id)
                     .bind(r.value.as_str())
-                    .bind(r.value1)
-                    .bind(r.value2)
+                    .bind(milli(r.value1))
+                    .bind(milli(r.value2))
                     .bind(r.unit.as_deref())
                     .bind(r.abnormal)
                     .bind(h)
@@ -104,7 +112,7 @@ impl Store {
                 None => {
                     let id = counters::allocate(&mut tx, c, "health_check", 1).await?;
                     sqlx::query(
-                        "INSERT INTO health_checks (company_id, id, member_id, store_id, checked_at, kind, value, value1, value2, unit, abnormal, row_hash, created_at) \
+                        "INSERT INTO health_checks (company_id, id, member_id, store_id, checked_at, kind, value, value1_milli, value2_milli, unit, abnormal, row_hash, created_at) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                     )
                     .bind(c)
@@ -114,8 +122,8 @@ impl Store {
                     .bind(r.checked_at)
                     .bind(r.kind_name.as_str())
                     .bind(r.value.as_str())
-                    .bind(r.value1)
-                    .bind(r.value2)
+                    .bind(milli(r.value1))
+                    .bind(milli(r.value2))
                     .bind(r.unit.as_deref())
                     .bind(r.abnormal)
                     .bind(h)

@@ -8,7 +8,7 @@
 
 use crate::crypto::Crypto;
 use crate::outcome::{Issue, RowOutcome, RowResult};
-use crate::{Result, Store, StoreError, counters, db::list_placeholders, db::values_placeholders, rowhash};
+use crate::{Backend, Result, Store, StoreError, counters, db::list_placeholders, db::values_placeholders, rowhash};
 use rxmember_core::member::{Gender, Member, MemberInput, MemberStatus};
 use rxmember_core::org::{DataScope, Scope};
 use rxmember_core::time::now_ms;
@@ -194,8 +194,9 @@ impl Store {
         let mut cards: HashMap<String, Card> = HashMap::new();
         for chunk in rows.chunks(1000) {
             let sql = format!(
-                "SELECT card_no, member_id, is_primary, row_hash FROM member_cards WHERE company_id = $1 AND card_no IN ({})",
-                list_placeholders(2, chunk.len())
+                "SELECT card_no, member_id, is_primary, row_hash FROM member_cards WHERE company_id = {} AND card_no IN ({})",
+                crate::db::placeholder(self.backend, 1),
+                list_placeholders(self.backend, 2, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(c);
             for r in chunk {
@@ -220,8 +221,9 @@ impl Store {
         let mut phones: HashMap<Vec<u8>, (i64, String)> = HashMap::new();
         for chunk in phone_hashes.chunks(1000) {
             let sql = format!(
-                "SELECT phone_hash, id, card_no FROM members WHERE company_id = $1 AND status = 'active' AND phone_hash IN ({})",
-                list_placeholders(2, chunk.len())
+                "SELECT phone_hash, id, card_no FROM members WHERE company_id = {} AND status = 'active' AND phone_hash IN ({})",
+                crate::db::placeholder(self.backend, 1),
+                list_placeholders(self.backend, 2, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(c);
             for h in chunk {
@@ -348,14 +350,15 @@ impl Store {
             out.push(RowResult { outcome, warnings });
         }
 
-        insert_members(&mut tx, self.backend.max_params(), c, &new_members, now).await?;
-        insert_cards(&mut tx, self.backend.max_params(), c, &new_cards, now).await?;
+        insert_members(&mut tx, self.backend, c, &new_members, now).await?;
+        insert_cards(&mut tx, self.backend, c, &new_cards, now).await?;
         // Tickets that arrived before their member: link them now.
         for chunk in new_cards.chunks(1000) {
             let sql = format!(
                 "UPDATE tickets SET member_id = (SELECT mc.member_id FROM member_cards mc WHERE mc.company_id = tickets.company_id AND mc.card_no = tickets.card_no) \
-                 WHERE company_id = $1 AND member_id IS NULL AND card_no IN ({})",
-                list_placeholders(2, chunk.len())
+                 WHERE company_id = {} AND member_id IS NULL AND card_no IN ({})",
+                crate::db::placeholder(self.backend, 1),
+                list_placeholders(self.backend, 2, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(c);
             for nc in chunk {
@@ -400,17 +403,17 @@ const MEMBER_COLS: usize = 22;
 
 async fn insert_members(
     tx: &mut Transaction<'static, Any>,
-    max_params: usize,
+    backend: Backend,
     c: i64,
     rows: &[(i64, String, Fields)],
     now: i64,
 ) -> Result<()> {
-    for chunk in rows.chunks(max_params / MEMBER_COLS) {
+    for chunk in rows.chunks(backend.max_params() / MEMBER_COLS) {
         let sql = format!(
             "INSERT INTO members (company_id, id, card_no, name_enc, name_hash, phone_enc, phone_hash, gender, birthday, id_number_enc, \
              id_number_hash, store_id, registered_at, clerk_code, source, referrer_card_no, allergies_enc, chronic_conditions, sms_opt_in, \
              status, created_at, updated_at) VALUES {}",
-            values_placeholders(chunk.len(), MEMBER_COLS)
+            values_placeholders(backend, chunk.len(), MEMBER_COLS)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (id, card, f) in chunk {
@@ -445,15 +448,15 @@ async fn insert_members(
 
 async fn insert_cards(
     tx: &mut Transaction<'static, Any>,
-    max_params: usize,
+    backend: Backend,
     c: i64,
     rows: &[NewCard],
     now: i64,
 ) -> Result<()> {
-    for chunk in rows.chunks(max_params / 8) {
+    for chunk in rows.chunks(backend.max_params() / 8) {
         let sql = format!(
             "INSERT INTO member_cards (company_id, card_no, member_id, is_primary, legacy_points, row_hash, merged_at, merge_reason) VALUES {}",
-            values_placeholders(chunk.len(), 8)
+            values_placeholders(backend, chunk.len(), 8)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for nc in chunk {

@@ -92,8 +92,9 @@ impl Store {
         let mut existing: HashMap<String, (i64, Vec<u8>)> = HashMap::new();
         for chunk in rows.chunks(1000) {
             let sql = format!(
-                "SELECT code, id, row_hash FROM products WHERE company_id = $1 AND code IN ({})",
-                list_placeholders(2, chunk.len())
+                "SELECT code, id, row_hash FROM products WHERE company_id = {} AND code IN ({})",
+                crate::db::placeholder(self.backend, 1),
+                list_placeholders(self.backend, 2, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(company.0);
             for r in chunk {
@@ -160,7 +161,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO products (company_id, id, code, name, generic_name, spec, manufacturer, brand, category_code, is_prescription, \
                  retail_price, cost_price, days_per_pack, ingredients, points_excluded, row_hash, created_at, updated_at) VALUES {}",
-                values_placeholders(chunk.len(), COLS)
+                values_placeholders(self.backend, chunk.len(), COLS)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (id, r, h) in chunk {

@@ -205,8 +205,9 @@ impl Store {
         let mut existing: HashMap<String, (i64, i64, i64, Option<String>)> = HashMap::new();
         for chunk in ticket_nos.chunks(2000) {
             let sql = format!(
-                "SELECT ticket_no, id, store_id, sold_at, card_no FROM tickets WHERE company_id = $1 AND ticket_no IN ({})",
-                list_placeholders(2, chunk.len())
+                "SELECT ticket_no, id, store_id, sold_at, card_no FROM tickets WHERE company_id = {} AND ticket_no IN ({})",
+                crate::db::placeholder(self.backend, 1),
+                list_placeholders(self.backend, 2, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(c);
             for t in chunk {
@@ -223,8 +224,9 @@ impl Store {
         let ids: Vec<i64> = existing.values().map(|e| e.0).collect();
         for chunk in ids.chunks(2000) {
             let sql = format!(
-                "SELECT ticket_id, line_no, line_hash FROM ticket_lines WHERE company_id = $1 AND ticket_id IN ({})",
-                list_placeholders(2, chunk.len())
+                "SELECT ticket_id, line_no, line_hash FROM ticket_lines WHERE company_id = {} AND ticket_id IN ({})",
+                crate::db::placeholder(self.backend, 1),
+                list_placeholders(self.backend, 2, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(c);
             for id in chunk {
@@ -239,8 +241,9 @@ impl Store {
         let mut members: HashMap<String, i64> = HashMap::new();
         for chunk in cards.chunks(2000) {
             let sql = format!(
-                "SELECT card_no, member_id FROM member_cards WHERE company_id = $1 AND card_no IN ({})",
-                list_placeholders(2, chunk.len())
+                "SELECT card_no, member_id FROM member_cards WHERE company_id = {} AND card_no IN ({})",
+                crate::db::placeholder(self.backend, 1),
+                list_placeholders(self.backend, 2, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(c);
             for t in chunk {
@@ -333,7 +336,7 @@ impl Store {
         for chunk in new_rows.chunks(self.backend.max_params() / TICKET_COLS) {
             let sql = format!(
                 "INSERT INTO tickets (company_id, id, ticket_no, store_id, member_id, card_no, clerk_code, sold_at, line_count, amount, discount, cost, created_at) VALUES {}",
-                values_placeholders(chunk.len(), TICKET_COLS)
+                values_placeholders(self.backend, chunk.len(), TICKET_COLS)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (t, id) in chunk {
@@ -359,7 +362,7 @@ impl Store {
         for chunk in inserts.chunks(self.backend.max_params() / LINE_COLS) {
             let sql = format!(
                 "INSERT INTO ticket_lines (company_id, ticket_id, line_no, product_id, quantity_milli, unit_price, amount, discount, cost, line_hash) VALUES {}",
-                values_placeholders(chunk.len(), LINE_COLS)
+                values_placeholders(self.backend, chunk.len(), LINE_COLS)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for l in chunk {
@@ -419,8 +422,9 @@ impl Store {
                  amount = (SELECT CAST(COALESCE(SUM(l.amount), 0) AS BIGINT) FROM ticket_lines l WHERE l.company_id = tickets.company_id AND l.ticket_id = tickets.id), \
                  discount = (SELECT CAST(COALESCE(SUM(l.discount), 0) AS BIGINT) FROM ticket_lines l WHERE l.company_id = tickets.company_id AND l.ticket_id = tickets.id), \
                  cost = (SELECT CAST(COALESCE(SUM(l.cost), 0) AS BIGINT) FROM ticket_lines l WHERE l.company_id = tickets.company_id AND l.ticket_id = tickets.id) \
-                 WHERE company_id = $1 AND id IN ({})",
-                list_placeholders(2, chunk.len())
+                 WHERE company_id = {} AND id IN ({})",
+                crate::db::placeholder(self.backend, 1),
+                list_placeholders(self.backend, 2, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(c);
             for id in chunk {

@@ -38,8 +38,9 @@ impl Store {
         let mut existing: HashMap<String, (i64, Vec<u8>)> = HashMap::new();
         for chunk in rows.chunks(500) {
             let sql = format!(
-                "SELECT code, id, row_hash FROM stores WHERE company_id = $1 AND code IN ({})",
-                list_placeholders(2, chunk.len())
+                "SELECT code, id, row_hash FROM stores WHERE company_id = {} AND code IN ({})",
+                crate::db::placeholder(self.backend, 1),
+                list_placeholders(self.backend, 2, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(company.0);
             for r in chunk {
@@ -72,7 +73,7 @@ impl Store {
                     next_id += 1;
                     let sql = format!(
                         "INSERT INTO stores (company_id, id, code, name, city, address, opened_on, row_hash, created_at, updated_at) VALUES {}",
-                        values_placeholders(1, 10)
+                        values_placeholders(self.backend, 1, 10)
                     );
                     sqlx::query(AssertSqlSafe(sql))
                         .bind(company.0)

@@ -1,0 +1,82 @@
+//! The binary end to end: demo export, company creation, `import --json` with a report, and honest
+//! exit codes — against the suite's database (SQLite, or PostgreSQL with RXMEMBER_TEST_PG).
+
+use rxmember_store::testing::TestDb;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The key `TestDb` opens its store with ([7; 32]), so the binary and the test read the same data.
+const TEST_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+fn rxmember(db: &TestDb, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rxmember"))
+        .args(args)
+        .env("RXMEMBER_DATABASE_URL", &db.url)
+        .env("RXMEMBER_DATA_KEY", TEST_KEY)
+        .env("RXMEMBER_LOG", "warn")
+        .output()
+        .expect("run rxmember")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn export_create_import_report() {
+    let db = TestDb::new().await;
+    let dir = std::env::temp_dir().join(format!("rxm-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    ok(&rxmember(&db, &["demo", "--size", "tiny", "--seed", "5", "--export", d]));
+    ok(&rxmember(&db, &["company", "create", "TJG", "重庆桐君阁大药房连锁有限责任公司"]));
+    let tjg = Path::new(d).join("TJG");
+    for kind in ["stores", "products", "members"] {
+        let out = ok(&rxmember(&db, &["import", kind, tjg.join(format!("{kind}.csv")).to_str().unwrap(), "--json"]));
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        for key in ["rows", "inserted", "updated", "unchanged", "merged", "rejected", "warnings"] {
+            assert!(v.get(key).is_some(), "{key} missing in {out}");
+        }
+        assert_eq!(v["encoding"], "gb18030");
+        assert_eq!(v["rejected"], 0);
+    }
+    // Sales with a report file; then the same file again changes nothing.
+    let report = dir.join("report.csv");
+    let sales = tjg.join("sales.csv");
+    let out = ok(&rxmember(
+        &db,
+        &[
+            "import",
+            "sales",
+            sales.to_str().unwrap(),
+            "--company",
+            "TJG",
+            "--json",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let rows = v["rows"].as_u64().unwrap();
+    assert!(rows > 1000 && v["inserted"].as_u64() == Some(rows), "{out}");
+    assert!(report.exists());
+    let out = ok(&rxmember(&db, &["import", "sales", sales.to_str().unwrap(), "--json"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["unchanged"].as_u64(), Some(rows));
+
+    // The human summary speaks Chinese; an unreadable file or unknown kind exits non-zero.
+    let out = ok(&rxmember(&db, &["import", "stores", tjg.join("stores.csv").to_str().unwrap()]));
+    assert!(out.contains("未变"), "{out}");
+    let bad = rxmember(&db, &["import", "sales", dir.join("missing.csv").to_str().unwrap()]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.csv"));
+    assert!(!rxmember(&db, &["import", "pets", sales.to_str().unwrap()]).status.success());
+    let missing_cols = dir.join("cols.csv");
+    std::fs::write(&missing_cols, "小票号,商品编码\nT1,P1\n").unwrap();
+    let bad = rxmember(&db, &["import", "sales", missing_cols.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("missing required columns"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    db.cleanup().await;
+}

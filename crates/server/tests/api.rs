@@ -1,0 +1,205 @@
+//! HTTP tests: the real router in-process on a real database (SQLite, or PostgreSQL with
+//! RXMEMBER_TEST_PG): login and sessions, scoped and masked member data, cross-tenant refusal, the
+//! ERP push import with an API token, the OpenAPI document.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use rxmember_core::org::Scope;
+use rxmember_server::{AppState, router};
+use rxmember_store::testing::TestDb;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct App {
+    router: Router,
+    db: TestDb,
+}
+
+async fn app() -> App {
+    let db = TestDb::new().await;
+    rxmember_demo::load(&db.store, &rxmember_demo::Options { size: rxmember_demo::Size::Tiny, seed: 3 }, &mut |_| {})
+        .await
+        .unwrap();
+    rxmember_demo::ensure_demo_logins(&db.store).await.unwrap();
+    App { router: router(AppState::new(db.store.clone(), false)), db }
+}
+
+async fn call(
+    app: &App,
+    method: &str,
+    uri: &str,
+    cookie: Option<&str>,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value, Option<String>) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    if let Some(t) = bearer {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some(b) => req.header(header::CONTENT_TYPE, "application/json").body(Body::from(b.to_string())).unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    };
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let set_cookie = res.headers().get(header::SET_COOKIE).map(|v| v.to_str().unwrap().to_string());
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, json, set_cookie)
+}
+
+async fn login(app: &App, user: &str) -> String {
+    let (status, me, cookie) = call(
+        app,
+        "POST",
+        "/api/v1/login",
+        None,
+        None,
+        Some(json!({"username": user, "password": rxmember_demo::DEMO_PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    let cookie = cookie.unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+    cookie.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn login_sessions_and_errors() {
+    let app = app().await;
+    let (status, body, _) = call(&app, "GET", "/api/v1/members", None, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthenticated");
+    let (status, _, _) =
+        call(&app, "POST", "/api/v1/login", None, None, Some(json!({"username": "admin", "password": "wrong"}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let cookie = login(&app, "admin").await;
+    let (status, me, _) = call(&app, "GET", "/api/v1/me", Some(&cookie), None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["role"], "group_admin");
+    let (status, _, cleared) = call(&app, "POST", "/api/v1/logout", Some(&cookie), None, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(cleared.unwrap().contains("Max-Age=0"));
+    let (status, _, _) = call(&app, "GET", "/api/v1/me", Some(&cookie), None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, health, _) = call(&app, "GET", "/health", None, None, None).await;
+    assert_eq!((status, health["database"].clone()), (StatusCode::OK, json!(true)));
+    app.db.cleanup().await;
+}
+
+#[tokio::test]
+async fn members_are_scoped_and_masked_by_role() {
+    let app = app().await;
+    let admin = login(&app, "tjg-admin").await;
+    let (status, page, _) = call(&app, "GET", "/api/v1/members?per_page=5", Some(&admin), None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let total_company = page["total"].as_i64().unwrap();
+    assert!(total_company > 0);
+    let phone = page["members"].as_array().unwrap().iter().find_map(|m| m["phone"].as_str()).unwrap().to_string();
+    assert!(!phone.contains('*'), "company admin sees phones: {phone}");
+    // The company admin cannot read another company.
+    let (status, body, _) = call(&app, "GET", "/api/v1/members?company=SCTJ", Some(&admin), None, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    let manager = login(&app, "tjg-manager").await;
+    let (_, page, _) = call(&app, "GET", "/api/v1/members?per_page=50", Some(&manager), None, None).await;
+    let store_total = page["total"].as_i64().unwrap();
+    assert!(store_total > 0 && store_total < total_company, "{store_total} of {total_company}");
+    for m in page["members"].as_array().unwrap() {
+        if let Some(p) = m["phone"].as_str() {
+            assert!(p.contains("****"), "store managers see masked phones: {p}");
+        }
+    }
+    // Detail of a member of another store: not found for this manager.
+    let (_, all, _) = call(&app, "GET", "/api/v1/members?per_page=500", Some(&admin), None, None).await;
+    let visible: Vec<i64> = page["members"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    let other = all["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| !visible.contains(&m["id"].as_i64().unwrap()) && store_total <= 50)
+        .cloned();
+    if let Some(o) = other {
+        let uri = format!("/api/v1/members/{}/{}", o["company_id"], o["id"]);
+        let (status, _, _) = call(&app, "GET", &uri, Some(&manager), None, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, detail, _) = call(&app, "GET", &uri, Some(&admin), None, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(detail["card_no"], o["card_no"]);
+    }
+    // Every unmasked reveal was audited.
+    let entries = app.db.store.audit_entries(&Scope::cli(), 50).await.unwrap();
+    assert!(entries.iter().any(|e| e.action == "member.list" && e.actor == "staff:tjg-admin"));
+    app.db.cleanup().await;
+}
+
+#[tokio::test]
+async fn erp_pushes_rows_with_an_api_token() {
+    let app = app().await;
+    let cli = Scope::cli();
+    let company = app.db.store.company_by_code(&cli, "TJG").await.unwrap();
+    let token = app.db.store.create_api_token(&cli, company.id, "erp").await.unwrap();
+    let rows = json!([
+        {"会员卡号": "API001", "姓名": "钱多多", "手机号": "13912340001", "性别": "女"},
+        {"会员卡号": "API002", "手机号": "12345"},
+        {"姓名": "没有卡号"}
+    ]);
+    let (status, body, _) = call(&app, "POST", "/api/v1/import/members", None, Some(&token), Some(rows.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["summary"]["inserted"], 2);
+    assert_eq!(body["summary"]["rejected"], 1);
+    assert_eq!(body["summary"]["warnings"], 1);
+    assert_eq!(body["issues"][0]["code"], "invalid_phone");
+    let (_, again, _) = call(&app, "POST", "/api/v1/import/members", None, Some(&token), Some(rows)).await;
+    assert_eq!(again["summary"]["unchanged"], 2);
+    // A token is bound to its company; bad tokens and bad bodies are refused clearly.
+    let (status, _, _) =
+        call(&app, "POST", "/api/v1/import/members?company=SCTJ", None, Some(&token), Some(json!([]))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) =
+        call(&app, "POST", "/api/v1/import/members", None, Some("rxm_1_forged"), Some(json!([]))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body, _) =
+        call(&app, "POST", "/api/v1/import/members", None, Some(&token), Some(json!({"not": "an array"}))).await;
+    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::BAD_REQUEST, json!("bad_request")));
+    let (status, body, _) =
+        call(&app, "POST", "/api/v1/import/sales", None, Some(&token), Some(json!([{"ticket_no": "X"}]))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // A store manager may read but not import.
+    let manager = login(&app, "tjg-manager").await;
+    let (status, _, _) = call(&app, "POST", "/api/v1/import/members", Some(&manager), None, Some(json!([]))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    app.db.cleanup().await;
+}
+
+#[tokio::test]
+async fn openapi_and_console_are_served() {
+    let app = app().await;
+    let (status, doc, _) = call(&app, "GET", "/api/openapi.json", None, None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in ["/api/v1/login", "/api/v1/members", "/api/v1/import/{kind}", "/health"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from OpenAPI");
+    }
+    let (status, page, _) = call(&app, "GET", "/", None, None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.as_str().unwrap().contains("会员营销服务平台"));
+    let admin = login(&app, "admin").await;
+    let (_, products, _) = call(&app, "GET", "/api/v1/products?company=TJG&q=硝苯地平", Some(&admin), None, None).await;
+    assert!(products["total"].as_i64().unwrap() >= 1, "{products}");
+    let (_, tickets, _) = call(&app, "GET", "/api/v1/tickets?company=TJG&per_page=3", Some(&admin), None, None).await;
+    let t = &tickets["tickets"][0];
+    let (status, one, _) =
+        call(&app, "GET", &format!("/api/v1/tickets/{}/{}", t["company_id"], t["id"]), Some(&admin), None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["ticket_no"], t["ticket_no"]);
+    app.db.cleanup().await;
+}
