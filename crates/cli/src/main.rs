@@ -1,5 +1,6 @@
 //! `rxmember`: the one binary — serve, import, demo, and the operator's commands.
 
+mod bench;
 mod config;
 mod import_cmd;
 
@@ -78,8 +79,33 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// A company's product category taxonomy (the shipped default, or the company's own).
+    Taxonomy {
+        #[command(subcommand)]
+        command: TaxonomyCommand,
+    },
     /// Apply database migrations and exit.
     Migrate,
+    /// Benchmarks that print figures (see bench/README.md).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// ERP import throughput into SQLite and, with --pg, PostgreSQL, on the demo chain's exported files.
+    Import {
+        /// Where the demo files are (generated there if missing).
+        #[arg(long, default_value = "bench/data/demo-small")]
+        files: PathBuf,
+        #[arg(long, default_value = "small")]
+        size: String,
+        /// A PostgreSQL admin URL; a scratch database is created and dropped.
+        #[arg(long)]
+        pg: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -88,6 +114,21 @@ enum CompanyCommand {
     Create { code: String, name: String },
     /// List companies.
     List,
+}
+
+#[derive(Subcommand)]
+enum TaxonomyCommand {
+    /// Print the company's taxonomy as CSV (major_code,major_name,major_name_en,minor_code,minor_name,minor_name_en).
+    Export {
+        #[arg(long)]
+        company: String,
+    },
+    /// Replace the company's taxonomy with a CSV file of the same shape.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        company: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -150,6 +191,20 @@ fn init_tracing() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if let Command::Bench { command: BenchCommand::Import { files, size, pg } } = &cli.command {
+        let size = rxmember_demo::Size::parse(size).context("--size must be tiny, small or large")?;
+        let rows = bench::import(files, size, pg.as_deref()).await?;
+        bench::print(&rows);
+        return Ok(());
+    }
+    if let Command::Demo { size, seed, export: Some(dir) } = &cli.command {
+        // Writing files needs no database.
+        let size = rxmember_demo::Size::parse(size).context("--size must be tiny, small or large")?;
+        let summary = rxmember_demo::export(&rxmember_demo::Options { size, seed: *seed }, dir)
+            .with_context(|| format!("writing demo files to {}", dir.display()))?;
+        println!("{summary}");
+        return Ok(());
+    }
     let config = Config::resolve(&cli.config)?;
     let store = config.open_store().await?;
     let scope = Scope::cli();
@@ -157,14 +212,30 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Migrate => {
             println!("database is up to date ({})", config.redacted_url());
         }
+        Command::Bench { .. } => unreachable!("handled above"),
+        Command::Taxonomy { command } => match command {
+            TaxonomyCommand::Export { company } => {
+                let c = store.company_by_code(&scope, &company).await?;
+                print!("{}", store.taxonomy(&scope, c.id).await?.to_csv());
+            }
+            TaxonomyCommand::Import { file, company } => {
+                let c = store.company_by_code(&scope, &company).await?;
+                let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+                let t = rxmember_core::taxonomy::Taxonomy::parse_csv(&text)
+                    .with_context(|| format!("in {}", file.display()))?;
+                store.replace_taxonomy(&scope, c.id, &t).await?;
+                println!("{}: {} major / {} minor categories", c.code, t.majors().count(), t.minors().count());
+            }
+        },
         Command::Serve { bind, demo, demo_size } => {
+            let mut banner = Vec::new();
             if demo {
                 let size =
                     rxmember_demo::Size::parse(&demo_size).context("--demo-size must be tiny, small or large")?;
-                ensure_demo(&store, size).await?;
+                banner = ensure_demo(&store, size).await?;
             }
             let state = rxmember_server::AppState::new(store.clone(), config.secure_cookies);
-            rxmember_server::serve(state, &bind, demo).await?;
+            rxmember_server::serve(state, &bind, &banner).await?;
         }
         Command::Import { kind, file, company, report, json } => {
             import_cmd::run(&store, &scope, &kind, &file, company.as_deref(), report.as_deref(), json).await?;
@@ -253,8 +324,8 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// On an empty database: the demo chain and the demo login.
-async fn ensure_demo(store: &rxmember_store::Store, size: rxmember_demo::Size) -> Result<()> {
+/// On an empty database: the demo chain. Always: the demo logins. Returns the lines to print.
+async fn ensure_demo(store: &rxmember_store::Store, size: rxmember_demo::Size) -> Result<Vec<String>> {
     if store.companies(&Scope::cli()).await?.is_empty() {
         eprintln!("正在生成演示数据 (generating the demo chain, size {size:?}) ...");
         let summary =
@@ -262,6 +333,10 @@ async fn ensure_demo(store: &rxmember_store::Store, size: rxmember_demo::Size) -
                 .await?;
         eprintln!("{summary}");
     }
-    rxmember_demo::ensure_demo_logins(store).await?;
-    Ok(())
+    let logins = rxmember_demo::ensure_demo_logins(store).await?;
+    let mut banner = vec![format!("演示账号 (demo logins), 密码 password: {}", rxmember_demo::DEMO_PASSWORD)];
+    for (username, role) in logins {
+        banner.push(format!("  {username:<14} {} ({})", role.label_zh(), role.as_str()));
+    }
+    Ok(banner)
 }

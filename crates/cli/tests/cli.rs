@@ -80,3 +80,33 @@ async fn export_create_import_report() {
     std::fs::remove_dir_all(&dir).unwrap();
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_company_overrides_its_taxonomy() {
+    let db = TestDb::new().await;
+    let dir = std::env::temp_dir().join(format!("rxm-cli-tax-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    ok(&rxmember(&db, &["company", "create", "A", "甲"]));
+    ok(&rxmember(&db, &["company", "create", "B", "乙"]));
+    let csv = ok(&rxmember(&db, &["taxonomy", "export", "--company", "A"]));
+    assert!(csv.lines().count() > 280);
+    // Company A renames a minor category and adds its own.
+    let mut custom = csv.replace(",复方感冒药,", ",感冒复方制剂,");
+    custom.push_str("66,院内制剂,In-house preparations,6601,院内膏方,In-house pastes\n");
+    let file = dir.join("tax.csv");
+    std::fs::write(&file, &custom).unwrap();
+    let out = ok(&rxmember(&db, &["taxonomy", "import", file.to_str().unwrap(), "--company", "A"]));
+    assert!(out.contains("66 major"), "{out}");
+    let products = dir.join("p.csv");
+    std::fs::write(&products, "商品编码,商品名称,品类\nP1,膏方,院内制剂/院内膏方\nP2,感冒药,感冒复方制剂\n").unwrap();
+    let out = ok(&rxmember(&db, &["import", "products", products.to_str().unwrap(), "--company", "A", "--json"]));
+    assert!(out.contains("\"warnings\":0"), "{out}");
+    // Company B still has the default: the same file warns there.
+    let out = ok(&rxmember(&db, &["import", "products", products.to_str().unwrap(), "--company", "B", "--json"]));
+    assert!(out.contains("\"warnings\":2"), "{out}");
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "h\n01,a,b,0201,c,d\n").unwrap();
+    assert!(!rxmember(&db, &["taxonomy", "import", bad.to_str().unwrap(), "--company", "A"]).status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+    db.cleanup().await;
+}

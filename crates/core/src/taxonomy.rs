@@ -84,6 +84,20 @@ impl Taxonomy {
         Ok(Taxonomy { categories })
     }
 
+    /// The CSV form [`parse_csv`](Self::parse_csv) reads.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("major_code,major_name,major_name_en,minor_code,minor_name,minor_name_en\n");
+        for m in self.minors() {
+            if let Some(major) = self.get(&m.major_code) {
+                out.push_str(&format!(
+                    "{},{},{},{},{},{}\n",
+                    major.code, major.name, major.name_en, m.code, m.name, m.name_en
+                ));
+            }
+        }
+        out
+    }
+
     pub fn majors(&self) -> impl Iterator<Item = &Category> {
         self.categories.iter().filter(|c| c.is_major())
     }
@@ -152,6 +166,12 @@ mod tests {
         assert_eq!(t.resolve("内分泌用药").unwrap().code, "04");
         assert!(t.resolve("心脑血管用药/口服降糖药").is_none());
         assert!(t.resolve("不存在").is_none());
+    }
+
+    #[test]
+    fn csv_round_trips() {
+        let t = Taxonomy::default_pharmacy();
+        assert_eq!(Taxonomy::parse_csv(&t.to_csv()).unwrap(), t);
     }
 
     #[test]

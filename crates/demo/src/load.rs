@@ -24,6 +24,8 @@ struct StoreSink<'a> {
     stores: HashMap<String, rxmember_core::StoreId>,
     products: HashMap<String, ProductRef>,
     sales: Option<SalesContext>,
+    /// Batches written, to refresh PostgreSQL's statistics as the tables grow.
+    batches: u64,
     progress: &'a mut dyn FnMut(&str),
 }
 
@@ -68,7 +70,12 @@ impl Sink for StoreSink<'_> {
 
     async fn sales(&mut self, rows: &[(i64, SaleLineInput)]) -> Result<(), StoreError> {
         let ctx = self.sales.as_ref().expect("products() comes before sales()");
-        self.store.write_sales(&self.scope, ctx, rows).await.map(|_| ())
+        self.store.write_sales(&self.scope, ctx, rows).await?;
+        self.batches += 1;
+        if self.batches.is_power_of_two() {
+            self.store.refresh_statistics(&["tickets", "ticket_lines", "member_cards", "members"]).await?;
+        }
+        Ok(())
     }
 
     async fn returns(&mut self, rows: &[ReturnInput]) -> Result<(), StoreError> {
@@ -93,6 +100,7 @@ pub async fn load(store: &Store, opts: &Options, progress: &mut dyn FnMut(&str))
         stores: HashMap::new(),
         products: HashMap::new(),
         sales: None,
+        batches: 0,
         progress,
     };
     generate(opts, &mut sink).await

@@ -34,6 +34,18 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.as_str() == s || (s == "health-checks" && *k == Kind::HealthChecks))
     }
 
+    /// The tables an import of this kind fills and then looks up in.
+    pub fn tables(self) -> &'static [&'static str] {
+        match self {
+            Kind::Stores => &["stores"],
+            Kind::Members => &["members", "member_cards", "tickets"],
+            Kind::Products => &["products"],
+            Kind::Sales => &["tickets", "ticket_lines"],
+            Kind::Returns => &["returns"],
+            Kind::HealthChecks => &["health_checks"],
+        }
+    }
+
     /// The columns of this kind: (name, aliases, required).
     pub fn columns(self) -> &'static [Column] {
         match self {

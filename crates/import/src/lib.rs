@@ -44,6 +44,9 @@ const BATCH_ROWS: usize = 5_000;
 
 /// Imports `source` as `kind` into `company`, under `scope`. Row problems go into the report; only
 /// an unreadable file or a missing required column is an error.
+///
+/// Reading and cleaning run on a blocking thread one batch ahead of the database writes, so parsing
+/// overlaps with the database's work; at most two cleaned batches wait in between.
 pub async fn import(
     store: &Store,
     scope: &Scope,
@@ -60,46 +63,97 @@ pub async fn import(
     let company_row = store.company(scope, company).await?;
     let mut report =
         ImportReport::new(kind, source.describe(), source.encoding().to_string(), mapping.unknown_columns());
+    let clean_ctx = rows::CleanContext::load(store, scope, &company_row, kind).await?;
     let mut ctx = rows::Context::load(store, scope, &company_row, kind).await?;
 
-    let mut batch: Vec<(u64, Cleaned)> = Vec::with_capacity(BATCH_ROWS);
-    let mut line_numbers = LineNumbers::default();
-    let mut rows_read: u64 = 0;
-    while let Some((row_no, record)) = source.next_record()? {
-        rows_read += 1;
-        match rows::clean(&mapping, &ctx, &record) {
-            Ok(mut cleaned) => {
-                if let Cleaned::Sale(line_no, line, _) = &mut cleaned {
-                    *line_no = line_numbers.assign(line, *line_no);
-                }
-                // Keep a ticket's lines in one batch: flush only when the ticket changes.
-                let boundary = match (&cleaned, batch.last()) {
-                    (Cleaned::Sale(_, l, _), Some((_, Cleaned::Sale(_, prev, _)))) => l.ticket_no != prev.ticket_no,
-                    _ => true,
-                };
-                if batch.len() >= BATCH_ROWS && boundary {
-                    flush(store, scope, company, &mut ctx, &mut batch, &mut report).await?;
-                    progress(rows_read, source.fraction_read());
-                }
-                batch.push((row_no, cleaned));
-            }
-            Err(issue) => {
-                if kind == Kind::Sales {
-                    line_numbers.skip(&mapping, &record);
-                }
-                report.record(row_no, RowResult::rejected(issue));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Chunk, ImportError>>(2);
+    let reader = tokio::task::spawn_blocking(move || read_chunks(source, mapping, clean_ctx, tx));
+    let mut batches: u64 = 0;
+    while let Some(chunk) = rx.recv().await {
+        let chunk = chunk?;
+        let mut batch = Vec::with_capacity(chunk.rows.len());
+        for (row_no, cleaned) in chunk.rows {
+            match cleaned {
+                Ok(c) => batch.push((row_no, c)),
+                Err(issue) => report.record(row_no, RowResult::rejected(issue)),
             }
         }
+        flush(store, scope, company, &mut ctx, &mut batch, &mut report).await?;
+        batches += 1;
+        if batches.is_power_of_two() {
+            store.refresh_statistics(kind.tables()).await?;
+        }
+        progress(chunk.rows_read, chunk.fraction);
     }
-    flush(store, scope, company, &mut ctx, &mut batch, &mut report).await?;
-    progress(rows_read, 1.0);
-    // Rows rejected while cleaning were recorded before the batches they sat in: put them in order.
+    reader.await.map_err(|e| ImportError::Unreadable { path: report.source.clone(), reason: e.to_string() })?;
+    store.refresh_statistics(kind.tables()).await?;
+    // Rows rejected while cleaning are recorded before the rest of their batch: put them in order.
     report.lines.sort_by_key(|l| l.row);
     report.summary.elapsed_ms = started.elapsed().as_millis() as u64;
     let summary = serde_json::to_string(&report.summary).unwrap_or_default();
     store.finish_import_run(company, run_id, &summary).await?;
     store.audit(scope, Some(company), "import", Some(kind.as_str()), Some(&summary)).await?;
     Ok(report)
+}
+
+/// A batch of rows read and cleaned, in file order.
+struct Chunk {
+    rows: Vec<(u64, Result<Cleaned, rxmember_store::Issue>)>,
+    rows_read: u64,
+    fraction: f64,
+}
+
+/// The reader thread: reads records, cleans them, and sends batches of about [`BATCH_ROWS`] rows
+/// that end between tickets. Stops when the receiver is gone (the import was cancelled).
+fn read_chunks(
+    mut source: Source,
+    mapping: kinds::Mapping,
+    ctx: rows::CleanContext,
+    tx: tokio::sync::mpsc::Sender<Result<Chunk, ImportError>>,
+) {
+    let mut line_numbers = LineNumbers::default();
+    let mut rows_read: u64 = 0;
+    let mut chunk: Vec<(u64, Result<Cleaned, rxmember_store::Issue>)> = Vec::with_capacity(BATCH_ROWS + 64);
+    let mut last_ticket: Option<String> = None;
+    loop {
+        let record = match source.next_record() {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        let Some((row_no, record)) = record else { break };
+        rows_read += 1;
+        let mut cleaned = rows::clean(&mapping, &ctx, &record);
+        let ticket = match &mut cleaned {
+            Ok(Cleaned::Sale(line_no, line, _)) => {
+                *line_no = line_numbers.assign(line, *line_no);
+                Some(line.ticket_no.clone())
+            }
+            Err(_) if mapping.kind == Kind::Sales => {
+                line_numbers.skip(&mapping, &record);
+                None
+            }
+            _ => None,
+        };
+        // Keep a ticket's lines in one batch: cut only where the ticket changes.
+        let boundary = ticket.is_none() || ticket != last_ticket;
+        if chunk.len() >= BATCH_ROWS && boundary {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(BATCH_ROWS + 64));
+            if tx
+                .blocking_send(Ok(Chunk { rows: full, rows_read: rows_read - 1, fraction: source.fraction_read() }))
+                .is_err()
+            {
+                return;
+            }
+        }
+        if ticket.is_some() {
+            last_ticket = ticket;
+        }
+        chunk.push((row_no, cleaned));
+    }
+    let _ = tx.blocking_send(Ok(Chunk { rows: chunk, rows_read, fraction: 1.0 }));
 }
 
 async fn flush(

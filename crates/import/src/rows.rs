@@ -18,11 +18,33 @@ use rxmember_store::sales::SalesContext;
 use rxmember_store::{Store, StoreError};
 use std::collections::HashMap;
 
-/// What cleaning and writing need to know of the company, loaded once per import.
-pub(crate) struct Context {
+/// What cleaning needs to know of the company (read-only; moves to the reader thread).
+pub(crate) struct CleanContext {
     company: Company,
-    stores: HashMap<String, StoreId>,
     taxonomy: Taxonomy,
+}
+
+impl CleanContext {
+    pub(crate) async fn load(
+        store: &Store,
+        scope: &Scope,
+        company: &Company,
+        kind: Kind,
+    ) -> Result<CleanContext, StoreError> {
+        Ok(CleanContext {
+            company: company.clone(),
+            taxonomy: if kind == Kind::Products {
+                store.taxonomy(scope, company.id).await?
+            } else {
+                Taxonomy::default()
+            },
+        })
+    }
+}
+
+/// What writing needs to resolve codes, loaded once per import.
+pub(crate) struct Context {
+    stores: HashMap<String, StoreId>,
     products: HashMap<String, ProductRef>,
     sales: Option<SalesContext>,
 }
@@ -36,12 +58,10 @@ impl Context {
     ) -> Result<Context, StoreError> {
         let id = company.id;
         Ok(Context {
-            company: company.clone(),
             stores: match kind {
                 Kind::Members | Kind::HealthChecks => store.store_codes(scope, id).await?,
                 _ => HashMap::new(),
             },
-            taxonomy: if kind == Kind::Products { store.taxonomy(scope, id).await? } else { Taxonomy::default() },
             products: if kind == Kind::Returns { store.product_refs(scope, id).await? } else { HashMap::new() },
             sales: if kind == Kind::Sales { Some(store.sales_context(scope, id).await?) } else { None },
         })
@@ -132,7 +152,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-pub(crate) fn clean(mapping: &Mapping, ctx: &Context, record: &[String]) -> Result<Cleaned, Issue> {
+pub(crate) fn clean(mapping: &Mapping, ctx: &CleanContext, record: &[String]) -> Result<Cleaned, Issue> {
     let mut f = Fields { mapping, record, warnings: Vec::new(), offset_minutes: ctx.company.utc_offset_minutes };
     match mapping.kind {
         Kind::Stores => {

@@ -287,9 +287,7 @@ pub async fn import(
                     .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             }
             tokio::io::AsyncWriteExt::flush(&mut out).await.map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            let mut src = Source::open(&tmp.0)?;
-            let _ = &mut src;
-            found = Some((src, name));
+            found = Some((Source::open(&tmp.0)?, name));
             _tmp = Some(tmp);
             break;
         }

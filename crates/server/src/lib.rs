@@ -35,20 +35,14 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves until Ctrl-C or SIGTERM, then finishes in-flight requests and closes the database.
-pub async fn serve(state: AppState, bind: &str, demo: bool) -> std::io::Result<()> {
+/// `banner` lines (e.g. the demo logins) are printed after the URL.
+pub async fn serve(state: AppState, bind: &str, banner: &[String]) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
     let store = state.store.clone();
     println!("rxmember 已启动: http://{addr}/");
-    if demo {
-        println!("演示账号 (demo logins), 密码 password: {DEMO_PASSWORD}");
-        println!("  admin          集团管理员 (group admin)");
-        for c in store.companies(&rxmember_core::org::Scope::cli()).await.unwrap_or_default().iter().take(1) {
-            let p = c.code.to_lowercase();
-            println!("  {p}-admin      公司管理员 (company admin, {})", c.name);
-            println!("  {p}-manager    店长 (store manager)");
-            println!("  {p}-clerk      店员 (clerk)");
-        }
+    for line in banner {
+        println!("{line}");
     }
     println!("API 文档 (OpenAPI): http://{addr}/api/openapi.json");
     tracing::info!(%addr, "listening");
@@ -57,9 +51,6 @@ pub async fn serve(state: AppState, bind: &str, demo: bool) -> std::io::Result<(
     tracing::info!("stopped");
     Ok(())
 }
-
-/// The demo logins' password (kept equal to rxmember-demo's, which the server does not depend on).
-const DEMO_PASSWORD: &str = "demo1234";
 
 async fn shutdown_signal() {
     let ctrl_c = async {

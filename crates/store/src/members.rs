@@ -408,7 +408,7 @@ async fn insert_members(
     rows: &[(i64, String, Fields)],
     now: i64,
 ) -> Result<()> {
-    for chunk in rows.chunks(backend.max_params() / MEMBER_COLS) {
+    for chunk in rows.chunks(backend.rows_per_insert(MEMBER_COLS)) {
         let sql = format!(
             "INSERT INTO members (company_id, id, card_no, name_enc, name_hash, phone_enc, phone_hash, gender, birthday, id_number_enc, \
              id_number_hash, store_id, registered_at, clerk_code, source, referrer_card_no, allergies_enc, chronic_conditions, sms_opt_in, \
@@ -453,7 +453,7 @@ async fn insert_cards(
     rows: &[NewCard],
     now: i64,
 ) -> Result<()> {
-    for chunk in rows.chunks(backend.max_params() / 8) {
+    for chunk in rows.chunks(backend.rows_per_insert(8)) {
         let sql = format!(
             "INSERT INTO member_cards (company_id, card_no, member_id, is_primary, legacy_points, row_hash, merged_at, merge_reason) VALUES {}",
             values_placeholders(backend, chunk.len(), 8)

@@ -157,7 +157,7 @@ impl Store {
                 }
             }
         }
-        for chunk in inserts.chunks(self.backend.max_params() / COLS) {
+        for chunk in inserts.chunks(self.backend.rows_per_insert(COLS)) {
             let sql = format!(
                 "INSERT INTO products (company_id, id, code, name, generic_name, spec, manufacturer, brand, category_code, is_prescription, \
                  retail_price, cost_price, days_per_pack, ingredients, points_excluded, row_hash, created_at, updated_at) VALUES {}",

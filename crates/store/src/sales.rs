@@ -333,7 +333,7 @@ impl Store {
         let now = now_ms();
         let new_rows: Vec<(&str, i64)> =
             new_tickets.iter().filter_map(|t| totals.get(&ticket_ids[t]).map(|_| (*t, ticket_ids[t]))).collect();
-        for chunk in new_rows.chunks(self.backend.max_params() / TICKET_COLS) {
+        for chunk in new_rows.chunks(self.backend.rows_per_insert(TICKET_COLS)) {
             let sql = format!(
                 "INSERT INTO tickets (company_id, id, ticket_no, store_id, member_id, card_no, clerk_code, sold_at, line_count, amount, discount, cost, created_at) VALUES {}",
                 values_placeholders(self.backend, chunk.len(), TICKET_COLS)
@@ -359,7 +359,7 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        for chunk in inserts.chunks(self.backend.max_params() / LINE_COLS) {
+        for chunk in inserts.chunks(self.backend.rows_per_insert(LINE_COLS)) {
             let sql = format!(
                 "INSERT INTO ticket_lines (company_id, ticket_id, line_no, product_id, quantity_milli, unit_price, amount, discount, cost, line_hash) VALUES {}",
                 values_placeholders(self.backend, chunk.len(), LINE_COLS)

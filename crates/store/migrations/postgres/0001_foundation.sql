@@ -184,8 +184,9 @@ CREATE TABLE tickets (
     PRIMARY KEY (company_id, id)
 );
 CREATE UNIQUE INDEX tickets_no ON tickets (company_id, ticket_no);
-CREATE INDEX tickets_member ON tickets (company_id, member_id, sold_at);
-CREATE INDEX tickets_card ON tickets (company_id, card_no);
+-- Member tickets only; the card index covers just the tickets still waiting for their member.
+CREATE INDEX tickets_member ON tickets (company_id, member_id, sold_at) WHERE member_id IS NOT NULL;
+CREATE INDEX tickets_card ON tickets (company_id, card_no) WHERE member_id IS NULL AND card_no IS NOT NULL;
 CREATE INDEX tickets_sold ON tickets (company_id, sold_at);
 
 CREATE TABLE ticket_lines (

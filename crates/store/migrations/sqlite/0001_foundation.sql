@@ -1,7 +1,9 @@
 -- rxmember foundation schema (SQLite). Keep in step with ../postgres/0001_foundation.sql.
 -- Conventions: instants are epoch milliseconds (UTC) in BIGINT; calendar dates are TEXT 'YYYY-MM-DD'
 -- in the company's local time; money is integer fen; quantities are integer thousandths (milli-units).
--- Every tenant table leads its primary key and unique indexes with company_id.
+-- Every tenant table leads its primary key and unique indexes with company_id. Tables always read by
+-- their primary key are WITHOUT ROWID, so the key is the table itself, not a second B-tree. (Not
+-- tickets: read by ticket_no, and SQLite's planner would scan the clustered key instead.)
 
 CREATE TABLE group_info (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -24,7 +26,7 @@ CREATE TABLE id_counters (
     kind TEXT NOT NULL,
     next_id BIGINT NOT NULL,
     PRIMARY KEY (company_id, kind)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE categories (
     company_id BIGINT NOT NULL,
@@ -33,7 +35,7 @@ CREATE TABLE categories (
     name TEXT NOT NULL,
     name_en TEXT NOT NULL,
     PRIMARY KEY (company_id, code)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE stores (
     company_id BIGINT NOT NULL,
@@ -72,7 +74,7 @@ CREATE TABLE staff_stores (
     staff_id BIGINT NOT NULL,
     store_id BIGINT NOT NULL,
     PRIMARY KEY (company_id, staff_id, store_id)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE sessions (
     token_hash BLOB PRIMARY KEY,
@@ -139,7 +141,7 @@ CREATE TABLE member_cards (
     merged_at BIGINT,
     merge_reason TEXT,
     PRIMARY KEY (company_id, card_no)
-);
+) WITHOUT ROWID;
 CREATE INDEX member_cards_member ON member_cards (company_id, member_id);
 
 CREATE TABLE products (
@@ -184,8 +186,9 @@ CREATE TABLE tickets (
     PRIMARY KEY (company_id, id)
 );
 CREATE UNIQUE INDEX tickets_no ON tickets (company_id, ticket_no);
-CREATE INDEX tickets_member ON tickets (company_id, member_id, sold_at);
-CREATE INDEX tickets_card ON tickets (company_id, card_no);
+-- Member tickets only; the card index covers just the tickets still waiting for their member.
+CREATE INDEX tickets_member ON tickets (company_id, member_id, sold_at) WHERE member_id IS NOT NULL;
+CREATE INDEX tickets_card ON tickets (company_id, card_no) WHERE member_id IS NULL AND card_no IS NOT NULL;
 CREATE INDEX tickets_sold ON tickets (company_id, sold_at);
 
 CREATE TABLE ticket_lines (
@@ -200,7 +203,7 @@ CREATE TABLE ticket_lines (
     cost BIGINT NOT NULL,
     line_hash BLOB NOT NULL,
     PRIMARY KEY (company_id, ticket_id, line_no)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE returns (
     company_id BIGINT NOT NULL,
