@@ -70,7 +70,8 @@ impl Sink for StoreSink<'_> {
 
     async fn sales(&mut self, rows: &[(i64, SaleLineInput)]) -> Result<(), StoreError> {
         let ctx = self.sales.as_ref().expect("products() comes before sales()");
-        self.store.write_sales(&self.scope, ctx, rows).await?;
+        let refs: Vec<(i64, &SaleLineInput)> = rows.iter().map(|(n, l)| (*n, l)).collect();
+        self.store.write_sales(&self.scope, ctx, &refs).await?;
         self.batches += 1;
         if self.batches.is_power_of_two() {
             self.store.refresh_statistics(&["tickets", "ticket_lines", "member_cards", "members"]).await?;

@@ -374,9 +374,9 @@ pub(crate) async fn write(
         Some(Cleaned::Member(..)) => store.upsert_members(scope, company, &ctx.stores, &collect!(Member)).await,
         Some(Cleaned::Product(..)) => store.upsert_products(scope, company, &collect!(Product)).await,
         Some(Cleaned::Sale(..)) => {
-            let rows: Vec<(i64, SaleLineInput)> = batch
+            let rows: Vec<(i64, &SaleLineInput)> = batch
                 .iter()
-                .filter_map(|(_, c)| if let Cleaned::Sale(n, l, _) = c { Some((*n, l.clone())) } else { None })
+                .filter_map(|(_, c)| if let Cleaned::Sale(n, l, _) = c { Some((*n, l)) } else { None })
                 .collect();
             let sales = ctx.sales.as_ref().expect("sales context loaded for sales imports");
             store.write_sales(scope, sales, &rows).await

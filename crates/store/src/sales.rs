@@ -22,6 +22,9 @@ pub struct SalesContext {
     pub company: CompanyId,
     pub stores: HashMap<String, StoreId>,
     pub products: HashMap<String, ProductRef>,
+    /// Card number → member, as known when the import started. Cards never move to another member,
+    /// so a hit is reliable; a miss is checked against the database (the member may be newer).
+    pub cards: HashMap<String, i64>,
 }
 
 fn line_hash(l: &SaleLineInput, line_no: i64) -> Vec<u8> {
@@ -100,10 +103,16 @@ impl Store {
     /// Loads what a sales import needs to resolve codes.
     pub async fn sales_context(&self, scope: &Scope, company: CompanyId) -> Result<SalesContext> {
         scope.require_company_admin(company)?;
+        let cards: Vec<(String, i64)> =
+            sqlx::query_as("SELECT card_no, member_id FROM member_cards WHERE company_id = $1")
+                .bind(company.0)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(SalesContext {
             company,
             stores: self.store_codes(scope, company).await?,
             products: self.product_refs(scope, company).await?,
+            cards: cards.into_iter().collect(),
         })
     }
 
@@ -114,7 +123,7 @@ impl Store {
         &self,
         scope: &Scope,
         ctx: &SalesContext,
-        rows: &[(i64, SaleLineInput)],
+        rows: &[(i64, &SaleLineInput)],
     ) -> Result<Vec<RowResult>> {
         scope.require_company_admin(ctx.company)?;
         let c = ctx.company.0;
@@ -236,9 +245,18 @@ impl Store {
                 existing_lines.insert((r.try_get("ticket_id")?, r.try_get("line_no")?), r.try_get("line_hash")?);
             }
         }
-        let cards: Vec<&str> =
-            headers.values().filter_map(|h| h.card_no.as_deref()).collect::<HashSet<_>>().into_iter().collect();
+        // Members behind the cards: from the context's map, the rest from the database.
         let mut members: HashMap<String, i64> = HashMap::new();
+        let mut cards: Vec<&str> = Vec::new();
+        for card in headers.values().filter_map(|h| h.card_no.as_deref()) {
+            match ctx.cards.get(card) {
+                Some(m) => {
+                    members.insert(card.to_string(), *m);
+                }
+                None if !cards.contains(&card) => cards.push(card),
+                None => {}
+            }
+        }
         for chunk in cards.chunks(2000) {
             let sql = format!(
                 "SELECT card_no, member_id FROM member_cards WHERE company_id = {} AND card_no IN ({})",

@@ -185,7 +185,8 @@ async fn sales_are_idempotent_and_link_late_members() {
         amount: Fen(amount),
         ..Default::default()
     };
-    let rows = vec![(1, line("T1", Some("C1"), 3000)), (2, line("T1", Some("C1"), 1500)), (1, line("T2", None, 990))];
+    let lines = [line("T1", Some("C1"), 3000), line("T1", Some("C1"), 1500), line("T2", None, 990)];
+    let rows = vec![(1, &lines[0]), (2, &lines[1]), (1, &lines[2])];
     let r = s.write_sales(&cli, &ctx, &rows).await.unwrap();
     assert_eq!(outcomes(&r), vec![RowOutcome::Inserted; 3]);
     assert_eq!(r[0].warnings[0].code, "unknown_card");
@@ -199,7 +200,8 @@ async fn sales_are_idempotent_and_link_late_members() {
     assert_eq!(s.sales_totals(&cli, a.id).await.unwrap().3, 1);
 
     // A corrected line updates the ticket's totals; cost defaults to quantity × cost price.
-    let fixed = vec![(2, line("T1", Some("C1"), 2000))];
+    let fixed_line = line("T1", Some("C1"), 2000);
+    let fixed = vec![(2, &fixed_line)];
     assert_eq!(outcomes(&s.write_sales(&cli, &ctx, &fixed).await.unwrap()), vec![RowOutcome::Updated]);
     let t = s.tickets(&cli, a.id, None, 10, 0).await.unwrap();
     let t1 = t.iter().find(|t| t.ticket_no == "T1").unwrap();
