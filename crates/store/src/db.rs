@@ -211,6 +211,33 @@ pub(crate) fn list_placeholders(b: Backend, from: usize, n: usize) -> String {
     (from..from + n).map(|i| placeholder(b, i)).collect::<Vec<_>>().join(",")
 }
 
+/// Runs a lookup `template` over many keys in chunks: the template holds `{company}` where the
+/// company id goes and `{keys}` where the `IN (...)` list goes, e.g.
+/// `SELECT code, id FROM stores WHERE company_id = {company} AND code IN ({keys})`.
+pub(crate) async fn select_in<K>(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    template: &str,
+    company: i64,
+    keys: &[K],
+) -> Result<Vec<sqlx::any::AnyRow>>
+where
+    K: for<'q> sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send + Clone + 'static,
+{
+    let mut out = Vec::new();
+    for chunk in keys.chunks(1000) {
+        let sql = template
+            .replace("{company}", &placeholder(backend, 1))
+            .replace("{keys}", &list_placeholders(backend, 2, chunk.len()));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(company);
+        for k in chunk {
+            q = q.bind(k.clone());
+        }
+        out.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok(out)
+}
+
 /// Reads a flag column: PostgreSQL stores `BOOLEAN`, SQLite `INTEGER` 0/1 (the `Any` driver cannot
 /// decode SQLite's boolean affinity). Binding a Rust `bool` works on both.
 pub(crate) fn flag(r: &sqlx::any::AnyRow, col: &str) -> Result<bool> {

@@ -2,12 +2,12 @@
 //! may see personal data.
 
 use crate::outcome::{Issue, RowOutcome, RowResult};
-use crate::{Result, Store, StoreError, counters, db::list_placeholders, rowhash};
+use crate::{Result, Store, StoreError, counters, rowhash};
 use rxmember_core::health::{HealthCheck, HealthCheckInput};
 use rxmember_core::org::Scope;
 use rxmember_core::time::{local_date, now_ms};
 use rxmember_core::{CompanyId, MemberId, StoreId};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::Row;
 use std::collections::HashMap;
 
 /// Readings are stored as integer thousandths. (Floats would also work on their own, but sqlx 0.9's
@@ -30,19 +30,17 @@ impl Store {
         let c = company.0;
         let mut tx = self.begin_write().await?;
         let mut members: HashMap<String, i64> = HashMap::new();
-        for chunk in rows.chunks(1000) {
-            let sql = format!(
-                "SELECT card_no, member_id FROM member_cards WHERE company_id = {} AND card_no IN ({})",
-                crate::db::placeholder(self.backend, 1),
-                list_placeholders(self.backend, 2, chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(c);
-            for r in chunk {
-                q = q.bind(r.card_no.as_str());
-            }
-            for r in q.fetch_all(&mut *tx).await? {
-                members.insert(r.try_get("card_no")?, r.try_get("member_id")?);
-            }
+        let card_nos: Vec<_> = rows.iter().map(|r| r.card_no.clone()).collect();
+        for r in crate::db::select_in(
+            &mut tx,
+            self.backend,
+            "SELECT card_no, member_id FROM member_cards WHERE company_id = {company} AND card_no IN ({keys})",
+            c,
+            &card_nos,
+        )
+        .await?
+        {
+            members.insert(r.try_get("card_no")?, r.try_get("member_id")?);
         }
         let now = now_ms();
         let mut out = Vec::with_capacity(rows.len());

@@ -192,17 +192,8 @@ impl Store {
 
         // What the database already knows: the cards, and the people behind the phones.
         let mut cards: HashMap<String, Card> = HashMap::new();
-        for chunk in rows.chunks(1000) {
-            let sql = format!(
-                "SELECT card_no, member_id, is_primary, row_hash FROM member_cards WHERE company_id = {} AND card_no IN ({})",
-                crate::db::placeholder(self.backend, 1),
-                list_placeholders(self.backend, 2, chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(c);
-            for r in chunk {
-                q = q.bind(r.card_no.as_str());
-            }
-            for r in q.fetch_all(&mut *tx).await? {
+        let card_nos: Vec<_> = rows.iter().map(|r| r.card_no.clone()).collect();
+        for r in crate::db::select_in(&mut tx, self.backend, "SELECT card_no, member_id, is_primary, row_hash FROM member_cards WHERE company_id = {company} AND card_no IN ({keys})", c, &card_nos).await? {
                 cards.insert(
                     r.try_get("card_no")?,
                     Card {
@@ -211,7 +202,6 @@ impl Store {
                         row_hash: r.try_get("row_hash")?,
                     },
                 );
-            }
         }
         let phone_hashes: Vec<Vec<u8>> = rows
             .iter()
@@ -219,19 +209,8 @@ impl Store {
             .collect();
         // phone hash → (member id, primary card)
         let mut phones: HashMap<Vec<u8>, (i64, String)> = HashMap::new();
-        for chunk in phone_hashes.chunks(1000) {
-            let sql = format!(
-                "SELECT phone_hash, id, card_no FROM members WHERE company_id = {} AND status = 'active' AND phone_hash IN ({})",
-                crate::db::placeholder(self.backend, 1),
-                list_placeholders(self.backend, 2, chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(c);
-            for h in chunk {
-                q = q.bind(h.clone());
-            }
-            for r in q.fetch_all(&mut *tx).await? {
+        for r in crate::db::select_in(&mut tx, self.backend, "SELECT phone_hash, id, card_no FROM members WHERE company_id = {company} AND status = 'active' AND phone_hash IN ({keys})", c, &phone_hashes).await? {
                 phones.insert(r.try_get("phone_hash")?, (r.try_get("id")?, r.try_get("card_no")?));
-            }
         }
 
         let unknown = rows.iter().filter(|r| !cards.contains_key(&r.card_no)).count() as i64;

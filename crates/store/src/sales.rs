@@ -212,38 +212,17 @@ impl Store {
         // 2. Existing tickets, their lines, and the members behind the cards.
         let ticket_nos: Vec<&str> = headers.keys().copied().collect();
         let mut existing: HashMap<String, (i64, i64, i64, Option<String>)> = HashMap::new();
-        for chunk in ticket_nos.chunks(2000) {
-            let sql = format!(
-                "SELECT ticket_no, id, store_id, sold_at, card_no FROM tickets WHERE company_id = {} AND ticket_no IN ({})",
-                crate::db::placeholder(self.backend, 1),
-                list_placeholders(self.backend, 2, chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(c);
-            for t in chunk {
-                q = q.bind(*t);
-            }
-            for r in q.fetch_all(&mut *tx).await? {
+        let ticket_keys: Vec<_> = ticket_nos.iter().map(|t| t.to_string()).collect();
+        for r in crate::db::select_in(&mut tx, self.backend, "SELECT ticket_no, id, store_id, sold_at, card_no FROM tickets WHERE company_id = {company} AND ticket_no IN ({keys})", c, &ticket_keys).await? {
                 existing.insert(
                     r.try_get("ticket_no")?,
                     (r.try_get("id")?, r.try_get("store_id")?, r.try_get("sold_at")?, r.try_get("card_no")?),
                 );
-            }
         }
         let mut existing_lines: HashMap<(i64, i64), Vec<u8>> = HashMap::new();
         let ids: Vec<i64> = existing.values().map(|e| e.0).collect();
-        for chunk in ids.chunks(2000) {
-            let sql = format!(
-                "SELECT ticket_id, line_no, line_hash FROM ticket_lines WHERE company_id = {} AND ticket_id IN ({})",
-                crate::db::placeholder(self.backend, 1),
-                list_placeholders(self.backend, 2, chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(c);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for r in q.fetch_all(&mut *tx).await? {
+        for r in crate::db::select_in(&mut tx, self.backend, "SELECT ticket_id, line_no, line_hash FROM ticket_lines WHERE company_id = {company} AND ticket_id IN ({keys})", c, &ids).await? {
                 existing_lines.insert((r.try_get("ticket_id")?, r.try_get("line_no")?), r.try_get("line_hash")?);
-            }
         }
         // Members behind the cards: from the context's map, the rest from the database.
         let mut members: HashMap<String, i64> = HashMap::new();
@@ -257,19 +236,17 @@ impl Store {
                 None => {}
             }
         }
-        for chunk in cards.chunks(2000) {
-            let sql = format!(
-                "SELECT card_no, member_id FROM member_cards WHERE company_id = {} AND card_no IN ({})",
-                crate::db::placeholder(self.backend, 1),
-                list_placeholders(self.backend, 2, chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(c);
-            for t in chunk {
-                q = q.bind(*t);
-            }
-            for r in q.fetch_all(&mut *tx).await? {
-                members.insert(r.try_get("card_no")?, r.try_get("member_id")?);
-            }
+        let unknown_cards: Vec<_> = cards.iter().map(|t| t.to_string()).collect();
+        for r in crate::db::select_in(
+            &mut tx,
+            self.backend,
+            "SELECT card_no, member_id FROM member_cards WHERE company_id = {company} AND card_no IN ({keys})",
+            c,
+            &unknown_cards,
+        )
+        .await?
+        {
+            members.insert(r.try_get("card_no")?, r.try_get("member_id")?);
         }
 
         // 3. Classify lines.

@@ -1,7 +1,7 @@
 //! Stores (门店) of a company.
 
 use crate::outcome::{RowOutcome, RowResult};
-use crate::{Result, Store, StoreError, counters, db::list_placeholders, db::values_placeholders, rowhash};
+use crate::{Result, Store, StoreError, counters, db::values_placeholders, rowhash};
 use rxmember_core::org::{DataScope, Scope, StoreInput};
 use rxmember_core::time::now_ms;
 use rxmember_core::{CompanyId, StoreId};
@@ -36,19 +36,17 @@ impl Store {
         scope.require_company_admin(company)?;
         let mut tx = self.begin_write().await?;
         let mut existing: HashMap<String, (i64, Vec<u8>)> = HashMap::new();
-        for chunk in rows.chunks(500) {
-            let sql = format!(
-                "SELECT code, id, row_hash FROM stores WHERE company_id = {} AND code IN ({})",
-                crate::db::placeholder(self.backend, 1),
-                list_placeholders(self.backend, 2, chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(company.0);
-            for r in chunk {
-                q = q.bind(r.code.as_str());
-            }
-            for r in q.fetch_all(&mut *tx).await? {
-                existing.insert(r.try_get("code")?, (r.try_get("id")?, r.try_get("row_hash")?));
-            }
+        let codes: Vec<_> = rows.iter().map(|r| r.code.clone()).collect();
+        for r in crate::db::select_in(
+            &mut tx,
+            self.backend,
+            "SELECT code, id, row_hash FROM stores WHERE company_id = {company} AND code IN ({keys})",
+            company.0,
+            &codes,
+        )
+        .await?
+        {
+            existing.insert(r.try_get("code")?, (r.try_get("id")?, r.try_get("row_hash")?));
         }
         let new_count = rows.iter().filter(|r| !existing.contains_key(&r.code)).count() as i64;
         let mut next_id = counters::allocate(&mut tx, company.0, "store", new_count.max(1)).await?;
