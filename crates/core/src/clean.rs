@@ -405,3 +405,66 @@ mod tests {
         assert_eq!(text("\u{3000}"), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any amount printed as yuan (with the decorations ERPs add) parses back to the same fen.
+        #[test]
+        fn money_round_trips(fen in -10_000_000_000i64..10_000_000_000, sym in 0..3usize, grouping in any::<bool>()) {
+            let yuan = Fen(fen).to_string();
+            let text = if grouping && fen.abs() >= 100_000 {
+                // 1234567.89 → 1,234,567.89
+                let (sign, body) = yuan.split_at(if fen < 0 { 1 } else { 0 });
+                let (int, frac) = body.split_once('.').unwrap();
+                let mut grouped = String::new();
+                for (i, c) in int.chars().enumerate() {
+                    if i > 0 && (int.len() - i) % 3 == 0 { grouped.push(','); }
+                    grouped.push(c);
+                }
+                format!("{sign}{grouped}.{frac}")
+            } else { yuan };
+            let text = match sym { 0 => text, 1 => format!("￥{text}"), _ => format!("{text}元") };
+            prop_assert_eq!(money(&text).unwrap(), Fen(fen));
+        }
+
+        /// Quantities keep exactly three decimals.
+        #[test]
+        fn quantity_round_trips(milli in -1_000_000_000i64..1_000_000_000) {
+            let text = format!("{}{}.{:03}", if milli < 0 { "-" } else { "" }, milli.abs() / 1000, milli.abs() % 1000);
+            prop_assert_eq!(quantity_milli(&text).unwrap(), milli);
+        }
+
+        /// Cleaning a phone is idempotent, and every decoration of a valid number gives the same digits.
+        #[test]
+        fn phone_cleaning_is_idempotent(second in 3u8..10, rest in 0u64..1_000_000_000, style in 0..4usize) {
+            let digits = format!("1{second}{rest:09}");
+            let decorated = match style {
+                0 => digits.clone(),
+                1 => format!("+86 {} {} {}", &digits[..3], &digits[3..7], &digits[7..]),
+                2 => format!("0086-{digits}"),
+                _ => digits.chars().map(|c| char::from_u32(c as u32 + 0xFEE0).unwrap()).collect(),
+            };
+            let clean = phone(&decorated).unwrap();
+            prop_assert_eq!(&clean, &digits);
+            prop_assert_eq!(phone(&clean).unwrap(), clean);
+        }
+
+        /// A 17-digit body with its computed check character always validates, and one changed
+        /// digit never does.
+        #[test]
+        fn id_checksum_catches_single_digit_errors(y in 1930i32..2020, m in 1u32..13, d in 1u32..29, seq in 0u32..1000, pos in 0usize..17, delta in 1u8..10) {
+            let body = format!("500103{y:04}{m:02}{d:02}{seq:03}");
+            let check = id_check_char(body.as_bytes()) as char;
+            let id = format!("{body}{check}");
+            let parsed = id_number(&id).unwrap();
+            prop_assert_eq!(parsed.birthday, NaiveDate::from_ymd_opt(y, m, d).unwrap());
+            let mut bytes = id.into_bytes();
+            bytes[pos] = b'0' + (bytes[pos] - b'0' + delta) % 10;
+            prop_assert!(id_number(std::str::from_utf8(&bytes).unwrap()).is_err());
+        }
+    }
+}

@@ -210,3 +210,73 @@ async fn sales_are_idempotent_and_link_late_members() {
     assert_eq!(t1.lines.len(), 2);
     db.cleanup().await;
 }
+
+/// Invariant: however an ERP file is cut into batches (tickets split across batches included), the
+/// stored tickets and totals equal a naive sum over the file, and writing it all again changes
+/// nothing. Runs on the suite's backend; each case uses a company of its own.
+#[test]
+fn any_batching_of_sales_gives_the_naive_totals_and_reruns_change_nothing() {
+    use proptest::prelude::*;
+    use std::collections::{HashMap, HashSet};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(TestDb::new());
+    let case = std::sync::atomic::AtomicUsize::new(0);
+    let config = ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() };
+    proptest!(config, |(lines in proptest::collection::vec((0..15usize, 0..3usize, 1..4i64, 0..50_000i64), 1..80),
+                        cuts in proptest::collection::vec(1..25usize, 1..6))| {
+        let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        rt.block_on(async {
+            let s = &db.store;
+            let cli = Scope::cli();
+            let company = s.create_company(&cli, &format!("P{n}"), "性质测试", None).await.unwrap();
+            s.upsert_stores(&cli, company.id, &[StoreInput { code: "S1".into(), name: "一店".into(), ..Default::default() }]).await.unwrap();
+            let products: Vec<_> = (0..3)
+                .map(|p| rxmember_core::product::ProductInput { code: format!("P{p}"), name: format!("药{p}"), cost_price: Some(Fen(100 * (p + 1))), ..Default::default() })
+                .collect();
+            s.upsert_products(&cli, company.id, &products).await.unwrap();
+            let ctx = s.sales_context(&cli, company.id).await.unwrap();
+            // Line numbers by position within each ticket, as the importer assigns them.
+            let mut seen: HashMap<usize, i64> = HashMap::new();
+            let inputs: Vec<(i64, SaleLineInput)> = lines
+                .iter()
+                .map(|(t, p, q, amount)| {
+                    let k = seen.entry(*t).or_insert(0);
+                    *k += 1;
+                    (*k, SaleLineInput {
+                        ticket_no: format!("T{t}"),
+                        sold_at: 1_700_000_000_000 + *t as i64 * 60_000,
+                        store_code: "S1".into(),
+                        product_code: format!("P{p}"),
+                        quantity_milli: q * 1000,
+                        amount: Fen(*amount),
+                        ..Default::default()
+                    })
+                })
+                .collect();
+            let refs: Vec<(i64, &SaleLineInput)> = inputs.iter().map(|(k, l)| (*k, l)).collect();
+            let mut start = 0;
+            let mut cut_iter = cuts.iter().cycle();
+            while start < refs.len() {
+                let end = (start + cut_iter.next().unwrap()).min(refs.len());
+                let r = s.write_sales(&cli, &ctx, &refs[start..end]).await.unwrap();
+                assert!(r.iter().all(|x| x.outcome == RowOutcome::Inserted));
+                start = end;
+            }
+            let tickets: HashSet<usize> = lines.iter().map(|l| l.0).collect();
+            let amount: i64 = lines.iter().map(|l| l.3).sum();
+            let (t, l, a, _) = s.sales_totals(&cli, company.id).await.unwrap();
+            assert_eq!((t as usize, l as usize, a.0), (tickets.len(), lines.len(), amount));
+            // Each ticket's stored totals are its lines' sums, cost defaulting to quantity × cost price.
+            for ticket in s.tickets(&cli, company.id, None, 500, 0).await.unwrap() {
+                let mine: Vec<_> = lines.iter().filter(|x| format!("T{}", x.0) == ticket.ticket_no).collect();
+                assert_eq!(ticket.line_count as usize, mine.len());
+                assert_eq!(ticket.amount.0, mine.iter().map(|x| x.3).sum::<i64>());
+                assert_eq!(ticket.cost.0, mine.iter().map(|x| 100 * (x.1 as i64 + 1) * x.2).sum::<i64>());
+            }
+            let again = s.write_sales(&cli, &ctx, &refs).await.unwrap();
+            assert!(again.iter().all(|x| x.outcome == RowOutcome::Unchanged));
+            assert_eq!(s.sales_totals(&cli, company.id).await.unwrap(), (t, l, a, 0));
+        });
+    });
+    rt.block_on(db.cleanup());
+}
