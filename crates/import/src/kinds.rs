@@ -157,6 +157,8 @@ pub struct Mapping {
     pub kind: Kind,
     positions: Vec<(&'static str, usize)>,
     unknown: Vec<String>,
+    /// How many columns the header has.
+    pub width: usize,
 }
 
 impl Mapping {
@@ -185,7 +187,7 @@ impl Mapping {
         if !missing.is_empty() {
             return Err(ImportError::MissingColumns(missing));
         }
-        Ok(Mapping { kind, positions, unknown })
+        Ok(Mapping { kind, positions, unknown, width: header.len() })
     }
 
     /// The raw value of `column` in `record`, if the file has that column.

@@ -154,6 +154,25 @@ impl<'a> Fields<'a> {
 
 pub(crate) fn clean(mapping: &Mapping, ctx: &CleanContext, record: &[String]) -> Result<Cleaned, Issue> {
     let mut f = Fields { mapping, record, warnings: Vec::new(), offset_minutes: ctx.company.utc_offset_minutes };
+    if record.len() != mapping.width {
+        // An unclosed quote makes a CSV parser read on across line ends into one field: say so, with
+        // how many lines went into it, instead of losing them silently.
+        if let Some(swallowed) = record.iter().find(|v| v.contains('\n')) {
+            let lines = swallowed.trim_end_matches(['\n', '\r']).matches('\n').count();
+            return Err(Issue::new(
+                "",
+                &swallowed.chars().take(40).collect::<String>(),
+                "unbalanced_quote",
+                format!("引号未闭合：本行与其后的{lines}行被读成了一行，请修正引号后重新导入"),
+            ));
+        }
+        f.warnings.push(Issue::new(
+            "",
+            "",
+            "field_count",
+            format!("本行有{}列，表头有{}列；按列位置读取", record.len(), mapping.width),
+        ));
+    }
     match mapping.kind {
         Kind::Stores => {
             let code = f.required("store_code")?;

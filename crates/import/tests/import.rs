@@ -401,3 +401,22 @@ async fn health_checks_are_parsed_flagged_and_tied_to_members() {
     assert!(s.health_checks(&manager, c, m.id).await.is_err());
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_unclosed_quote_is_reported_with_the_lines_it_swallowed() {
+    let db = TestDb::new().await;
+    let s = &db.store;
+    let f = Files::new();
+    let c = company(s, "A").await;
+    let text = "store_code,name,city\nS1,一店,重庆\nS2,\"二店,重庆\nS3,三店,重庆\nS4,四店,重庆\n";
+    let r = run(s, c, Kind::Stores, &f.utf8("stores.csv", text)).await;
+    assert_eq!((r.summary.inserted, r.summary.rejected), (1, 1), "{:#?}", r.lines);
+    assert_eq!(r.lines[0].row, 3);
+    assert_eq!(r.lines[0].issue.code, "unbalanced_quote");
+    assert!(r.lines[0].issue.message.contains("其后的2行"), "{}", r.lines[0].issue.message);
+    // A short row without quotes is read by position, with a warning.
+    let r = run(s, c, Kind::Stores, &f.utf8("short.csv", "store_code,name,city\nS5,五店\n")).await;
+    assert_eq!((r.summary.inserted, r.summary.warnings), (1, 1));
+    assert_eq!(r.lines[0].issue.code, "field_count");
+    db.cleanup().await;
+}
