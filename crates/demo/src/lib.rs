@@ -14,7 +14,7 @@ mod names;
 
 pub use export::export;
 pub use generate::{Options, Size};
-pub use load::{DEMO_PASSWORD, ensure_demo_logins, load};
+pub use load::{DEMO_GROUP, DEMO_PASSWORD, ensure_demo_logins, load};
 
 /// What a demo run produced.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -14,6 +14,9 @@ use rxmember_store::staff::NewStaff;
 use rxmember_store::{Store, StoreError};
 use std::collections::HashMap;
 
+/// The name the demo gives its group; demo logins are only ever added to a database that has it.
+pub const DEMO_GROUP: &str = "太极集团（演示）";
+
 /// The password of every demo login. Printed by `serve --demo`; never use the demo in production.
 pub const DEMO_PASSWORD: &str = "demo1234";
 
@@ -39,7 +42,7 @@ impl Sink for StoreSink<'_> {
     type Error = StoreError;
 
     async fn company(&mut self, plan: &CompanyPlan) -> Result<(), StoreError> {
-        self.store.init_group("太极集团（演示）").await?;
+        self.store.init_group(DEMO_GROUP).await?;
         let c = match self.store.company_by_code(&self.scope, plan.code).await {
             Ok(c) => c,
             Err(StoreError::NotFound { .. }) => {
@@ -109,7 +112,15 @@ pub async fn load(store: &Store, opts: &Options, progress: &mut dyn FnMut(&str))
 
 /// The demo logins (password [`DEMO_PASSWORD`]): `admin` (group), and for the first company a
 /// company admin, a store manager and a clerk of its first store. Returns (username, role) pairs.
+///
+/// Refuses (`StoreError::Invalid`) on a database that is not the demo group's: a known password must
+/// never reach real data.
 pub async fn ensure_demo_logins(store: &Store) -> Result<Vec<(String, Role)>, StoreError> {
+    if store.group_name().await?.as_deref() != Some(DEMO_GROUP) {
+        return Err(StoreError::Invalid(
+            "this database does not hold the demo group: --demo adds demo logins only to demo data".into(),
+        ));
+    }
     let scope = Scope::cli();
     let existing: Vec<String> = store.staff_list(&scope).await?.into_iter().map(|s| s.username).collect();
     let companies = store.companies(&scope).await?;

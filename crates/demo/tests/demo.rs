@@ -49,6 +49,16 @@ async fn loads_deterministically_and_idempotently() {
 }
 
 #[tokio::test]
+async fn demo_logins_never_reach_real_data() {
+    let db = TestDb::new().await;
+    db.store.init_group("某某医药集团").await.unwrap();
+    db.store.create_company(&Scope::cli(), "REAL", "真实公司", None).await.unwrap();
+    assert!(rxmember_demo::ensure_demo_logins(&db.store).await.is_err());
+    assert!(db.store.staff_list(&Scope::cli()).await.unwrap().is_empty());
+    db.cleanup().await;
+}
+
+#[tokio::test]
 async fn exported_files_import_to_the_same_chain() {
     let dir = std::env::temp_dir().join(format!("rxm-demo-export-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
