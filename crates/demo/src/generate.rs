@@ -321,7 +321,7 @@ pub async fn generate<S: Sink>(opts: &Options, sink: &mut S) -> Result<crate::Su
         for (mi, p) in plans.iter().enumerate() {
             for &item in &p.chronic {
                 let first = p.registered_day.max(0) + rng.i64(0..catalogue[item].days_per_pack.unwrap_or(30).max(1));
-                if first < plan.days && !never_buys(p) {
+                if first < plan.days && p.rate > 0.0 {
                     refills[first as usize].push((mi, item));
                 }
             }
@@ -507,10 +507,6 @@ pub async fn generate<S: Sink>(opts: &Options, sink: &mut S) -> Result<crate::Su
     }
     summary.elapsed_ms = started.elapsed().as_millis();
     Ok(summary)
-}
-
-fn never_buys(p: &MemberPlan) -> bool {
-    p.rate == 0.0
 }
 
 fn reading(p: &MemberPlan, store: &str, at: i64, kind: HealthKind, value: String, unit: &str) -> HealthCheckInput {

@@ -664,7 +664,7 @@ impl Store {
         }
     }
 
-    /// Counts for a company: members, cards, merged cards (for reports and tests).
+    /// Counts for a company: (people, cards); cards exceed people by the merged duplicates.
     pub async fn member_counts(&self, scope: &Scope, company: CompanyId) -> Result<(i64, i64)> {
         if !scope.data.touches_company(company) {
             return Err(StoreError::AccessDenied);
