@@ -3,7 +3,9 @@
 //! `RXMEMBER_DATA_KEY` or a key file; on first use of the default key file a new key is generated.
 
 use anyhow::{Context, Result, bail};
+use rxmember_core::org::Scope;
 use rxmember_store::Store;
+use rxmember_store::companies::Company;
 use rxmember_store::crypto::Crypto;
 use std::path::PathBuf;
 
@@ -18,12 +20,16 @@ pub struct Args {
     /// Mark session cookies Secure (serve behind HTTPS).
     #[arg(long, global = true, env = "RXMEMBER_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Where engine snapshots are kept (default: `engine/` beside the SQLite file, else ./data/engine).
+    #[arg(long, global = true, env = "RXMEMBER_ENGINE_DIR")]
+    pub engine_dir: Option<PathBuf>,
 }
 
 pub struct Config {
     pub database_url: String,
     pub crypto: Crypto,
     pub secure_cookies: bool,
+    pub engine_dir: PathBuf,
 }
 
 const DATA_DIR: &str = "./data";
@@ -49,7 +55,14 @@ impl Config {
                 }
             }
         };
-        Ok(Config { database_url, crypto, secure_cookies: args.secure_cookies })
+        let engine_dir = args.engine_dir.clone().unwrap_or_else(|| {
+            database_url
+                .strip_prefix("sqlite://")
+                .map(|p| PathBuf::from(p.split('?').next().unwrap_or(p)))
+                .and_then(|p| p.parent().map(|d| d.join("engine")))
+                .unwrap_or_else(|| PathBuf::from(DATA_DIR).join("engine"))
+        });
+        Ok(Config { database_url, crypto, secure_cookies: args.secure_cookies, engine_dir })
     }
 
     pub fn redacted_url(&self) -> String {
@@ -76,4 +89,22 @@ fn create_key_file(path: &std::path::Path) -> Result<Crypto> {
     }
     tracing::warn!(path = %path.display(), "generated a new data key; back it up: personal data cannot be read without it");
     Ok(Crypto::from_base64(&key)?)
+}
+
+/// The company named by `--company`, or the only one there is.
+pub async fn company(store: &Store, scope: &Scope, code: Option<&str>) -> Result<Company> {
+    Ok(match code {
+        Some(code) => store.company_by_code(scope, code).await?,
+        None => {
+            let all = store.companies(scope).await?;
+            match all.len() {
+                1 => all.into_iter().next().expect("one company"),
+                0 => bail!("no company yet: create one with `rxmember company create CODE NAME`"),
+                _ => bail!(
+                    "several companies exist: name one with --company ({})",
+                    all.iter().map(|c| c.code.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            }
+        }
+    })
 }

@@ -1,6 +1,6 @@
 //! `rxmember import`: one file, a progress bar on the terminal, a summary, an optional report.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rxmember_core::org::Scope;
 use rxmember_import::{Kind, Source};
@@ -19,20 +19,7 @@ pub async fn run(
     let kind = Kind::parse(kind).with_context(|| {
         format!("unknown kind {kind}: use stores, members, products, sales, returns or health_checks")
     })?;
-    let company = match company {
-        Some(code) => store.company_by_code(scope, code).await?,
-        None => {
-            let all = store.companies(scope).await?;
-            match all.len() {
-                1 => all.into_iter().next().expect("one company"),
-                0 => bail!("no company yet: create one with `rxmember company create CODE NAME`"),
-                _ => bail!(
-                    "several companies exist: name one with --company ({})",
-                    all.iter().map(|c| c.code.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            }
-        }
-    };
+    let company = crate::config::company(store, scope, company).await?;
     let source = Source::open(file)?;
     let bar = ProgressBar::new(1000);
     bar.set_style(

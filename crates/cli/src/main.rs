@@ -1,5 +1,6 @@
 //! `rxmember`: the one binary — serve, import, demo, and the operator's commands.
 
+mod audience_cmd;
 mod bench;
 mod config;
 mod import_cmd;
@@ -84,6 +85,22 @@ enum Command {
         #[command(subcommand)]
         command: TaxonomyCommand,
     },
+    /// Audiences (人群): count, break down and export the members an expression selects
+    /// (docs/audience-language.md).
+    Audience {
+        #[command(subcommand)]
+        command: AudienceCommand,
+    },
+    /// The tag catalogue and saved tags.
+    Tags {
+        #[command(subcommand)]
+        command: TagsCommand,
+    },
+    /// The member-intelligence engine: rebuild, RFM grades, settings.
+    Engine {
+        #[command(subcommand)]
+        command: EngineCommand,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Benchmarks that print figures (see bench/README.md).
@@ -105,6 +122,93 @@ enum BenchCommand {
         /// A PostgreSQL admin URL; a scratch database is created and dropped.
         #[arg(long)]
         pg: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct EngineArgs {
+    /// The company's code (optional when there is only one company).
+    #[arg(long)]
+    company: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum AudienceCommand {
+    /// How many members an expression selects, with breakdowns by grade, gender, age band and store.
+    Count {
+        expression: String,
+        #[command(flatten)]
+        engine: EngineArgs,
+        /// Evaluate as of this date (YYYY-MM-DD); default today.
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the selected members to a CSV or XLSX file (by the extension of --out).
+    Export {
+        expression: String,
+        #[command(flatten)]
+        engine: EngineArgs,
+        /// Columns, comma-separated (default: card_no,store,gender,age,grade,activity,recency_days,frequency_12m,monetary_12m).
+        #[arg(long, value_delimiter = ',')]
+        columns: Option<Vec<String>>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TagsCommand {
+    /// The tag catalogue: every dimension and value with its member count.
+    List {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Save a tag: an expression (--expr) or a list of card numbers, one per line (--cards FILE).
+    Save {
+        name: String,
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[arg(long)]
+        expr: Option<String>,
+        #[arg(long)]
+        cards: Option<PathBuf>,
+    },
+    /// Delete a saved tag.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum EngineCommand {
+    /// Build the engine again from the store (after corrections to imported tickets).
+    Rebuild {
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Members and 12-month sales per RFM grade, with the thresholds in force.
+    Grades {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the company's engine settings (JSON), or replace them with --set FILE.
+    Settings {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[arg(long)]
+        set: Option<PathBuf>,
     },
 }
 
@@ -209,6 +313,54 @@ async fn run(cli: Cli) -> Result<()> {
     let store = config.open_store().await?;
     let scope = Scope::cli();
     match cli.command {
+        Command::Audience { command } => match command {
+            AudienceCommand::Count { expression, engine, as_of, json } => {
+                let e =
+                    audience_cmd::Engine::open(&store, &scope, &config.engine_dir, engine.company.as_deref()).await?;
+                audience_cmd::count(&e, &scope, &expression, as_of, json).await?;
+            }
+            AudienceCommand::Export { expression, engine, columns, out, as_of } => {
+                let e =
+                    audience_cmd::Engine::open(&store, &scope, &config.engine_dir, engine.company.as_deref()).await?;
+                audience_cmd::export(&e, &store, &scope, &expression, columns, &out, as_of).await?;
+            }
+        },
+        Command::Tags { command } => match command {
+            TagsCommand::List { engine, json } => {
+                let e =
+                    audience_cmd::Engine::open(&store, &scope, &config.engine_dir, engine.company.as_deref()).await?;
+                audience_cmd::tags_list(&e, &scope, json).await?;
+            }
+            TagsCommand::Save { name, engine, expr, cards } => {
+                let e =
+                    audience_cmd::Engine::open(&store, &scope, &config.engine_dir, engine.company.as_deref()).await?;
+                audience_cmd::tags_save(&e, &store, &scope, &name, expr.as_deref(), cards.as_deref()).await?;
+            }
+            TagsCommand::Delete { name, engine } => {
+                let c = config::company(&store, &scope, engine.company.as_deref()).await?;
+                if !store.delete_tag(&scope, c.id, &name).await? {
+                    bail!("no saved tag named {name} in company {}", c.code);
+                }
+                println!("标签 {name} 已删除");
+            }
+        },
+        Command::Engine { command } => match command {
+            EngineCommand::Rebuild { engine } => {
+                let e =
+                    audience_cmd::Engine::open(&store, &scope, &config.engine_dir, engine.company.as_deref()).await?;
+                audience_cmd::rebuild(&e).await?;
+            }
+            EngineCommand::Grades { engine, as_of, json } => {
+                let e =
+                    audience_cmd::Engine::open(&store, &scope, &config.engine_dir, engine.company.as_deref()).await?;
+                audience_cmd::grades(&e, &scope, as_of, json).await?;
+            }
+            EngineCommand::Settings { engine, set } => {
+                let e =
+                    audience_cmd::Engine::open(&store, &scope, &config.engine_dir, engine.company.as_deref()).await?;
+                audience_cmd::settings(&e, &store, &scope, set.as_deref()).await?;
+            }
+        },
         Command::Migrate => {
             println!("database is up to date ({})", config.redacted_url());
         }

@@ -6,6 +6,7 @@
 //! with plain values, and every other crate builds on it.
 
 pub mod clean;
+pub mod facts;
 pub mod health;
 pub mod ids;
 pub mod mask;

@@ -3,4 +3,15 @@
 //! audiences evaluated as bitmap algebra plus column scans.
 //!
 //! Everything here is derived from the store and can be rebuilt from it; the engine never writes
-//! to the store. Not built yet: this is the next issue's work (see docs/architecture.md).
+//! to the store.
+
+pub mod audience;
+pub mod catalogue;
+pub mod classes;
+pub mod company;
+pub mod data;
+pub mod derived;
+pub mod features;
+pub mod grades;
+pub mod lang;
+pub mod settings;

@@ -7,7 +7,9 @@
 mod api;
 mod auth;
 pub mod error;
+pub mod intelligence;
 mod openapi;
+pub mod tables;
 
 use axum::Router;
 use rxmember_store::Store;

@@ -12,6 +12,8 @@ pub mod companies;
 pub mod counters;
 pub mod crypto;
 pub mod db;
+pub mod engine_config;
+pub mod facts;
 pub mod health_checks;
 pub mod import_runs;
 pub mod members;

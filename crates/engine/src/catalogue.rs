@@ -1,0 +1,395 @@
+//! The tag catalogue (标签目录): four primary dimensions — consumption, product, health and member
+//! attributes (seed 002: 消费属性、商品属性、健康属性、会员属性) — with their secondary dimensions, each
+//! value a bitmap of members. A value is referenced in audiences as `tag = "维度/值"`.
+
+use crate::classes::{Class, ClassKind};
+use crate::data::{CompanyData, NONE_U32};
+use crate::features::{Features, NONE_I32, TRACKED_KINDS};
+use crate::grades::{ActivityLevel, RfmGrade};
+use roaring::RoaringBitmap;
+use rxmember_core::member::{Gender, MemberStatus};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Primary {
+    Consumption,
+    Product,
+    Health,
+    Member,
+}
+
+impl Primary {
+    pub const ALL: [Primary; 4] = [Primary::Consumption, Primary::Product, Primary::Health, Primary::Member];
+
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Primary::Consumption => "消费属性",
+            Primary::Product => "商品属性",
+            Primary::Health => "健康属性",
+            Primary::Member => "会员属性",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TagValue {
+    pub name: String,
+    pub members: RoaringBitmap,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dimension {
+    pub key: &'static str,
+    pub name: &'static str,
+    pub primary: Primary,
+    pub values: Vec<TagValue>,
+}
+
+impl Dimension {
+    pub fn value(&self, name: &str) -> Option<&TagValue> {
+        self.values.iter().find(|v| v.name == name)
+    }
+}
+
+/// Members split by a function giving each member's value index (or none).
+fn split(n: usize, names: &[String], f: impl Fn(usize) -> Option<usize>) -> Vec<TagValue> {
+    let mut lists: Vec<Vec<u32>> = vec![Vec::new(); names.len()];
+    for o in 0..n {
+        if let Some(v) = f(o) {
+            lists[v].push(o as u32);
+        }
+    }
+    names
+        .iter()
+        .zip(lists)
+        .map(|(name, l)| TagValue {
+            name: name.clone(),
+            members: RoaringBitmap::from_sorted_iter(l).unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// Index of the first band whose upper bound (exclusive) is above `x`; the last band is open.
+fn band(x: f64, uppers: &[f64]) -> usize {
+    uppers.iter().position(|u| x < *u).unwrap_or(uppers.len())
+}
+
+pub struct Inputs<'a> {
+    pub data: &'a CompanyData,
+    pub features: &'a Features,
+    pub grades: &'a [RfmGrade],
+    pub activity: &'a [ActivityLevel],
+    pub classes: &'a [Class],
+    pub groups: &'a [(String, RoaringBitmap)],
+}
+
+pub fn build(i: &Inputs) -> Vec<Dimension> {
+    let (data, f) = (i.data, i.features);
+    let n = data.len();
+    let mut dims = Vec::new();
+    let mut dim = |key, name, primary, values| dims.push(Dimension { key, name, primary, values });
+    use Primary::*;
+
+    // 消费属性
+    let grade_names: Vec<String> = RfmGrade::ALL.iter().map(|g| g.label_zh().to_string()).collect();
+    dim(
+        "grade",
+        "RFM等级",
+        Consumption,
+        split(n, &grade_names, |o| RfmGrade::ALL.iter().position(|g| *g == i.grades[o])),
+    );
+    let rfmh: Vec<String> = RfmGrade::ALL[..6]
+        .iter()
+        .flat_map(|g| [format!("{}·有检测", g.label_zh()), format!("{}·无检测", g.label_zh())])
+        .collect();
+    dim(
+        "rfm_h",
+        "RFM+H",
+        Consumption,
+        split(n, &rfmh, |o| {
+            let g = RfmGrade::ALL[..6].iter().position(|g| *g == i.grades[o])?;
+            Some(g * 2 + (f.checks_12m[o] == 0) as usize)
+        }),
+    );
+    let act: Vec<String> = ActivityLevel::ALL.iter().map(|a| a.label_zh().to_string()).collect();
+    dim(
+        "activity",
+        "活跃度",
+        Consumption,
+        split(n, &act, |o| ActivityLevel::ALL.iter().position(|a| *a == i.activity[o])),
+    );
+    dim(
+        "recency",
+        "最近消费",
+        Consumption,
+        split(n, &names(&["30天内", "31-90天", "91-180天", "181-365天", "1年以上", "从未消费"]), |o| {
+            Some(match f.recency(o) {
+                None => 5,
+                Some(r) => band(r as f64, &[31.0, 91.0, 181.0, 366.0]),
+            })
+        }),
+    );
+    dim(
+        "frequency",
+        "年消费次数",
+        Consumption,
+        split(n, &names(&["0次", "1次", "2-3次", "4-6次", "7-12次", "13次及以上"]), |o| {
+            Some(band(f.frequency_12m[o] as f64, &[1.0, 2.0, 4.0, 7.0, 13.0]))
+        }),
+    );
+    dim(
+        "monetary",
+        "年消费金额",
+        Consumption,
+        split(
+            n,
+            &names(&["0元", "100元以下", "100-500元", "500-1000元", "1000-2000元", "2000-5000元", "5000元及以上"]),
+            |o| {
+                let m = f.monetary_12m[o];
+                Some(if m <= 0 { 0 } else { 1 + band(m as f64 / 100.0, &[100.0, 500.0, 1000.0, 2000.0, 5000.0]) })
+            },
+        ),
+    );
+    dim(
+        "avg_ticket",
+        "客单价",
+        Consumption,
+        split(n, &names(&["30元以下", "30-60元", "60-100元", "100-200元", "200元及以上"]), |o| {
+            f.avg_ticket(o).map(|a| band(a / 100.0, &[30.0, 60.0, 100.0, 200.0]))
+        }),
+    );
+    dim(
+        "items_per_ticket",
+        "客品数",
+        Consumption,
+        split(n, &names(&["1.5以下", "1.5-2.5", "2.5-4", "4及以上"]), |o| {
+            f.items_per_ticket(o).map(|a| band(a, &[1.5, 2.5, 4.0]))
+        }),
+    );
+    dim(
+        "margin",
+        "毛利率",
+        Consumption,
+        split(n, &names(&["10%以下", "10-20%", "20-30%", "30-40%", "40%及以上"]), |o| {
+            f.margin_rate(o).map(|a| band(a, &[10.0, 20.0, 30.0, 40.0]))
+        }),
+    );
+    dim(
+        "discount",
+        "折扣敏感度",
+        Consumption,
+        split(n, &names(&["无折扣", "5%以下", "5-15%", "15%及以上"]), |o| {
+            f.discount_share(o).map(|a| if a <= 0.0 { 0 } else { 1 + band(a, &[5.0, 15.0]) })
+        }),
+    );
+    let stores: Vec<String> = data.stores.iter().map(|s| s.name.clone()).collect();
+    dim(
+        "preferred_store",
+        "偏好门店",
+        Consumption,
+        split(n, &stores, |o| (f.preferred_store[o] != NONE_U32).then_some(f.preferred_store[o] as usize)),
+    );
+    dim(
+        "returns",
+        "退货行为",
+        Consumption,
+        split(n, &names(&["有退货", "无退货"]), |o| {
+            (f.frequency_12m[o] > 0 || f.returns_12m[o] > 0).then_some((f.returns_12m[o] == 0) as usize)
+        }),
+    );
+
+    // 商品属性
+    let classes_of = |kind: ClassKind| -> Vec<TagValue> {
+        i.classes
+            .iter()
+            .filter(|c| c.kind == kind)
+            .map(|c| TagValue { name: c.name.clone(), members: c.members.clone() })
+            .collect()
+    };
+    dim("major_class", "品类大类人群", Product, classes_of(ClassKind::Major));
+    dim("minor_class", "品类小类人群", Product, classes_of(ClassKind::Minor));
+    dim("custom_class", "自定义人群", Product, classes_of(ClassKind::Custom));
+    dim(
+        "drug_group",
+        "药品群组",
+        Product,
+        i.groups.iter().map(|(name, m)| TagValue { name: name.clone(), members: m.clone() }).collect(),
+    );
+    dim(
+        "prescription",
+        "处方药购买",
+        Product,
+        split(n, &names(&["近一年购买处方药", "近一年未购买处方药"]), |o| {
+            (f.frequency_12m[o] > 0).then_some(!f.bought_rx_12m[o] as usize)
+        }),
+    );
+
+    // 健康属性
+    dim(
+        "checks",
+        "年检测次数",
+        Health,
+        split(n, &names(&["未检测", "1次", "2次", "3次及以上"]), |o| {
+            Some(band(f.checks_12m[o] as f64, &[1.0, 2.0, 3.0]))
+        }),
+    );
+    for (k, kind) in TRACKED_KINDS.iter().enumerate() {
+        let (key, name) = match k {
+            0 => ("blood_pressure", "血压状态"),
+            1 => ("blood_glucose", "血糖状态"),
+            2 => ("blood_lipids", "血脂状态"),
+            _ => ("uric_acid", "尿酸状态"),
+        };
+        let _ = kind;
+        dim(
+            key,
+            name,
+            Health,
+            split(n, &names(&["正常", "异常", "未检测"]), |o| {
+                Some(match f.last_reading[k][o] {
+                    1 => 0,
+                    2 => 1,
+                    _ => 2,
+                })
+            }),
+        );
+    }
+    let mut chronic: Vec<String> = data.members.iter().flat_map(|m| m.chronic_conditions.iter().cloned()).collect();
+    chronic.sort();
+    chronic.dedup();
+    let mut lists: Vec<Vec<u32>> = vec![Vec::new(); chronic.len()];
+    for (o, m) in data.members.iter().enumerate() {
+        for c in &m.chronic_conditions {
+            if let Ok(x) = chronic.binary_search(c) {
+                lists[x].push(o as u32);
+            }
+        }
+    }
+    dim(
+        "chronic",
+        "慢病档案",
+        Health,
+        chronic.into_iter().zip(lists).map(|(name, l)| TagValue { name, members: l.into_iter().collect() }).collect(),
+    );
+    dim(
+        "allergies",
+        "过敏史",
+        Health,
+        split(n, &names(&["有过敏史", "无记录"]), |o| Some(!data.members[o].has_allergies as usize)),
+    );
+    dim(
+        "health_consent",
+        "健康数据授权",
+        Health,
+        split(n, &names(&["已授权", "未授权"]), |o| Some(!data.members[o].health_consent as usize)),
+    );
+
+    // 会员属性
+    dim(
+        "gender",
+        "性别",
+        Member,
+        split(n, &names(&["男", "女", "未知"]), |o| {
+            Some(match data.members[o].gender {
+                Gender::Male => 0,
+                Gender::Female => 1,
+                Gender::Unknown => 2,
+            })
+        }),
+    );
+    dim(
+        "age_band",
+        "年龄段",
+        Member,
+        split(
+            n,
+            &names(&["20岁以下", "20-29岁", "30-39岁", "40-49岁", "50-59岁", "60-69岁", "70岁及以上", "未知"]),
+            |o| {
+                Some(if f.age[o] == NONE_I32 {
+                    7
+                } else {
+                    band(f.age[o] as f64, &[20.0, 30.0, 40.0, 50.0, 60.0, 70.0])
+                })
+            },
+        ),
+    );
+    dim(
+        "tenure",
+        "入会时长",
+        Member,
+        split(n, &names(&["3个月以内", "3-12个月", "1-3年", "3年及以上", "未知"]), |o| {
+            Some(match f.tenure(o) {
+                None => 4,
+                Some(t) => band(t as f64, &[91.0, 366.0, 1096.0]),
+            })
+        }),
+    );
+    dim(
+        "new_card",
+        "新办卡",
+        Member,
+        split(n, &names(&["近30天办卡未消费", "近90天办卡未消费", "近90天办卡已消费"]), |o| {
+            let t = f.tenure(o)?;
+            match (t < 30, t < 90, f.last_day[o] >= f.registered_day[o] && f.last_day[o] != NONE_I32) {
+                (true, _, false) => Some(0),
+                (false, true, false) => Some(1),
+                (_, true, true) => Some(2),
+                _ => None,
+            }
+        }),
+    );
+    let sources = ["store", "wechat", "alipay", "referral", "import"];
+    dim(
+        "source",
+        "注册来源",
+        Member,
+        split(n, &names(&["门店", "微信", "支付宝", "推荐", "导入"]), |o| {
+            sources.iter().position(|s| *s == data.members[o].source.as_str())
+        }),
+    );
+    dim(
+        "home_store",
+        "所属门店",
+        Member,
+        split(n, &stores, |o| (data.home_store[o] != NONE_U32).then_some(data.home_store[o] as usize)),
+    );
+    dim(
+        "referred",
+        "推荐入会",
+        Member,
+        split(n, &names(&["有推荐人", "无推荐人"]), |o| Some(!data.members[o].referred as usize)),
+    );
+    dim(
+        "sms",
+        "短信许可",
+        Member,
+        split(n, &names(&["接收短信", "拒收短信"]), |o| Some(!data.members[o].sms_opt_in as usize)),
+    );
+    let months: Vec<String> = (1..=12).map(|m| format!("{m}月")).collect();
+    dim(
+        "birthday_month",
+        "生日月份",
+        Member,
+        split(n, &months, |o| {
+            use chrono::Datelike;
+            data.members[o].birthday.map(|b| b.month0() as usize)
+        }),
+    );
+    dim(
+        "status",
+        "会员状态",
+        Member,
+        split(n, &names(&["正常", "已注销"]), |o| {
+            Some(match data.members[o].status {
+                MemberStatus::Active => 0,
+                MemberStatus::Cancelled => 1,
+            })
+        }),
+    );
+    dims
+}

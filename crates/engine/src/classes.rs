@@ -1,0 +1,194 @@
+//! Purchase-derived classes (消费人群) over the category taxonomy, and drug groups (药品群组).
+//! Rules are in [`crate::settings::ClassSettings`]; seed 002 and PRODUCT.md describe the reference
+//! platform's 65 major and ~300 minor classes, which is what the default taxonomy yields.
+
+use crate::data::{CompanyData, Day};
+use crate::settings::{DrugGroup, Settings};
+use roaring::RoaringBitmap;
+use rxmember_core::taxonomy::Taxonomy;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassKind {
+    Major,
+    Minor,
+    Custom,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Class {
+    pub name: String,
+    pub kind: ClassKind,
+    /// Category code for taxonomy classes.
+    pub code: Option<String>,
+    #[serde(skip)]
+    pub members: RoaringBitmap,
+    #[serde(skip)]
+    window_days: i64,
+    #[serde(skip)]
+    min_days: i64,
+    #[serde(skip)]
+    min_share: f64,
+}
+
+/// Product indices whose category is `code` or, for a major code, any of its minors.
+pub fn products_in_category(data: &CompanyData, code: &str) -> Vec<u32> {
+    data.products
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| {
+            p.category_code.as_deref().is_some_and(|c| c == code || (code.len() == 2 && c.starts_with(code)))
+        })
+        .map(|(i, _)| i as u32)
+        .collect()
+}
+
+fn norm(s: &str) -> String {
+    s.trim().to_lowercase()
+}
+
+/// Product indices in a drug group: by code, category (code or name), manufacturer or brand.
+pub fn products_in_group(data: &CompanyData, taxonomy: &Taxonomy, g: &DrugGroup) -> Vec<u32> {
+    let codes: Vec<String> = g.categories.iter().filter_map(|c| taxonomy.resolve(c).map(|c| c.code.clone())).collect();
+    let manufacturers: Vec<String> = g.manufacturers.iter().map(|m| norm(m)).collect();
+    let brands: Vec<String> = g.brands.iter().map(|m| norm(m)).collect();
+    data.products
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| {
+            g.products.iter().any(|c| c.trim() == p.code)
+                || p.category_code
+                    .as_deref()
+                    .is_some_and(|pc| codes.iter().any(|c| pc == c || (c.len() == 2 && pc.starts_with(c.as_str()))))
+                || p.manufacturer.as_deref().is_some_and(|m| manufacturers.contains(&norm(m)))
+                || p.brand.as_deref().is_some_and(|b| brands.contains(&norm(b)))
+        })
+        .map(|(i, _)| i as u32)
+        .collect()
+}
+
+/// Computes every class's members as of `as_of`.
+pub fn compute(data: &CompanyData, taxonomy: &Taxonomy, settings: &Settings, as_of: Day) -> Vec<Class> {
+    let cs = &settings.classes;
+    let mut classes: Vec<Class> = Vec::new();
+    let mut used = std::collections::HashSet::new();
+    // Each product's classes.
+    let mut product_classes: Vec<Vec<u32>> = vec![Vec::new(); data.products.len()];
+    let mut add = |classes: &mut Vec<Class>, name: String, kind, code: Option<String>, products: Vec<u32>, w, d, s| {
+        let name = if used.insert(name.clone()) {
+            name
+        } else {
+            let n = format!("{name}（{}）", code.as_deref().unwrap_or("自定义"));
+            used.insert(n.clone());
+            n
+        };
+        let id = classes.len() as u32;
+        for p in products {
+            product_classes[p as usize].push(id);
+        }
+        classes.push(Class {
+            name,
+            kind,
+            code,
+            members: RoaringBitmap::new(),
+            window_days: w,
+            min_days: d,
+            min_share: s,
+        });
+    };
+    for c in &taxonomy.categories {
+        let kind = if c.is_major() { ClassKind::Major } else { ClassKind::Minor };
+        let products = products_in_category(data, &c.code);
+        add(
+            &mut classes,
+            format!("{}人群", c.name),
+            kind,
+            Some(c.code.clone()),
+            products,
+            cs.window_days,
+            cs.min_days,
+            cs.min_share_percent,
+        );
+    }
+    for k in &cs.custom {
+        let mut products: Vec<u32> = Vec::new();
+        for c in &k.categories {
+            if let Some(c) = taxonomy.resolve(c) {
+                products.extend(products_in_category(data, &c.code));
+            }
+        }
+        for g in settings.drug_groups.iter().filter(|g| k.groups.contains(&g.name)) {
+            products.extend(products_in_group(data, taxonomy, g));
+        }
+        products.sort_unstable();
+        products.dedup();
+        add(
+            &mut classes,
+            k.name.clone(),
+            ClassKind::Custom,
+            None,
+            products,
+            k.window_days.unwrap_or(cs.window_days),
+            k.min_days.unwrap_or(cs.min_days),
+            k.min_share_percent.unwrap_or(cs.min_share_percent),
+        );
+    }
+    let max_window = classes.iter().map(|c| c.window_days).max().unwrap_or(0);
+    let windows: Vec<i64> = classes.iter().map(|c| c.window_days).collect();
+    let mut members: Vec<Vec<u32>> = vec![Vec::new(); classes.len()];
+    // Per member: (class, day, amount) of purchases in the widest window, then per class in its window.
+    let mut hits: Vec<(u32, Day, i64)> = Vec::new();
+    for (o, purchases) in data.purchases.iter().enumerate() {
+        hits.clear();
+        for p in purchases.iter().filter(|p| p.day <= as_of && (as_of - p.day) < max_window as i32) {
+            for &c in &product_classes[p.product as usize] {
+                if ((as_of - p.day) as i64) < windows[c as usize] {
+                    hits.push((c, p.day, p.amount));
+                }
+            }
+        }
+        if hits.is_empty() {
+            continue;
+        }
+        hits.sort_unstable();
+        // Total net spend per window length, for the share rule.
+        let total_in = |w: i64| -> i64 {
+            purchases.iter().filter(|p| p.day <= as_of && ((as_of - p.day) as i64) < w).map(|p| p.amount).sum()
+        };
+        let mut default_total: Option<i64> = None;
+        let mut i = 0;
+        while i < hits.len() {
+            let c = hits[i].0;
+            let mut days = 0i64;
+            let mut spend = 0i64;
+            let mut day_amount = 0i64;
+            let mut day = hits[i].1;
+            while i < hits.len() && hits[i].0 == c {
+                if hits[i].1 != day {
+                    days += (day_amount > 0) as i64;
+                    day = hits[i].1;
+                    day_amount = 0;
+                }
+                day_amount += hits[i].2;
+                spend += hits[i].2;
+                i += 1;
+            }
+            days += (day_amount > 0) as i64;
+            let class = &classes[c as usize];
+            let total = if class.window_days == cs.window_days {
+                *default_total.get_or_insert_with(|| total_in(cs.window_days))
+            } else {
+                total_in(class.window_days)
+            };
+            let share_ok = days >= 1 && total > 0 && (spend as f64) * 100.0 >= class.min_share * total as f64;
+            if days >= class.min_days || share_ok {
+                members[c as usize].push(o as u32);
+            }
+        }
+    }
+    for (class, m) in classes.iter_mut().zip(members) {
+        class.members = RoaringBitmap::from_sorted_iter(m).unwrap_or_default();
+    }
+    classes
+}

@@ -1,0 +1,105 @@
+//! Everything computed from a company's facts for one as-of day: features, grades, activity levels,
+//! classes, drug-group buyers, the tag catalogue and saved tags. Recomputed after every refresh and
+//! for queries on another day; never persisted.
+
+use crate::audience;
+use crate::catalogue::{self, Dimension};
+use crate::classes::{self, Class};
+use crate::data::{CompanyData, Day};
+use crate::features::Features;
+use crate::grades::{self, ActivityLevel, RfmGrade, RfmThresholds};
+use crate::settings::Settings;
+use roaring::RoaringBitmap;
+use rxmember_core::MemberId;
+use rxmember_core::taxonomy::Taxonomy;
+use serde::{Deserialize, Serialize};
+
+/// A saved tag (保存的标签): an audience expression under a name, or a list of members (uploaded card
+/// numbers, resolved to members by the server).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedTag {
+    pub name: String,
+    pub expression: Option<String>,
+    #[serde(default)]
+    pub members: Vec<MemberId>,
+}
+
+/// A drug group with its products (indices) and the members who bought any of them in 12 months.
+#[derive(Debug, Clone)]
+pub struct GroupMembers {
+    pub name: String,
+    pub products: Vec<u32>,
+    pub members: RoaringBitmap,
+}
+
+pub struct Derived {
+    pub as_of: Day,
+    pub features: Features,
+    pub grades: Vec<RfmGrade>,
+    pub thresholds: RfmThresholds,
+    pub activity: Vec<ActivityLevel>,
+    pub classes: Vec<Class>,
+    pub groups: Vec<GroupMembers>,
+    pub catalogue: Vec<Dimension>,
+    /// Saved tags in the order given; a tag whose expression fails keeps its error.
+    pub saved: Vec<(String, Result<RoaringBitmap, String>)>,
+    pub universe: RoaringBitmap,
+    /// Members with any health check (prefilter for `checked(...)`).
+    pub checked: RoaringBitmap,
+}
+
+impl Derived {
+    pub fn compute(
+        data: &CompanyData,
+        taxonomy: &Taxonomy,
+        settings: &Settings,
+        saved_tags: &[SavedTag],
+        as_of: Day,
+    ) -> Derived {
+        let features = Features::compute(data, as_of);
+        let (grades, thresholds) = grades::rfm_grades(&features, &settings.rfm);
+        let activity = grades::activity_levels(&features, &settings.activity);
+        let classes = classes::compute(data, taxonomy, settings, as_of);
+        let universe: RoaringBitmap = (0..data.len() as u32).collect();
+        let mut d = Derived {
+            as_of,
+            features,
+            grades,
+            thresholds,
+            activity,
+            classes,
+            groups: Vec::new(),
+            catalogue: Vec::new(),
+            saved: Vec::new(),
+            universe,
+            checked: data.checked_members(),
+        };
+        d.groups = settings
+            .drug_groups
+            .iter()
+            .map(|g| {
+                let products = classes::products_in_group(data, taxonomy, g);
+                let members = audience::bought_within_year(data, &d, &products);
+                GroupMembers { name: g.name.clone(), products, members }
+            })
+            .collect();
+        let groups: Vec<(String, RoaringBitmap)> =
+            d.groups.iter().map(|g| (g.name.clone(), g.members.clone())).collect();
+        d.catalogue = catalogue::build(&catalogue::Inputs {
+            data,
+            features: &d.features,
+            grades: &d.grades,
+            activity: &d.activity,
+            classes: &d.classes,
+            groups: &groups,
+        });
+        for t in saved_tags {
+            let result = match &t.expression {
+                Some(text) => audience::evaluate_text(data, taxonomy, &d, text, &d.universe).map_err(|e| e.to_string()),
+                None => Ok(data.ordinals_of(&t.members.iter().map(|m| m.0).collect())),
+            };
+            d.saved.push((t.name.clone(), result));
+        }
+        d
+    }
+}

@@ -1,0 +1,172 @@
+//! Features per member as of a day: recency, frequency and monetary value over 12 months, average
+//! ticket (客单价), items per ticket (客品数), gross margin, discount share, preferred store, returns,
+//! health checks, age and tenure. Columns indexed by member ordinal. Returns net out: a ticket counts
+//! towards frequency only while some of it is kept.
+
+use crate::data::{CompanyData, Day, NONE_U32, day_of, day_of_date};
+use rxmember_core::health::HealthKind;
+use rxmember_core::member::age_on;
+
+/// "No value" in `Day` and `i32` columns.
+pub const NONE_I32: i32 = i32::MIN;
+
+/// The 12-month window: the 365 days ending on the as-of day.
+pub const YEAR_DAYS: i32 = 365;
+
+/// The health kinds with their own tag dimension (last reading normal / abnormal).
+pub const TRACKED_KINDS: [HealthKind; 4] =
+    [HealthKind::BloodPressure, HealthKind::BloodGlucose, HealthKind::BloodLipids, HealthKind::UricAcid];
+
+#[derive(Debug, Clone, Default)]
+pub struct Features {
+    pub as_of: Day,
+    pub first_day: Vec<Day>,
+    pub last_day: Vec<Day>,
+    pub frequency_12m: Vec<u32>,
+    /// Net spend (fen) over 12 months.
+    pub monetary_12m: Vec<i64>,
+    pub items_12m: Vec<u32>,
+    pub discount_12m: Vec<i64>,
+    pub cost_12m: Vec<i64>,
+    pub tickets_total: Vec<u32>,
+    pub spend_total: Vec<i64>,
+    pub preferred_store: Vec<u32>,
+    pub returns_12m: Vec<u32>,
+    pub checks_12m: Vec<u32>,
+    /// Last reading of each of [`TRACKED_KINDS`]: 0 none, 1 normal, 2 abnormal.
+    pub last_reading: [Vec<u8>; 4],
+    pub age: Vec<i32>,
+    pub registered_day: Vec<Day>,
+    pub bought_rx_12m: Vec<bool>,
+}
+
+impl Features {
+    pub fn compute(data: &CompanyData, as_of: Day) -> Features {
+        let n = data.len();
+        let from = as_of - YEAR_DAYS;
+        let as_of_date = crate::data::date_of_day(as_of);
+        let mut f = Features {
+            as_of,
+            first_day: vec![NONE_I32; n],
+            last_day: vec![NONE_I32; n],
+            frequency_12m: vec![0; n],
+            monetary_12m: vec![0; n],
+            items_12m: vec![0; n],
+            discount_12m: vec![0; n],
+            cost_12m: vec![0; n],
+            tickets_total: vec![0; n],
+            spend_total: vec![0; n],
+            preferred_store: vec![NONE_U32; n],
+            returns_12m: vec![0; n],
+            checks_12m: vec![0; n],
+            last_reading: std::array::from_fn(|_| vec![0; n]),
+            age: vec![NONE_I32; n],
+            registered_day: vec![NONE_I32; n],
+            bought_rx_12m: vec![false; n],
+        };
+        let mut by_store: Vec<(u32, i64)> = Vec::new();
+        for o in 0..n {
+            by_store.clear();
+            for v in data.visits[o].iter().filter(|v| v.day <= as_of) {
+                let net = v.net();
+                if net <= 0 {
+                    continue;
+                }
+                f.tickets_total[o] += 1;
+                f.spend_total[o] += net;
+                if f.first_day[o] == NONE_I32 || v.day < f.first_day[o] {
+                    f.first_day[o] = v.day;
+                }
+                f.last_day[o] = f.last_day[o].max(v.day);
+                if v.day > from {
+                    f.frequency_12m[o] += 1;
+                    f.monetary_12m[o] += net;
+                    f.items_12m[o] += v.items.saturating_sub(v.returned_lines);
+                    f.discount_12m[o] += v.discount;
+                    f.cost_12m[o] += v.cost - v.returned_cost;
+                    f.returns_12m[o] += v.returned_lines;
+                    if v.store != NONE_U32 {
+                        match by_store.iter_mut().find(|(s, _)| *s == v.store) {
+                            Some((_, a)) => *a += net,
+                            None => by_store.push((v.store, net)),
+                        }
+                    }
+                }
+            }
+            // Tickets returned in full still count as returns.
+            f.returns_12m[o] += data.visits[o]
+                .iter()
+                .filter(|v| v.day > from && v.day <= as_of && v.net() <= 0)
+                .map(|v| v.returned_lines)
+                .sum::<u32>();
+            // Most spend wins; ties go to the lower store index, so the answer is stable.
+            if let Some(&(s, _)) = by_store.iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))) {
+                f.preferred_store[o] = s;
+            }
+            f.bought_rx_12m[o] = data.purchases[o].iter().any(|p| {
+                p.day > from && p.day <= as_of && p.amount > 0 && data.products[p.product as usize].is_prescription
+            });
+            let mut last = [NONE_I32; 4];
+            for c in data.checks[o].iter().filter(|c| c.day <= as_of) {
+                if c.day > from {
+                    f.checks_12m[o] += 1;
+                }
+                if let Some(k) = TRACKED_KINDS.iter().position(|k| *k == c.kind)
+                    && c.day >= last[k]
+                {
+                    last[k] = c.day;
+                    f.last_reading[k][o] = if c.abnormal { 2 } else { 1 };
+                }
+            }
+            let m = &data.members[o];
+            if let Some(b) = m.birthday
+                && b <= as_of_date
+            {
+                f.age[o] = age_on(b, as_of_date);
+            }
+            if let Some(r) = m.registered_at {
+                f.registered_day[o] = day_of(r, data.offset_minutes);
+            }
+        }
+        f
+    }
+
+    pub fn recency(&self, o: usize) -> Option<i32> {
+        (self.last_day[o] != NONE_I32).then(|| self.as_of - self.last_day[o])
+    }
+
+    pub fn tenure(&self, o: usize) -> Option<i32> {
+        (self.registered_day[o] != NONE_I32 && self.registered_day[o] <= self.as_of)
+            .then(|| self.as_of - self.registered_day[o])
+    }
+
+    /// Average net spend per ticket over 12 months (fen).
+    pub fn avg_ticket(&self, o: usize) -> Option<f64> {
+        (self.frequency_12m[o] > 0).then(|| self.monetary_12m[o] as f64 / self.frequency_12m[o] as f64)
+    }
+
+    pub fn items_per_ticket(&self, o: usize) -> Option<f64> {
+        (self.frequency_12m[o] > 0).then(|| self.items_12m[o] as f64 / self.frequency_12m[o] as f64)
+    }
+
+    /// Gross margin over 12 months, percent.
+    pub fn margin_rate(&self, o: usize) -> Option<f64> {
+        (self.monetary_12m[o] > 0)
+            .then(|| (self.monetary_12m[o] - self.cost_12m[o]) as f64 * 100.0 / self.monetary_12m[o] as f64)
+    }
+
+    /// Discount as a share of the undiscounted price over 12 months, percent.
+    pub fn discount_share(&self, o: usize) -> Option<f64> {
+        let gross = self.monetary_12m[o] + self.discount_12m[o];
+        (self.frequency_12m[o] > 0 && gross > 0).then(|| self.discount_12m[o] as f64 * 100.0 / gross as f64)
+    }
+
+    pub fn first_purchase_days(&self, o: usize) -> Option<i32> {
+        (self.first_day[o] != NONE_I32).then(|| self.as_of - self.first_day[o])
+    }
+}
+
+/// The as-of day for a date.
+pub fn as_of_day(d: chrono::NaiveDate) -> Day {
+    day_of_date(d)
+}

@@ -1,0 +1,309 @@
+//! Keeps the member-intelligence engine ([`rxmember_engine`]) in step with the store: builds a
+//! company's engine from the store's facts, catches it up incrementally (new tickets, returns and
+//! health checks by id; changed members by `updated_at`, with their whole history re-read), and
+//! keeps a snapshot of the facts on disk for a fast restart.
+//!
+//! Where derived data lives and how it is invalidated: facts are cached in memory and in
+//! `<engine dir>/<instance token>-<company>.snap`; the token is the database's identity, so a
+//! snapshot never meets another database. Everything else is recomputed after each catch-up and at
+//! the start of each day. Corrections to already-imported tickets are picked up by `engine rebuild`.
+
+use rxmember_core::facts::MemberFact;
+use rxmember_core::org::{DataScope, Role, Scope};
+use rxmember_core::time::now_ms;
+use rxmember_core::{CompanyId, MemberId};
+use rxmember_engine::company::CompanyEngine;
+use rxmember_engine::data::{CompanyData, Day, day_of};
+use rxmember_engine::derived::SavedTag;
+use rxmember_engine::settings::Settings;
+use rxmember_store::Store;
+use rxmember_store::facts::SalesFacts;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{Mutex, RwLock};
+
+const PAGE: i64 = 20_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntelligenceError {
+    #[error(transparent)]
+    Store(#[from] rxmember_store::StoreError),
+    #[error("engine settings of company {company} are invalid: {reason}")]
+    Settings { company: CompanyId, reason: String },
+    #[error("writing the engine snapshot {path}: {source}")]
+    Snapshot { path: String, source: std::io::Error },
+}
+
+type Result<T> = std::result::Result<T, IntelligenceError>;
+
+/// What one build or catch-up read and how long it took.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Refresh {
+    pub members: u64,
+    pub reloaded_members: u64,
+    pub tickets: u64,
+    pub lines: u64,
+    pub returns: u64,
+    pub checks: u64,
+    pub from_snapshot: bool,
+    pub millis: u64,
+}
+
+impl Refresh {
+    fn changed(&self) -> bool {
+        self.members + self.tickets + self.returns + self.checks > 0
+    }
+}
+
+/// One company's engine and the lock that serialises its refreshes.
+pub struct CompanyHandle {
+    pub company: CompanyId,
+    pub engine: RwLock<CompanyEngine>,
+    refreshing: Mutex<()>,
+}
+
+pub struct Intelligence {
+    store: Store,
+    dir: Option<PathBuf>,
+    companies: Mutex<HashMap<CompanyId, Arc<CompanyHandle>>>,
+    building: Mutex<()>,
+}
+
+fn system_scope(company: CompanyId) -> Scope {
+    Scope { staff: None, role: Role::CompanyAdmin, data: DataScope::Company { company }, actor: "engine".into() }
+}
+
+impl Intelligence {
+    /// `dir`: where snapshots are kept (`None`: never written, as in tests).
+    pub fn new(store: Store, dir: Option<PathBuf>) -> Arc<Intelligence> {
+        Arc::new(Intelligence { store, dir, companies: Mutex::new(HashMap::new()), building: Mutex::new(()) })
+    }
+
+    /// Today in the company's time zone.
+    pub fn today(offset_minutes: i32) -> Day {
+        day_of(now_ms(), offset_minutes)
+    }
+
+    /// The company's engine, built (or restored from its snapshot) on first use and caught up with
+    /// the store on every call. The day rolls over here too.
+    pub async fn company(&self, company: CompanyId) -> Result<Arc<CompanyHandle>> {
+        let existing = self.companies.lock().await.get(&company).cloned();
+        if let Some(h) = existing {
+            self.catch_up(&h).await?;
+            return Ok(h);
+        }
+        // One build at a time: a second caller waits and then finds the engine built.
+        let _building = self.building.lock().await;
+        if let Some(h) = self.companies.lock().await.get(&company).cloned() {
+            return Ok(h);
+        }
+        let (engine, _) = self.build(company, true).await?;
+        let h = Arc::new(CompanyHandle { company, engine: RwLock::new(engine), refreshing: Mutex::new(()) });
+        self.companies.lock().await.insert(company, h.clone());
+        Ok(h)
+    }
+
+    /// Throws the engine away and builds it again from the store.
+    pub async fn rebuild(&self, company: CompanyId) -> Result<Refresh> {
+        let _building = self.building.lock().await;
+        let (engine, report) = self.build(company, false).await?;
+        let h = Arc::new(CompanyHandle { company, engine: RwLock::new(engine), refreshing: Mutex::new(()) });
+        self.companies.lock().await.insert(company, h);
+        Ok(report)
+    }
+
+    async fn config(&self, company: CompanyId) -> Result<(Settings, Vec<SavedTag>)> {
+        let scope = system_scope(company);
+        let settings = match self.store.engine_settings(&scope, company).await? {
+            Some(json) => parse_settings(&json).map_err(|reason| IntelligenceError::Settings { company, reason })?,
+            None => Settings::default(),
+        };
+        let tags = self
+            .store
+            .saved_tags(&scope, company)
+            .await?
+            .into_iter()
+            .map(|t| SavedTag { name: t.name, expression: t.expression, members: t.members })
+            .collect();
+        Ok((settings, tags))
+    }
+
+    async fn build(&self, company: CompanyId, use_snapshot: bool) -> Result<(CompanyEngine, Refresh)> {
+        let started = Instant::now();
+        let scope = system_scope(company);
+        let info = self.store.company(&scope, company).await?;
+        let path = self.snapshot_path(company).await?;
+        let restored = match (&path, use_snapshot) {
+            (Some(p), true) => tokio::fs::read(p).await.ok().and_then(|b| CompanyEngine::restore(&b)),
+            _ => None,
+        };
+        let from_snapshot = restored.is_some();
+        let mut data = restored.unwrap_or_else(|| CompanyData::new(company, info.utc_offset_minutes));
+        let mut report = catch_up_data(&self.store, &scope, &mut data).await?;
+        report.from_snapshot = from_snapshot;
+        let taxonomy = self.store.taxonomy(&scope, company).await?;
+        let (settings, tags) = self.config(company).await?;
+        let today = Self::today(info.utc_offset_minutes);
+        if report.changed() || !from_snapshot {
+            self.save_snapshot(&path, &data).await?;
+        }
+        let engine = tokio::task::spawn_blocking(move || CompanyEngine::new(data, taxonomy, settings, tags, today))
+            .await
+            .expect("engine derivation panicked");
+        report.millis = started.elapsed().as_millis() as u64;
+        tracing::debug!(company = company.0, ?report, "engine built");
+        Ok((engine, report))
+    }
+
+    /// Reads what is new in the store into the company's engine and recomputes what depends on it.
+    pub async fn catch_up(&self, h: &CompanyHandle) -> Result<Refresh> {
+        let _one_at_a_time = h.refreshing.lock().await;
+        let started = Instant::now();
+        let scope = system_scope(h.company);
+        let (settings, tags) = self.config(h.company).await?;
+        let taxonomy = self.store.taxonomy(&scope, h.company).await?;
+        let mut engine = h.engine.write().await;
+        let mut report = catch_up_data(&self.store, &scope, &mut engine.data).await?;
+        let today = Self::today(engine.data.offset_minutes);
+        let config_changed = engine.settings != settings || engine.saved_tags != tags || engine.taxonomy != taxonomy;
+        if report.changed() || config_changed || engine.current().as_of != today {
+            engine.settings = settings;
+            engine.saved_tags = tags;
+            engine.taxonomy = taxonomy;
+            engine.rederive(today);
+        }
+        if report.changed() {
+            let path = self.snapshot_path(h.company).await?;
+            self.save_snapshot(&path, &engine.data).await?;
+        }
+        report.millis = started.elapsed().as_millis() as u64;
+        Ok(report)
+    }
+
+    async fn snapshot_path(&self, company: CompanyId) -> Result<Option<PathBuf>> {
+        let Some(dir) = &self.dir else { return Ok(None) };
+        let token = self.store.instance_token().await?;
+        Ok(Some(dir.join(format!("{token}-{}.snap", company.0))))
+    }
+
+    async fn save_snapshot(&self, path: &Option<PathBuf>, data: &CompanyData) -> Result<()> {
+        let Some(path) = path else { return Ok(()) };
+        let bytes = CompanyEngine::snapshot(data).expect("engine facts serialise");
+        let err = |source| IntelligenceError::Snapshot { path: path.display().to_string(), source };
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(err)?;
+        }
+        // Write aside and rename, so a crash never leaves a half-written snapshot.
+        let tmp = path.with_extension("snap.tmp");
+        tokio::fs::write(&tmp, &bytes).await.map_err(err)?;
+        tokio::fs::rename(&tmp, path).await.map_err(err)?;
+        Ok(())
+    }
+}
+
+/// Parses and validates a settings document.
+pub fn parse_settings(json: &str) -> std::result::Result<Settings, String> {
+    let s: Settings = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    s.validate()?;
+    Ok(s)
+}
+
+/// Reads everything after `data`'s watermark into it.
+async fn catch_up_data(store: &Store, scope: &Scope, data: &mut CompanyData) -> Result<Refresh> {
+    let company = data.company;
+    let first = data.is_empty() && data.watermark == Default::default();
+    let mut r = Refresh::default();
+    data.set_stores(store.fact_stores(scope, company).await?);
+    data.set_products(store.fact_products(scope, company).await?);
+
+    // Members changed since the watermark. On a catch-up, their history is read again whole: a new
+    // card may have linked tickets imported before it.
+    let since = data.watermark.member_updated_at;
+    let mut after = 0;
+    let mut reload: Vec<MemberId> = Vec::new();
+    loop {
+        let page: Vec<MemberFact> = store.fact_members(scope, company, since, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id.0;
+        r.members += page.len() as u64;
+        for m in page {
+            if !first {
+                reload.push(m.id);
+            }
+            data.apply_member(m);
+        }
+    }
+    let reloaded: HashSet<i64> = reload.iter().map(|m| m.0).collect();
+    for chunk in reload.chunks(5_000) {
+        for m in chunk {
+            if let Some(o) = data.ordinal(*m) {
+                data.clear_history(o);
+            }
+        }
+        let SalesFacts { tickets, lines } = store.fact_sales_of_members(scope, company, chunk).await?;
+        for t in &tickets {
+            data.apply_ticket_visit(t);
+        }
+        for l in &lines {
+            data.apply_line(l);
+        }
+        for ret in store.fact_returns_of_members(scope, company, chunk).await? {
+            data.apply_return_member(&ret);
+        }
+        for c in store.fact_health_checks_of_members(scope, company, chunk).await? {
+            data.apply_check(&c);
+        }
+        r.reloaded_members += chunk.len() as u64;
+    }
+    let fresh = |m: Option<MemberId>| m.is_some_and(|m| !reloaded.contains(&m.0));
+
+    loop {
+        let page = store.fact_sales(scope, company, data.watermark.ticket_id, PAGE).await?;
+        if page.tickets.is_empty() {
+            break;
+        }
+        r.tickets += page.tickets.len() as u64;
+        r.lines += page.lines.len() as u64;
+        for t in &page.tickets {
+            data.apply_ticket_totals(t);
+            if fresh(t.member) {
+                data.apply_ticket_visit(t);
+            }
+        }
+        for l in &page.lines {
+            if fresh(Some(l.member)) {
+                data.apply_line(l);
+            }
+        }
+    }
+    loop {
+        let page = store.fact_returns(scope, company, data.watermark.return_id, PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        r.returns += page.len() as u64;
+        for ret in &page {
+            data.apply_return_totals(ret);
+            if fresh(ret.member) {
+                data.apply_return_member(ret);
+            }
+        }
+    }
+    loop {
+        let page = store.fact_health_checks(scope, company, data.watermark.check_id, PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        r.checks += page.len() as u64;
+        for c in &page {
+            data.advance_checks(c);
+            if fresh(Some(c.member)) {
+                data.apply_check(c);
+            }
+        }
+    }
+    Ok(r)
+}

@@ -1,0 +1,309 @@
+//! Reading the facts the member-intelligence engine is built from ([`rxmember_core::facts`]), in pages
+//! keyed by id so memory stays bounded on a chain of any size, and by member for incremental refresh.
+//! Reading facts needs the whole company in scope: the engine applies narrower scopes itself.
+
+use crate::db::{flag, select_in};
+use crate::{Result, Store, StoreError};
+use rxmember_core::facts::{HealthCheckFact, LineFact, MemberFact, ProductFact, ReturnFact, StoreFact, TicketFact};
+use rxmember_core::health::HealthKind;
+use rxmember_core::member::{Gender, MemberStatus, RegistrationSource};
+use rxmember_core::org::Scope;
+use rxmember_core::{CompanyId, MemberId, ProductId, StoreId, TicketId};
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+/// Tickets of one page, and the lines of its member tickets.
+#[derive(Debug, Default)]
+pub struct SalesFacts {
+    pub tickets: Vec<TicketFact>,
+    pub lines: Vec<LineFact>,
+}
+
+const MEMBER_COLS: &str = "id, card_no, gender, birthday, store_id, registered_at, clerk_code, source, \
+    referrer_card_no, allergies_enc, chronic_conditions, sms_opt_in, health_consent, status, updated_at";
+const TICKET_COLS: &str = "id, member_id, store_id, sold_at, line_count, amount, discount, cost";
+const RETURN_SELECT: &str = "SELECT r.id, r.ticket_id, t.member_id, t.sold_at, r.product_id, r.amount, \
+    CASE WHEN t.amount > 0 THEN r.amount * t.cost / t.amount ELSE 0 END AS cost \
+    FROM returns r JOIN tickets t ON t.company_id = r.company_id AND t.id = r.ticket_id";
+const CHECK_COLS: &str = "id, member_id, checked_at, kind, abnormal";
+
+impl Store {
+    fn require_whole_company(scope: &Scope, company: CompanyId) -> Result<()> {
+        if scope.data.covers_company(company) { Ok(()) } else { Err(StoreError::AccessDenied) }
+    }
+
+    /// Members changed after `updated_after` (epoch ms), `limit` at a time in id order after `after_id`.
+    pub async fn fact_members(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        updated_after: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<MemberFact>> {
+        Self::require_whole_company(scope, company)?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {MEMBER_COLS} FROM members WHERE company_id = $1 AND updated_at > $2 AND id > $3 ORDER BY id LIMIT $4"
+        )))
+        .bind(company.0)
+        .bind(updated_after)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(member_fact).collect()
+    }
+
+    pub async fn fact_products(&self, scope: &Scope, company: CompanyId) -> Result<Vec<ProductFact>> {
+        Self::require_whole_company(scope, company)?;
+        let rows = sqlx::query(
+            "SELECT id, code, name, category_code, manufacturer, brand, is_prescription FROM products WHERE company_id = $1 ORDER BY id",
+        )
+        .bind(company.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ProductFact {
+                    id: ProductId(r.try_get("id")?),
+                    code: r.try_get("code")?,
+                    name: r.try_get("name")?,
+                    category_code: r.try_get("category_code")?,
+                    manufacturer: r.try_get("manufacturer")?,
+                    brand: r.try_get("brand")?,
+                    is_prescription: flag(r, "is_prescription")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn fact_stores(&self, scope: &Scope, company: CompanyId) -> Result<Vec<StoreFact>> {
+        Self::require_whole_company(scope, company)?;
+        let rows = sqlx::query("SELECT id, code, name FROM stores WHERE company_id = $1 ORDER BY id")
+            .bind(company.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoreFact { id: StoreId(r.try_get("id")?), code: r.try_get("code")?, name: r.try_get("name")? })
+            })
+            .collect()
+    }
+
+    /// Up to `limit` tickets with id above `after_id` (member and non-member), in id order, with the
+    /// lines of the member tickets among them.
+    pub async fn fact_sales(&self, scope: &Scope, company: CompanyId, after_id: i64, limit: i64) -> Result<SalesFacts> {
+        Self::require_whole_company(scope, company)?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TICKET_COLS} FROM tickets WHERE company_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        )))
+        .bind(company.0)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let tickets = rows.iter().map(ticket_fact).collect::<Result<Vec<_>>>()?;
+        let (Some(first), Some(last)) = (tickets.first(), tickets.last()) else {
+            return Ok(SalesFacts::default());
+        };
+        let rows = sqlx::query(
+            "SELECT l.ticket_id, t.member_id, t.sold_at, l.product_id, l.amount FROM ticket_lines l \
+             JOIN tickets t ON t.company_id = l.company_id AND t.id = l.ticket_id \
+             WHERE l.company_id = $1 AND l.ticket_id >= $2 AND l.ticket_id <= $3 AND t.member_id IS NOT NULL \
+             ORDER BY l.ticket_id, l.line_no",
+        )
+        .bind(company.0)
+        .bind(first.id.0)
+        .bind(last.id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        let lines = rows.iter().map(line_fact).collect::<Result<Vec<_>>>()?;
+        Ok(SalesFacts { tickets, lines })
+    }
+
+    /// Every ticket and line of the given members (for members whose history changed as a whole:
+    /// new cards linking earlier tickets, merges).
+    pub async fn fact_sales_of_members(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        members: &[MemberId],
+    ) -> Result<SalesFacts> {
+        Self::require_whole_company(scope, company)?;
+        let ids: Vec<i64> = members.iter().map(|m| m.0).collect();
+        let mut conn = self.pool.acquire().await?;
+        let rows = select_in(
+            &mut conn,
+            self.backend,
+            &format!("SELECT {TICKET_COLS} FROM tickets WHERE company_id = {{company}} AND member_id IN ({{keys}})"),
+            company.0,
+            &ids,
+        )
+        .await?;
+        let tickets = rows.iter().map(ticket_fact).collect::<Result<Vec<_>>>()?;
+        let rows = select_in(
+            &mut conn,
+            self.backend,
+            "SELECT l.ticket_id, t.member_id, t.sold_at, l.product_id, l.amount FROM tickets t \
+             JOIN ticket_lines l ON l.company_id = t.company_id AND l.ticket_id = t.id \
+             WHERE t.company_id = {company} AND t.member_id IN ({keys})",
+            company.0,
+            &ids,
+        )
+        .await?;
+        let lines = rows.iter().map(line_fact).collect::<Result<Vec<_>>>()?;
+        Ok(SalesFacts { tickets, lines })
+    }
+
+    /// Up to `limit` returns with id above `after_id`, in id order.
+    pub async fn fact_returns(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<ReturnFact>> {
+        Self::require_whole_company(scope, company)?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{RETURN_SELECT} WHERE r.company_id = $1 AND r.id > $2 ORDER BY r.id LIMIT $3"
+        )))
+        .bind(company.0)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(return_fact).collect()
+    }
+
+    pub async fn fact_returns_of_members(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        members: &[MemberId],
+    ) -> Result<Vec<ReturnFact>> {
+        Self::require_whole_company(scope, company)?;
+        let ids: Vec<i64> = members.iter().map(|m| m.0).collect();
+        let mut conn = self.pool.acquire().await?;
+        let rows = select_in(
+            &mut conn,
+            self.backend,
+            &format!("{RETURN_SELECT} WHERE r.company_id = {{company}} AND t.member_id IN ({{keys}})"),
+            company.0,
+            &ids,
+        )
+        .await?;
+        rows.iter().map(return_fact).collect()
+    }
+
+    /// Up to `limit` health checks with id above `after_id`, in id order.
+    pub async fn fact_health_checks(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<HealthCheckFact>> {
+        Self::require_whole_company(scope, company)?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CHECK_COLS} FROM health_checks WHERE company_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        )))
+        .bind(company.0)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(check_fact).collect()
+    }
+
+    pub async fn fact_health_checks_of_members(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        members: &[MemberId],
+    ) -> Result<Vec<HealthCheckFact>> {
+        Self::require_whole_company(scope, company)?;
+        let ids: Vec<i64> = members.iter().map(|m| m.0).collect();
+        let mut conn = self.pool.acquire().await?;
+        let rows = select_in(
+            &mut conn,
+            self.backend,
+            &format!(
+                "SELECT {CHECK_COLS} FROM health_checks WHERE company_id = {{company}} AND member_id IN ({{keys}})"
+            ),
+            company.0,
+            &ids,
+        )
+        .await?;
+        rows.iter().map(check_fact).collect()
+    }
+}
+
+fn member_fact(r: &AnyRow) -> Result<MemberFact> {
+    let birthday: Option<String> = r.try_get("birthday")?;
+    let chronic: Option<String> = r.try_get("chronic_conditions")?;
+    let source: String = r.try_get("source")?;
+    Ok(MemberFact {
+        id: MemberId(r.try_get("id")?),
+        card_no: r.try_get("card_no")?,
+        gender: Gender::parse(&r.try_get::<String, _>("gender")?),
+        birthday: birthday.and_then(|b| b.parse().ok()),
+        store: r.try_get::<Option<i64>, _>("store_id")?.map(StoreId),
+        registered_at: r.try_get("registered_at")?,
+        clerk_code: r.try_get("clerk_code")?,
+        source: RegistrationSource::parse(&source).unwrap_or_default(),
+        referred: r.try_get::<Option<String>, _>("referrer_card_no")?.is_some(),
+        has_allergies: r.try_get::<Option<Vec<u8>>, _>("allergies_enc")?.is_some(),
+        chronic_conditions: chronic
+            .map(|c| c.split(';').filter(|s| !s.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default(),
+        sms_opt_in: flag(r, "sms_opt_in")?,
+        health_consent: flag(r, "health_consent")?,
+        status: MemberStatus::parse(&r.try_get::<String, _>("status")?),
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn ticket_fact(r: &AnyRow) -> Result<TicketFact> {
+    Ok(TicketFact {
+        id: TicketId(r.try_get("id")?),
+        member: r.try_get::<Option<i64>, _>("member_id")?.map(MemberId),
+        store: StoreId(r.try_get("store_id")?),
+        sold_at: r.try_get("sold_at")?,
+        line_count: r.try_get("line_count")?,
+        amount: r.try_get("amount")?,
+        discount: r.try_get("discount")?,
+        cost: r.try_get("cost")?,
+    })
+}
+
+fn line_fact(r: &AnyRow) -> Result<LineFact> {
+    Ok(LineFact {
+        ticket: TicketId(r.try_get("ticket_id")?),
+        member: MemberId(r.try_get("member_id")?),
+        sold_at: r.try_get("sold_at")?,
+        product: ProductId(r.try_get("product_id")?),
+        amount: r.try_get("amount")?,
+    })
+}
+
+fn return_fact(r: &AnyRow) -> Result<ReturnFact> {
+    Ok(ReturnFact {
+        id: r.try_get("id")?,
+        ticket: TicketId(r.try_get("ticket_id")?),
+        member: r.try_get::<Option<i64>, _>("member_id")?.map(MemberId),
+        sold_at: r.try_get("sold_at")?,
+        product: ProductId(r.try_get("product_id")?),
+        amount: r.try_get("amount")?,
+        cost: r.try_get("cost")?,
+    })
+}
+
+fn check_fact(r: &AnyRow) -> Result<HealthCheckFact> {
+    Ok(HealthCheckFact {
+        id: r.try_get("id")?,
+        member: MemberId(r.try_get("member_id")?),
+        checked_at: r.try_get("checked_at")?,
+        kind: HealthKind::parse(&r.try_get::<String, _>("kind")?),
+        abnormal: flag(r, "abnormal")?,
+    })
+}
