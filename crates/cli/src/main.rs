@@ -386,7 +386,8 @@ async fn run(cli: Cli) -> Result<()> {
                     rxmember_demo::Size::parse(&demo_size).context("--demo-size must be tiny, small or large")?;
                 banner = ensure_demo(&store, size).await?;
             }
-            let state = rxmember_server::AppState::new(store.clone(), config.secure_cookies);
+            let state =
+                rxmember_server::AppState::new(store.clone(), config.secure_cookies, Some(config.engine_dir.clone()));
             rxmember_server::serve(state, &bind, &banner).await?;
         }
         Command::Import { kind, file, company, report, json } => {

@@ -156,7 +156,7 @@ async fn resolve_company(s: &AppState, scope: &Scope, code: Option<&str>) -> Res
     }
 }
 
-async fn require_company(s: &AppState, scope: &Scope, code: Option<&str>) -> Result<CompanyId, ApiError> {
+pub(crate) async fn require_company(s: &AppState, scope: &Scope, code: Option<&str>) -> Result<CompanyId, ApiError> {
     resolve_company(s, scope, code).await?.ok_or_else(|| ApiError::BadRequest("请指定公司 (add ?company=CODE)".into()))
 }
 

@@ -15,6 +15,9 @@ pub enum ApiError {
     BadRequest(String),
     Store(StoreError),
     Import(ImportError),
+    /// An audience expression that does not parse or evaluate.
+    Audience(rxmember_engine::audience::AudienceError),
+    Engine(crate::intelligence::IntelligenceError),
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -27,6 +30,12 @@ pub struct ErrorDetail {
     /// Stable machine code: unauthenticated, forbidden, not_found, bad_request, conflict, internal.
     pub code: &'static str,
     pub message: String,
+    /// For `bad_expression`: the character offset (from 0) the error points at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<usize>,
+    /// For `bad_expression`: the message in English.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_en: Option<String>,
 }
 
 impl From<StoreError> for ApiError {
@@ -38,6 +47,21 @@ impl From<StoreError> for ApiError {
 impl From<ImportError> for ApiError {
     fn from(e: ImportError) -> Self {
         ApiError::Import(e)
+    }
+}
+
+impl From<rxmember_engine::audience::AudienceError> for ApiError {
+    fn from(e: rxmember_engine::audience::AudienceError) -> Self {
+        ApiError::Audience(e)
+    }
+}
+
+impl From<crate::intelligence::IntelligenceError> for ApiError {
+    fn from(e: crate::intelligence::IntelligenceError) -> Self {
+        match e {
+            crate::intelligence::IntelligenceError::Store(s) => ApiError::Store(s),
+            other => ApiError::Engine(other),
+        }
     }
 }
 
@@ -68,11 +92,25 @@ impl IntoResponse for ApiError {
                     (StatusCode::INTERNAL_SERVER_ERROR, "internal", "服务器内部错误 (internal error)".into())
                 }
             },
+            ApiError::Audience(e) => {
+                let detail = ErrorDetail {
+                    code: "bad_expression",
+                    message: e.to_string(),
+                    offset: Some(e.offset()),
+                    message_en: Some(e.message_en()),
+                };
+                return (StatusCode::BAD_REQUEST, Json(ErrorBody { error: detail })).into_response();
+            }
+            ApiError::Engine(e) => {
+                tracing::error!(error = %e, "engine error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("会员引擎错误 (engine error): {e}"))
+            }
             ApiError::Import(e) => match e {
                 ImportError::Store(inner) => return ApiError::Store(inner).into_response(),
                 other => (StatusCode::UNPROCESSABLE_ENTITY, "bad_file", other.to_string()),
             },
         };
-        (status, Json(ErrorBody { error: ErrorDetail { code, message } })).into_response()
+        (status, Json(ErrorBody { error: ErrorDetail { code, message, offset: None, message_en: None } }))
+            .into_response()
     }
 }

@@ -5,6 +5,7 @@
 //! become HTTP responses in exactly one place ([`error`]).
 
 mod api;
+mod audiences;
 mod auth;
 pub mod error;
 pub mod intelligence;
@@ -12,24 +13,31 @@ mod openapi;
 pub mod tables;
 
 use axum::Router;
+use intelligence::Intelligence;
 use rxmember_store::Store;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Shared by every request.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     pub secure_cookies: bool,
+    pub intelligence: Arc<Intelligence>,
 }
 
 impl AppState {
-    pub fn new(store: Store, secure_cookies: bool) -> AppState {
-        AppState { store, secure_cookies }
+    /// `engine_dir`: where engine snapshots are kept (`None`: in memory only).
+    pub fn new(store: Store, secure_cookies: bool, engine_dir: Option<PathBuf>) -> AppState {
+        let intelligence = Intelligence::new(store.clone(), engine_dir);
+        AppState { store, secure_cookies, intelligence }
     }
 }
 
 /// The whole application as a router (tests drive it in-process).
 pub fn router(state: AppState) -> Router {
     api::routes()
+        .merge(audiences::routes())
         .merge(openapi::routes())
         .layer(axum::extract::DefaultBodyLimit::max(1 << 30))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -27,6 +27,14 @@ use utoipa::OpenApi;
         crate::api::tickets,
         crate::api::ticket,
         crate::api::import,
+        crate::audiences::count,
+        crate::audiences::members,
+        crate::audiences::export,
+        crate::audiences::tags,
+        crate::audiences::save_tag,
+        crate::audiences::delete_tag,
+        crate::audiences::grades,
+        crate::audiences::rebuild,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail))
 )]

@@ -23,7 +23,7 @@ async fn app() -> App {
         .await
         .unwrap();
     rxmember_demo::ensure_demo_logins(&db.store).await.unwrap();
-    App { router: router(AppState::new(db.store.clone(), false)), db }
+    App { router: router(AppState::new(db.store.clone(), false, None)), db }
 }
 
 async fn call(
