@@ -110,3 +110,68 @@ async fn a_company_overrides_its_taxonomy() {
     std::fs::remove_dir_all(&dir).unwrap();
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn audiences_from_the_command_line() {
+    let db = TestDb::new().await;
+    let dir = std::env::temp_dir().join(format!("rxm-cli-engine-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let engine_dir = dir.join("engine");
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--engine-dir", engine_dir.to_str().unwrap()]);
+        rxmember(&db, &all)
+    };
+    ok(&rxmember(&db, &["demo", "--size", "tiny", "--seed", "5"]));
+    let out = ok(&run(&["audience", "count", "all", "--company", "TJG", "--json"]));
+    let all: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let total = all["count"].as_u64().unwrap();
+    assert!(total > 0 && total == all["scope_total"].as_u64().unwrap());
+    // The first run left a snapshot; the next runs start from it.
+    let snaps: Vec<_> = std::fs::read_dir(&engine_dir).unwrap().collect();
+    assert_eq!(snaps.len(), 1, "one company's snapshot");
+    let expr = r#"grade in ("重要保持", "重要发展") or frequency_12m >= 3"#;
+    let out = ok(&run(&["audience", "count", expr, "--company", "TJG", "--as-of", "2026-11-20", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let n = v["count"].as_u64().unwrap();
+    assert!(n > 0 && n < total, "{v}");
+    assert_eq!(v["as_of"], "2026-11-20");
+    let xlsx = dir.join("vip.xlsx");
+    let out = ok(&run(&[
+        "audience",
+        "export",
+        expr,
+        "--company",
+        "TJG",
+        "--as-of",
+        "2026-11-20",
+        "--columns",
+        "card_no,grade,monetary_12m",
+        "--out",
+        xlsx.to_str().unwrap(),
+    ]));
+    assert!(out.contains(&n.to_string()), "{out}");
+    assert_eq!(&std::fs::read(&xlsx).unwrap()[..2], b"PK", "an XLSX file is a zip");
+    // A bad expression fails with the position and the reason.
+    let bad = run(&["audience", "count", "bought(categry = \"降压药\")", "--company", "TJG"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("第 8 个字符") && err.contains("category"), "{err}");
+    let tags = ok(&run(&["tags", "list", "--company", "TJG", "--json"]));
+    let dims: serde_json::Value = serde_json::from_str(tags.trim()).unwrap();
+    assert!(dims.as_array().unwrap().len() >= 24);
+    ok(&run(&["tags", "save", "常客", "--company", "TJG", "--expr", "frequency_12m >= 3"]));
+    let out = ok(&run(&["audience", "count", r#"tag = "常客""#, "--company", "TJG", "--json"]));
+    let by_tag: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let out = ok(&run(&["audience", "count", "frequency_12m >= 3", "--company", "TJG", "--json"]));
+    let direct: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(by_tag["count"], direct["count"]);
+    ok(&run(&["engine", "rebuild", "--company", "TJG"]));
+    let grades = ok(&run(&["engine", "grades", "--company", "TJG", "--json"]));
+    let g: serde_json::Value = serde_json::from_str(grades.trim()).unwrap();
+    let sum: u64 = g["grades"].as_array().unwrap().iter().map(|x| x["members"].as_u64().unwrap()).sum();
+    assert_eq!(sum, total);
+    let _ = std::fs::remove_dir_all(&dir);
+    db.cleanup().await;
+}

@@ -1,0 +1,386 @@
+//! Property test: on random facts and random expressions, the engine's bitmap answer equals a
+//! naive evaluation written straight from the rules, member by member, over the raw facts.
+
+use chrono::NaiveDate;
+use proptest::prelude::*;
+use rxmember_core::facts::{HealthCheckFact, LineFact, MemberFact, ProductFact, ReturnFact, StoreFact, TicketFact};
+use rxmember_core::health::HealthKind;
+use rxmember_core::member::{Gender, MemberStatus, RegistrationSource, age_on};
+use rxmember_core::taxonomy::Taxonomy;
+use rxmember_core::time::local_to_epoch_ms;
+use rxmember_core::{CompanyId, MemberId, ProductId, StoreId, TicketId};
+use rxmember_engine::company::CompanyEngine;
+use rxmember_engine::data::{CompanyData, day_of_date};
+use rxmember_engine::settings::Settings;
+
+const OFFSET: i32 = 480;
+
+fn as_of() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 6, 30).unwrap()
+}
+
+fn ms(days_ago: i64) -> i64 {
+    let d = as_of() - chrono::Duration::days(days_ago);
+    local_to_epoch_ms(d.and_hms_opt(10, 0, 0).unwrap(), OFFSET)
+}
+
+#[derive(Debug, Clone)]
+struct M {
+    gender: Gender,
+    birthday: Option<NaiveDate>,
+    registered_days_ago: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+struct T {
+    member: Option<usize>,
+    days_ago: i64,
+    /// (product index, amount in fen)
+    lines: Vec<(usize, i64)>,
+    /// Lines returned in full (by position, each at most once).
+    returned: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+struct C {
+    member: usize,
+    days_ago: i64,
+    kind: usize,
+    abnormal: bool,
+}
+
+const KINDS: [HealthKind; 2] = [HealthKind::BloodGlucose, HealthKind::BloodPressure];
+const KIND_NAMES: [&str; 2] = ["血糖", "血压"];
+/// Product categories: two oral antidiabetics (14xx), one antihypertensive (09xx).
+const PRODUCT_CATEGORIES: [&str; 3] = ["1401", "1402", "0901"];
+const CATEGORY_NAMES: [(&str, &[usize]); 3] = [("口服降糖药", &[0, 1]), ("双胍类", &[0]), ("降压药", &[2])];
+
+fn members() -> impl Strategy<Value = Vec<M>> {
+    prop::collection::vec(
+        (
+            prop_oneof![Just(Gender::Male), Just(Gender::Female), Just(Gender::Unknown)],
+            prop::option::of(0i64..30_000),
+            prop::option::of(0i64..800),
+        )
+            .prop_map(|(gender, b, r)| M {
+                gender,
+                birthday: b.map(|d| NaiveDate::from_ymd_opt(1940, 1, 1).unwrap() + chrono::Duration::days(d)),
+                registered_days_ago: r,
+            }),
+        1..25,
+    )
+}
+
+fn tickets(n: usize) -> impl Strategy<Value = Vec<T>> {
+    prop::collection::vec(
+        (
+            prop::option::of(0..n),
+            0i64..700,
+            prop::collection::vec((0usize..3, 100i64..20_000), 1..4),
+            prop::collection::vec(0usize..4, 0..2),
+        )
+            .prop_map(|(member, days_ago, lines, returned)| {
+                let mut returned: Vec<usize> = returned.into_iter().filter(|r| *r < lines.len()).collect();
+                returned.dedup();
+                T { member, days_ago, lines, returned }
+            }),
+        0..60,
+    )
+}
+
+fn checks(n: usize) -> impl Strategy<Value = Vec<C>> {
+    prop::collection::vec(
+        (0..n, 0i64..700, 0usize..2, any::<bool>()).prop_map(|(member, days_ago, kind, abnormal)| C {
+            member,
+            days_ago,
+            kind,
+            abnormal,
+        }),
+        0..20,
+    )
+}
+
+/// Random expressions over the fields and predicates the naive evaluator implements.
+fn expr() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        prop_oneof![Just("男"), Just("女"), Just("未知")].prop_map(|g| format!("gender = \"{g}\"")),
+        (prop_oneof![Just("<"), Just(">="), Just("=")], 20i64..90).prop_map(|(c, n)| format!("age {c} {n}")),
+        (prop_oneof![Just("<"), Just(">="), Just("=")], 0i64..6).prop_map(|(c, n)| format!("frequency_12m {c} {n}")),
+        (prop_oneof![Just("<"), Just(">")], 0i64..500).prop_map(|(c, n)| format!("monetary_12m {c} {n}")),
+        (prop_oneof![Just("<"), Just(">=")], 0i64..400).prop_map(|(c, n)| format!("recency_days {c} {n}")),
+        (0usize..3, 1i64..700, prop_oneof![Just(">="), Just("<"), Just("=")], 0i64..4).prop_map(|(c, w, op, k)| {
+            format!("bought(category = \"{}\", within = {w}d, times {op} {k})", CATEGORY_NAMES[c].0)
+        }),
+        (0usize..2, 1i64..700, 0i64..3)
+            .prop_map(|(k, w, t)| format!("checked(kind = \"{}\", within = {w}d, times >= {t})", KIND_NAMES[k])),
+        (1i64..800).prop_map(|w| format!("registered(within = {w}d)")),
+    ];
+    leaf.prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) and ({b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) or ({b})")),
+            inner.prop_map(|a| format!("not ({a})")),
+        ]
+    })
+}
+
+struct World {
+    members: Vec<M>,
+    tickets: Vec<T>,
+    checks: Vec<C>,
+}
+
+impl World {
+    fn engine(&self) -> CompanyEngine {
+        let mut data = CompanyData::new(CompanyId(1), OFFSET);
+        data.set_stores(vec![StoreFact { id: StoreId(1), code: "S1".into(), name: "一店".into() }]);
+        data.set_products(
+            PRODUCT_CATEGORIES
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ProductFact {
+                    id: ProductId(i as i64 + 1),
+                    code: format!("P{i}"),
+                    name: format!("药{i}"),
+                    category_code: Some(c.to_string()),
+                    manufacturer: None,
+                    brand: None,
+                    is_prescription: false,
+                })
+                .collect(),
+        );
+        for (i, m) in self.members.iter().enumerate() {
+            data.apply_member(MemberFact {
+                id: MemberId(i as i64 + 1),
+                card_no: format!("C{i}"),
+                gender: m.gender,
+                birthday: m.birthday,
+                store: Some(StoreId(1)),
+                registered_at: m.registered_days_ago.map(ms),
+                clerk_code: None,
+                source: RegistrationSource::Store,
+                referred: false,
+                has_allergies: false,
+                chronic_conditions: vec![],
+                sms_opt_in: true,
+                health_consent: true,
+                status: MemberStatus::Active,
+                updated_at: 1,
+            });
+        }
+        let mut return_id = 0;
+        for (ti, t) in self.tickets.iter().enumerate() {
+            let amount: i64 = t.lines.iter().map(|l| l.1).sum();
+            let fact = TicketFact {
+                id: TicketId(ti as i64 + 1),
+                member: t.member.map(|m| MemberId(m as i64 + 1)),
+                store: StoreId(1),
+                sold_at: ms(t.days_ago),
+                line_count: t.lines.len() as i64,
+                amount,
+                discount: 0,
+                cost: amount / 2,
+            };
+            data.apply_ticket_totals(&fact);
+            data.apply_ticket_visit(&fact);
+            if let Some(m) = t.member {
+                for (p, a) in &t.lines {
+                    data.apply_line(&LineFact {
+                        ticket: fact.id,
+                        member: MemberId(m as i64 + 1),
+                        sold_at: fact.sold_at,
+                        product: ProductId(*p as i64 + 1),
+                        amount: *a,
+                    });
+                }
+            }
+        }
+        // Returns after all sales, as an import of a later file would bring them.
+        for (ti, t) in self.tickets.iter().enumerate() {
+            for &r in &t.returned {
+                return_id += 1;
+                let (p, a) = t.lines[r];
+                let ret = ReturnFact {
+                    id: return_id,
+                    ticket: TicketId(ti as i64 + 1),
+                    member: t.member.map(|m| MemberId(m as i64 + 1)),
+                    sold_at: ms(t.days_ago),
+                    product: ProductId(p as i64 + 1),
+                    amount: a,
+                    cost: a / 2,
+                };
+                data.apply_return_totals(&ret);
+                data.apply_return_member(&ret);
+            }
+        }
+        for (i, c) in self.checks.iter().enumerate() {
+            let f = HealthCheckFact {
+                id: i as i64 + 1,
+                member: MemberId(c.member as i64 + 1),
+                checked_at: ms(c.days_ago),
+                kind: KINDS[c.kind],
+                abnormal: c.abnormal,
+            };
+            data.advance_checks(&f);
+            data.apply_check(&f);
+        }
+        CompanyEngine::new(data, Taxonomy::default_pharmacy(), Settings::default(), vec![], day_of_date(as_of()))
+    }
+
+    /// Net amount of a ticket's line after returns.
+    fn line_net(t: &T, i: usize) -> i64 {
+        if t.returned.contains(&i) { 0 } else { t.lines[i].1 }
+    }
+
+    fn ticket_net(t: &T) -> i64 {
+        let amount: i64 = t.lines.iter().map(|l| l.1).sum();
+        let returned: i64 = t.returned.iter().map(|r| t.lines[*r].1).sum();
+        amount - returned
+    }
+}
+
+/// The naive evaluator: a tiny parser for exactly the shapes `expr()` generates, and the rules
+/// applied to one member at a time.
+fn naive(w: &World, text: &str, m: usize) -> bool {
+    let text = text.trim();
+    if let Some(inner) = strip_not(text) {
+        return !naive(w, inner, m);
+    }
+    if let Some((a, op, b)) = split_top(text) {
+        return if op == "and" { naive(w, a, m) && naive(w, b, m) } else { naive(w, a, m) || naive(w, b, m) };
+    }
+    let member = &w.members[m];
+    let mine: Vec<&T> = w.tickets.iter().filter(|t| t.member == Some(m) && t.days_ago >= 0).collect();
+    let kept: Vec<&&T> = mine.iter().filter(|t| World::ticket_net(t) > 0).collect();
+    let year: Vec<&&&T> = kept.iter().filter(|t| t.days_ago < 365).collect();
+    let num = |s: &str| s.trim().parse::<f64>().unwrap();
+    let cmp = |x: f64, op: &str, y: f64| match op {
+        "<" => x < y,
+        ">=" => x >= y,
+        ">" => x > y,
+        "=" => x == y,
+        _ => unreachable!("{op}"),
+    };
+    let (field, rest) = text.split_once(' ').unwrap_or((text, ""));
+    if let Some(args) = text.strip_prefix("bought(").and_then(|s| s.strip_suffix(')')) {
+        let cat = args.split('"').nth(1).unwrap();
+        let products = CATEGORY_NAMES.iter().find(|c| c.0 == cat).unwrap().1;
+        let within = num(args.split("within = ").nth(1).unwrap().split('d').next().unwrap()) as i64;
+        let (op, k) = args.split("times ").nth(1).unwrap().split_once(' ').unwrap();
+        let mut days: Vec<(i64, i64)> = Vec::new();
+        for t in &mine {
+            if t.days_ago >= within {
+                continue;
+            }
+            for (i, (p, _)) in t.lines.iter().enumerate() {
+                if products.contains(p) {
+                    let net = World::line_net(t, i);
+                    match days.iter_mut().find(|d| d.0 == t.days_ago) {
+                        Some(d) => d.1 += net,
+                        None => days.push((t.days_ago, net)),
+                    }
+                }
+            }
+        }
+        let n = days.iter().filter(|d| d.1 > 0).count() as f64;
+        return cmp(n, op, num(k.trim_end_matches(')')));
+    }
+    if let Some(args) = text.strip_prefix("checked(").and_then(|s| s.strip_suffix(')')) {
+        let kind = KIND_NAMES.iter().position(|k| *k == args.split('"').nth(1).unwrap()).unwrap();
+        let within = num(args.split("within = ").nth(1).unwrap().split('d').next().unwrap()) as i64;
+        let t = num(args.split(">= ").nth(1).unwrap());
+        let n = w.checks.iter().filter(|c| c.member == m && c.kind == kind && c.days_ago < within).count() as f64;
+        return n >= t;
+    }
+    if let Some(args) = text.strip_prefix("registered(within = ").and_then(|s| s.strip_suffix("d)")) {
+        return member.registered_days_ago.is_some_and(|r| r < num(args) as i64);
+    }
+    let (op, value) = rest.split_once(' ').unwrap();
+    match field {
+        "gender" => {
+            let g = match value.trim_matches('"') {
+                "男" => Gender::Male,
+                "女" => Gender::Female,
+                _ => Gender::Unknown,
+            };
+            member.gender == g
+        }
+        "age" => member.birthday.is_some_and(|b| cmp(age_on(b, as_of()) as f64, op, num(value))),
+        "frequency_12m" => cmp(year.len() as f64, op, num(value)),
+        "monetary_12m" => cmp(year.iter().map(|t| World::ticket_net(t)).sum::<i64>() as f64 / 100.0, op, num(value)),
+        "recency_days" => kept.iter().map(|t| t.days_ago).min().is_some_and(|r| cmp(r as f64, op, num(value))),
+        other => panic!("naive evaluator does not know {other}"),
+    }
+}
+
+fn strip_not(s: &str) -> Option<&str> {
+    let inner = s.strip_prefix("not (")?.strip_suffix(')')?;
+    balanced(inner).then_some(inner)
+}
+
+fn balanced(s: &str) -> bool {
+    let mut depth = 0i32;
+    let mut quoted = false;
+    for c in s.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    depth == 0
+}
+
+/// `(a) and (b)` / `(a) or (b)` at the top level.
+fn split_top(s: &str) -> Option<(&str, &'static str, &str)> {
+    if !s.starts_with('(') {
+        return None;
+    }
+    let mut depth = 0;
+    let mut quoted = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => {
+                depth -= 1;
+                if depth == 0 {
+                    let rest = &s[i + 1..];
+                    for op in ["and", "or"] {
+                        if let Some(b) = rest.strip_prefix(&format!(" {op} (")) {
+                            return Some((&s[1..i], op, &b[..b.len() - 1]));
+                        }
+                    }
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn bitmap_answers_equal_naive_evaluation(
+        (ms, ts, cs) in members().prop_flat_map(|m| { let n = m.len(); (Just(m), tickets(n), checks(n)) }),
+        exprs in prop::collection::vec(expr(), 1..6),
+    ) {
+        let world = World { members: ms, tickets: ts, checks: cs };
+        let engine = world.engine();
+        let d = engine.current();
+        for e in &exprs {
+            let got = engine.select_text(&d, e, &d.universe).unwrap();
+            let want: Vec<u32> = (0..world.members.len()).filter(|&m| naive(&world, e, m)).map(|m| m as u32).collect();
+            prop_assert_eq!(got.iter().collect::<Vec<u32>>(), want, "{}", e);
+        }
+    }
+}
