@@ -2,6 +2,7 @@
 
 mod audience_cmd;
 mod bench;
+mod bench_engine;
 mod config;
 mod import_cmd;
 
@@ -112,6 +113,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// The member-intelligence engine on the current database: build, catch-up, count latency.
+    Engine {
+        #[arg(long)]
+        company: Option<String>,
+        /// How many times each expression is counted.
+        #[arg(long, default_value_t = 50)]
+        repeat: usize,
+    },
     /// ERP import throughput into SQLite and, with --pg, PostgreSQL, on the demo chain's exported files.
     Import {
         /// Where the demo files are (generated there if missing).
@@ -363,6 +372,9 @@ async fn run(cli: Cli) -> Result<()> {
         },
         Command::Migrate => {
             println!("database is up to date ({})", config.redacted_url());
+        }
+        Command::Bench { command: BenchCommand::Engine { company, repeat } } => {
+            bench_engine::run(&store, company.as_deref(), repeat.max(1)).await?;
         }
         Command::Bench { .. } => unreachable!("handled above"),
         Command::Taxonomy { command } => match command {

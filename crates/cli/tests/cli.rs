@@ -168,6 +168,10 @@ async fn audiences_from_the_command_line() {
     let direct: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(by_tag["count"], direct["count"]);
     ok(&run(&["engine", "rebuild", "--company", "TJG"]));
+    // Every expression of the engine benchmark evaluates (none is reported with an error).
+    let bench = ok(&rxmember(&db, &["bench", "engine", "--company", "TJG", "--repeat", "1"]));
+    assert!(bench.contains("all expressions: p50"), "{bench}");
+    assert!(!bench.lines().any(|l| l.trim_start().starts_with('-')), "{bench}");
     let grades = ok(&run(&["engine", "grades", "--company", "TJG", "--json"]));
     let g: serde_json::Value = serde_json::from_str(grades.trim()).unwrap();
     let sum: u64 = g["grades"].as_array().unwrap().iter().map(|x| x["members"].as_u64().unwrap()).sum();
