@@ -40,11 +40,7 @@ fn derived(engine: &CompanyEngine, as_of: Option<NaiveDate>) -> Arc<Derived> {
 
 /// Prints an expression error with a caret under the place it points at.
 fn explain(text: &str, e: &rxmember_engine::audience::AudienceError) -> anyhow::Error {
-    let offset = e.offset();
-    let line: String = text.chars().collect();
-    let width: usize =
-        line.chars().take(offset).map(|c| if (c as u32) >= 0x1100 && !c.is_ascii() { 2 } else { 1 }).sum();
-    anyhow::anyhow!("{e}\n  {line}\n  {}^\n({})", " ".repeat(width), e.message_en())
+    anyhow::anyhow!("{e}\n{}\n({})", e.caret(text), e.message_en())
 }
 
 pub async fn count(e: &Engine, scope: &Scope, text: &str, as_of: Option<NaiveDate>, json: bool) -> Result<()> {

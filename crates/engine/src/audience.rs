@@ -40,6 +40,11 @@ impl AudienceError {
         }
     }
 
+    /// The text's line with a `^` under the place the error points at.
+    pub fn caret(&self, text: &str) -> String {
+        lang::caret_at(text, self.offset())
+    }
+
     /// Character offset where the problem is.
     pub fn offset(&self) -> usize {
         match self {

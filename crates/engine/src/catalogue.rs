@@ -238,14 +238,14 @@ pub fn build(i: &Inputs) -> Vec<Dimension> {
             Some(band(f.checks_12m[o] as f64, &[1.0, 2.0, 3.0]))
         }),
     );
-    for (k, kind) in TRACKED_KINDS.iter().enumerate() {
-        let (key, name) = match k {
-            0 => ("blood_pressure", "血压状态"),
-            1 => ("blood_glucose", "血糖状态"),
-            2 => ("blood_lipids", "血脂状态"),
-            _ => ("uric_acid", "尿酸状态"),
-        };
-        let _ = kind;
+    // In the order of TRACKED_KINDS (the array's length says so).
+    let reading_dims: [(&str, &str); TRACKED_KINDS.len()] = [
+        ("blood_pressure", "血压状态"),
+        ("blood_glucose", "血糖状态"),
+        ("blood_lipids", "血脂状态"),
+        ("uric_acid", "尿酸状态"),
+    ];
+    for (k, (key, name)) in reading_dims.into_iter().enumerate() {
         dim(
             key,
             name,

@@ -319,9 +319,4 @@ impl CompanyData {
     pub fn ordinals_of(&self, ids: &HashSet<i64>) -> RoaringBitmap {
         ids.iter().filter_map(|id| self.ordinal.get(id).copied()).collect()
     }
-
-    /// The ordinal of a card number (primary card only).
-    pub fn ordinal_of_card(&self, card: &str) -> Option<u32> {
-        self.members.iter().position(|m| m.card_no == card).map(|i| i as u32)
-    }
 }

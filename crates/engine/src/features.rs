@@ -3,7 +3,7 @@
 //! health checks, age and tenure. Columns indexed by member ordinal. Returns net out: a ticket counts
 //! towards frequency only while some of it is kept.
 
-use crate::data::{CompanyData, Day, NONE_U32, day_of, day_of_date};
+use crate::data::{CompanyData, Day, NONE_U32, day_of};
 use rxmember_core::health::HealthKind;
 use rxmember_core::member::age_on;
 
@@ -164,9 +164,4 @@ impl Features {
     pub fn first_purchase_days(&self, o: usize) -> Option<i32> {
         (self.first_day[o] != NONE_I32).then(|| self.as_of - self.first_day[o])
     }
-}
-
-/// The as-of day for a date.
-pub fn as_of_day(d: chrono::NaiveDate) -> Day {
-    day_of_date(d)
 }

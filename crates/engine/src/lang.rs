@@ -310,17 +310,7 @@ impl ParseError {
     /// The line of `text` holding the error and a `^` under the offending character, aligned for a
     /// terminal where CJK characters take two columns.
     pub fn caret(&self, text: &str) -> String {
-        let chars: Vec<char> = text.chars().collect();
-        let offset = self.offset.min(chars.len());
-        let line_start = chars[..offset].iter().rposition(|&c| c == '\n').map_or(0, |i| i + 1);
-        let line_end = chars[offset..].iter().position(|&c| c == '\n').map_or(chars.len(), |i| offset + i);
-        let line: String = chars[line_start..line_end]
-            .iter()
-            .filter(|&&c| c != '\r')
-            .map(|&c| if c == '\t' { ' ' } else { c })
-            .collect();
-        let column: usize = chars[line_start..offset].iter().map(|&c| display_width(c)).sum();
-        format!("{line}\n{}^", " ".repeat(column))
+        caret_at(text, self.offset)
     }
 
     fn found_text(&self, zh: bool) -> String {
@@ -373,6 +363,19 @@ fn join(items: &[String], separator: &str, last_separator: &str) -> String {
         [one] => one.clone(),
         [init @ .., last] => format!("{}{last_separator}{last}", init.join(separator)),
     }
+}
+
+/// The line of `text` holding character `offset` and a `^` under it, aligned for a terminal where
+/// CJK characters take two columns.
+pub fn caret_at(text: &str, offset: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let offset = offset.min(chars.len());
+    let line_start = chars[..offset].iter().rposition(|&c| c == '\n').map_or(0, |i| i + 1);
+    let line_end = chars[offset..].iter().position(|&c| c == '\n').map_or(chars.len(), |i| offset + i);
+    let line: String =
+        chars[line_start..line_end].iter().filter(|&&c| c != '\r').map(|&c| if c == '\t' { ' ' } else { c }).collect();
+    let column: usize = chars[line_start..offset].iter().map(|&c| display_width(c)).sum();
+    format!("{line}\n{}^", " ".repeat(column))
 }
 
 /// Terminal columns of a character: CJK and full-width forms take two.

@@ -2,7 +2,7 @@
 //! the engine validates), saved tags (an expression or a list of members), and the database's
 //! instance token that engine snapshots carry.
 
-use crate::db::select_in;
+use crate::db::{select_in, values_placeholders};
 use crate::{Result, Store, StoreError, counters};
 use rxmember_core::org::Scope;
 use rxmember_core::time::now_ms;
@@ -187,17 +187,10 @@ impl Store {
             }
         };
         for chunk in members.chunks(500) {
-            let mut sql = String::from("INSERT INTO saved_tag_members (company_id, tag_id, member_id) VALUES ");
-            let mut q_parts = Vec::new();
-            for (i, _) in chunk.iter().enumerate() {
-                q_parts.push(format!(
-                    "({}, {}, {})",
-                    crate::db::placeholder(self.backend, i * 3 + 1),
-                    crate::db::placeholder(self.backend, i * 3 + 2),
-                    crate::db::placeholder(self.backend, i * 3 + 3)
-                ));
-            }
-            sql.push_str(&q_parts.join(","));
+            let sql = format!(
+                "INSERT INTO saved_tag_members (company_id, tag_id, member_id) VALUES {}",
+                values_placeholders(self.backend, chunk.len(), 3)
+            );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for m in chunk {
                 q = q.bind(company.0).bind(id).bind(m.0);

@@ -32,6 +32,20 @@ impl Store {
         if scope.data.covers_company(company) { Ok(()) } else { Err(StoreError::AccessDenied) }
     }
 
+    /// Runs `template` (with `{company}` and `{keys}`, see `db::select_in`) over member ids.
+    async fn rows_of_members(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        members: &[MemberId],
+        template: &str,
+    ) -> Result<Vec<AnyRow>> {
+        Self::require_whole_company(scope, company)?;
+        let ids: Vec<i64> = members.iter().map(|m| m.0).collect();
+        let mut conn = self.pool.acquire().await?;
+        select_in(&mut conn, self.backend, template, company.0, &ids).await
+    }
+
     /// Members changed after `updated_after` (epoch ms), `limit` at a time in id order after `after_id`.
     pub async fn fact_members(
         &self,
@@ -129,28 +143,27 @@ impl Store {
         company: CompanyId,
         members: &[MemberId],
     ) -> Result<SalesFacts> {
-        Self::require_whole_company(scope, company)?;
-        let ids: Vec<i64> = members.iter().map(|m| m.0).collect();
-        let mut conn = self.pool.acquire().await?;
-        let rows = select_in(
-            &mut conn,
-            self.backend,
-            &format!("SELECT {TICKET_COLS} FROM tickets WHERE company_id = {{company}} AND member_id IN ({{keys}})"),
-            company.0,
-            &ids,
-        )
-        .await?;
+        let rows = self
+            .rows_of_members(
+                scope,
+                company,
+                members,
+                &format!(
+                    "SELECT {TICKET_COLS} FROM tickets WHERE company_id = {{company}} AND member_id IN ({{keys}})"
+                ),
+            )
+            .await?;
         let tickets = rows.iter().map(ticket_fact).collect::<Result<Vec<_>>>()?;
-        let rows = select_in(
-            &mut conn,
-            self.backend,
-            "SELECT l.ticket_id, t.member_id, t.sold_at, l.product_id, l.amount FROM tickets t \
+        let rows = self
+            .rows_of_members(
+                scope,
+                company,
+                members,
+                "SELECT l.ticket_id, t.member_id, t.sold_at, l.product_id, l.amount FROM tickets t \
              JOIN ticket_lines l ON l.company_id = t.company_id AND l.ticket_id = t.id \
              WHERE t.company_id = {company} AND t.member_id IN ({keys})",
-            company.0,
-            &ids,
-        )
-        .await?;
+            )
+            .await?;
         let lines = rows.iter().map(line_fact).collect::<Result<Vec<_>>>()?;
         Ok(SalesFacts { tickets, lines })
     }
@@ -181,17 +194,14 @@ impl Store {
         company: CompanyId,
         members: &[MemberId],
     ) -> Result<Vec<ReturnFact>> {
-        Self::require_whole_company(scope, company)?;
-        let ids: Vec<i64> = members.iter().map(|m| m.0).collect();
-        let mut conn = self.pool.acquire().await?;
-        let rows = select_in(
-            &mut conn,
-            self.backend,
-            &format!("{RETURN_SELECT} WHERE r.company_id = {{company}} AND t.member_id IN ({{keys}})"),
-            company.0,
-            &ids,
-        )
-        .await?;
+        let rows = self
+            .rows_of_members(
+                scope,
+                company,
+                members,
+                &format!("{RETURN_SELECT} WHERE r.company_id = {{company}} AND t.member_id IN ({{keys}})"),
+            )
+            .await?;
         rows.iter().map(return_fact).collect()
     }
 
@@ -221,19 +231,16 @@ impl Store {
         company: CompanyId,
         members: &[MemberId],
     ) -> Result<Vec<HealthCheckFact>> {
-        Self::require_whole_company(scope, company)?;
-        let ids: Vec<i64> = members.iter().map(|m| m.0).collect();
-        let mut conn = self.pool.acquire().await?;
-        let rows = select_in(
-            &mut conn,
-            self.backend,
-            &format!(
-                "SELECT {CHECK_COLS} FROM health_checks WHERE company_id = {{company}} AND member_id IN ({{keys}})"
-            ),
-            company.0,
-            &ids,
-        )
-        .await?;
+        let rows = self
+            .rows_of_members(
+                scope,
+                company,
+                members,
+                &format!(
+                    "SELECT {CHECK_COLS} FROM health_checks WHERE company_id = {{company}} AND member_id IN ({{keys}})"
+                ),
+            )
+            .await?;
         rows.iter().map(check_fact).collect()
     }
 }
