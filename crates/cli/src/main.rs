@@ -2,6 +2,7 @@
 
 mod audience_cmd;
 mod bench;
+mod bench_chain;
 mod bench_engine;
 mod config;
 mod import_cmd;
@@ -113,13 +114,26 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
-    /// The member-intelligence engine on the current database: build, catch-up, count latency.
+    /// The member-intelligence engine: build, catch-up, count latency. On the current database, or
+    /// with --size on a generated chain (tiny, small, large, huge) side by side with DuckDB.
     Engine {
         #[arg(long)]
         company: Option<String>,
         /// How many times each expression is counted.
         #[arg(long, default_value_t = 50)]
         repeat: usize,
+        /// Generate this chain instead of using the database (large: 2M members, ~100M lines;
+        /// huge: one company of 10M members).
+        #[arg(long)]
+        size: Option<String>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Skip the DuckDB side by side (with --size).
+        #[arg(long)]
+        no_duckdb: bool,
+        /// Where the CSV files for DuckDB are written (with --size).
+        #[arg(long, default_value = "bench/data")]
+        data_dir: PathBuf,
     },
     /// ERP import throughput into SQLite and, with --pg, PostgreSQL, on the demo chain's exported files.
     Import {
@@ -310,6 +324,20 @@ async fn run(cli: Cli) -> Result<()> {
         bench::print(&rows);
         return Ok(());
     }
+    if let Command::Bench {
+        command: BenchCommand::Engine { company, repeat, size: Some(size), seed, no_duckdb, data_dir },
+    } = &cli.command
+    {
+        let size = rxmember_demo::Size::parse(size).context("--size must be tiny, small, large or huge")?;
+        return bench_chain::run(&bench_chain::ChainBench {
+            size,
+            seed: *seed,
+            company: company.clone(),
+            repeat: (*repeat).max(1),
+            duckdb: !*no_duckdb,
+            dir: data_dir.clone(),
+        });
+    }
     if let Command::Demo { size, seed, export: Some(dir) } = &cli.command {
         // Writing files needs no database.
         let size = rxmember_demo::Size::parse(size).context("--size must be tiny, small or large")?;
@@ -373,7 +401,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Migrate => {
             println!("database is up to date ({})", config.redacted_url());
         }
-        Command::Bench { command: BenchCommand::Engine { company, repeat } } => {
+        Command::Bench { command: BenchCommand::Engine { company, repeat, .. } } => {
             bench_engine::run(&store, company.as_deref(), repeat.max(1)).await?;
         }
         Command::Bench { .. } => unreachable!("handled above"),

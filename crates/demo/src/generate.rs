@@ -16,6 +16,9 @@ pub enum Size {
     Tiny,
     Small,
     Large,
+    /// Benchmarks only: one company of 10M members with about the large chain's lines (members buy
+    /// a fifth as often: most of a big register is dormant).
+    Huge,
 }
 
 impl Size {
@@ -24,6 +27,7 @@ impl Size {
             "tiny" => Some(Size::Tiny),
             "small" => Some(Size::Small),
             "large" => Some(Size::Large),
+            "huge" => Some(Size::Huge),
             _ => None,
         }
     }
@@ -48,6 +52,8 @@ pub struct CompanyPlan {
     pub members: usize,
     /// Days of the month that are member days (会员日).
     pub member_days: &'static [u32],
+    /// Multiplies every member's purchase rate (1.0 but for the huge benchmark chain).
+    pub activity: f64,
 }
 
 pub struct Plan {
@@ -62,7 +68,9 @@ pub fn plan(size: Size) -> Plan {
         Size::Tiny => (&[(3, 240), (2, 140)], 150),
         Size::Small => (&[(9, 22_000), (7, 17_000), (4, 11_000)], 400),
         Size::Large => (&[(300, 1_000_000), (200, 650_000), (100, 350_000)], 365),
+        Size::Huge => (&[(600, 10_000_000)], 365),
     };
+    let activity = if size == Size::Huge { 0.2 } else { 1.0 };
     const NAMES: [(&str, &str, &str, &[u32]); 3] = [
         ("TJG", "重庆桐君阁大药房连锁有限责任公司", "桐君阁大药房", &[8, 18, 28]),
         ("SCTJ", "四川太极大药房连锁有限公司", "太极大药房", &[6, 16, 26]),
@@ -79,6 +87,7 @@ pub fn plan(size: Size) -> Plan {
             stores: *stores,
             members: *members,
             member_days: NAMES[i].3,
+            activity,
         })
         .collect();
     Plan { companies, start: end - Duration::days(days - 1), days }
@@ -236,7 +245,7 @@ pub async fn generate<S: Sink>(opts: &Options, sink: &mut S) -> Result<crate::Su
             // Pareto-distributed purchase propensity: a few members make most of the sales.
             let never = rng.f32() < 0.12;
             let w = (1.0 - rng.f64()).powf(-1.0 / 1.08).min(120.0);
-            let rate = if never { 0.0 } else { 0.0026 * w };
+            let rate = if never { 0.0 } else { 0.0026 * w * company.activity };
             let phone = if rng.f32() < 0.95 { Some(phone_number(&mut rng)) } else { None };
             let id_number = (rng.f32() < 0.35).then(|| id_number(&mut rng, area, birthday, gender));
             let source = match rng.f32() {

@@ -8,12 +8,14 @@
 
 mod catalogue;
 mod export;
+mod facts;
 mod generate;
 mod load;
 mod names;
 
 pub use export::export;
-pub use generate::{Options, Size};
+pub use facts::{CompanyFacts, facts};
+pub use generate::{CompanyPlan, DEMO_END, Options, Sink, Size, generate};
 pub use load::{DEMO_GROUP, DEMO_PASSWORD, ensure_demo_logins, load};
 
 /// What a demo run produced.

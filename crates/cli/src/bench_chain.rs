@@ -1,0 +1,411 @@
+//! `rxmember bench engine --size large|huge|small|tiny`: the engine on a generated chain, side by
+//! side with DuckDB. The demo generator streams one company's facts straight into the engine (no
+//! store in between); the engine's full build, one day's incremental update, count latency over the
+//! fixed expressions and memory are measured; the same facts go to DuckDB as CSV (the `duckdb`
+//! Python package, installed into `bench/.venv` on first use) which computes the same features and
+//! grades with SQL and answers the same questions. Counts must agree; times are printed as ratios.
+
+use crate::bench_engine::{QUERIES, percentile, rss_mb, time_counts};
+use anyhow::{Context, Result, bail};
+use rxmember_core::CompanyId;
+use rxmember_core::taxonomy::Taxonomy;
+use rxmember_demo::{CompanyFacts, DEMO_END, Options, Size};
+use rxmember_engine::company::CompanyEngine;
+use rxmember_engine::data::{CompanyData, Day, NONE_U32, date_of_day, day_of, day_of_date};
+use rxmember_engine::features::NONE_I32;
+use rxmember_engine::settings::Settings;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub struct ChainBench {
+    pub size: Size,
+    pub seed: u64,
+    pub company: Option<String>,
+    pub repeat: usize,
+    pub duckdb: bool,
+    pub dir: PathBuf,
+}
+
+/// Time zone of the demo chain (UTC+8), in minutes.
+const OFFSET: i32 = 480;
+
+struct Built {
+    engine: CompanyEngine,
+    summary: String,
+    build_s: f64,
+    day_s: f64,
+    day_tickets: usize,
+    day_lines: usize,
+    generate_s: f64,
+    rss_mb: f64,
+}
+
+/// Feeds facts into the engine's data; `keep` decides by sale day which tickets, lines, returns and
+/// checks go in (the incremental day is held back from the full build).
+fn ingest(data: &mut CompanyData, f: &CompanyFacts, keep: impl Fn(Day) -> bool) -> (usize, usize) {
+    let (mut tickets, mut lines) = (0, 0);
+    for t in f.tickets.iter().filter(|t| keep(day_of(t.sold_at, OFFSET))) {
+        data.apply_ticket_totals(t);
+        data.apply_ticket_visit(t);
+        tickets += 1;
+    }
+    for l in f.lines.iter().filter(|l| keep(day_of(l.sold_at, OFFSET))) {
+        data.apply_line(l);
+        lines += 1;
+    }
+    for r in f.returns.iter().filter(|r| keep(day_of(r.sold_at, OFFSET))) {
+        data.apply_return_totals(r);
+        data.apply_return_member(r);
+    }
+    for c in f.checks.iter().filter(|c| keep(day_of(c.checked_at, OFFSET))) {
+        data.advance_checks(c);
+        data.apply_check(c);
+    }
+    (tickets, lines)
+}
+
+fn build(f: CompanyFacts, generate_s: f64) -> Built {
+    let end = chrono::NaiveDate::from_ymd_opt(DEMO_END.0, DEMO_END.1, DEMO_END.2).expect("valid date");
+    let last = day_of_date(end);
+    let started = Instant::now();
+    let mut data = CompanyData::new(CompanyId(1), OFFSET);
+    data.set_stores(f.stores.clone());
+    data.set_products(f.products.clone());
+    for m in &f.members {
+        data.apply_member(m.clone());
+    }
+    ingest(&mut data, &f, |d| d < last);
+    let mut engine = CompanyEngine::new(data, Taxonomy::default_pharmacy(), Settings::default(), Vec::new(), last);
+    let build_s = started.elapsed().as_secs_f64();
+    // One day's sales arrive: read them in and recompute what depends on them.
+    let started = Instant::now();
+    let (day_tickets, day_lines) = ingest(&mut engine.data, &f, |d| d == last);
+    engine.rederive(last);
+    let day_s = started.elapsed().as_secs_f64();
+    let summary = format!(
+        "company {} — {} members, {} stores, {} products; {} tickets ({} lines, {} of them on member tickets), {} returns, {} health checks",
+        f.code,
+        f.members.len(),
+        f.stores.len(),
+        f.products.len(),
+        f.tickets.len(),
+        f.all_lines,
+        f.lines.len(),
+        f.returns.len(),
+        f.checks.len()
+    );
+    drop(f);
+    Built { engine, summary, build_s, day_s, day_tickets, day_lines, generate_s, rss_mb: rss_mb() }
+}
+
+pub fn run(b: &ChainBench) -> Result<()> {
+    let opts = Options { size: b.size, seed: b.seed };
+    let wanted = b.company.clone();
+    let mut built: Option<Built> = None;
+    let started = Instant::now();
+    let mut generate_s = 0.0;
+    eprintln!("generating the {:?} demo chain (seed {}) ...", b.size, b.seed);
+    rxmember_demo::facts(
+        &opts,
+        &mut |f| {
+            let take = match &wanted {
+                Some(code) => f.code.eq_ignore_ascii_case(code),
+                None => built.is_none(),
+            };
+            if take && built.is_none() {
+                generate_s = started.elapsed().as_secs_f64();
+                eprintln!("{}: generated in {generate_s:.1} s; building the engine ...", f.code);
+                built = Some(build(f, generate_s));
+            }
+        },
+        &mut |msg| eprintln!("  {msg}"),
+    );
+    let Some(built) = built else { bail!("the {:?} chain has no company {:?}", b.size, wanted) };
+    let engine = &built.engine;
+    let d = engine.current();
+    println!("engine bench on the generated {:?} chain (seed {}), as of {}", b.size, b.seed, date_of_day(d.as_of));
+    println!("{}", built.summary);
+    println!("generated in {:.1} s (not part of any figure below)", built.generate_s);
+    println!("full build from the facts: {:.2} s", built.build_s);
+    println!(
+        "one day's update ({} tickets, {} member lines) and recompute: {:.3} s",
+        built.day_tickets, built.day_lines, built.day_s
+    );
+    println!("resident memory after build: {:.0} MB", built.rss_mb);
+    let timed = time_counts(engine, &d, b.repeat);
+
+    let duck = if b.duckdb {
+        eprintln!("writing the facts as CSV for DuckDB ...");
+        let dir = b.dir.join(format!("engine-{:?}-{}", b.size, b.seed).to_lowercase());
+        write_csv(engine, &dir)?;
+        Some(run_duckdb(engine, d.as_of, &dir, b.repeat)?)
+    } else {
+        None
+    };
+
+    println!();
+    if let Some(duck) = &duck {
+        println!("DuckDB {} ({} threads): load CSV {:.2} s", duck.version, duck.threads, duck.load_s);
+        println!(
+            "full build: rxmember {:.2} s, DuckDB aggregation of the same lines (features, medians, grades) {:.2} s — ratio DuckDB/rxmember {:.2}",
+            built.build_s,
+            duck.build_s,
+            duck.build_s / built.build_s
+        );
+        println!();
+    }
+    println!(
+        "{:>9} {:>9} {:>9} {:>10} {:>10} {:>8}  expression",
+        "count", "p50 ms", "p99 ms", "DuckDB p50", "DuckDB p99", "ratio"
+    );
+    let mut all = Vec::new();
+    let mut duck_all = Vec::new();
+    let mut mismatches = 0;
+    for (i, (text, _)) in QUERIES.iter().enumerate() {
+        let (count, times) = &timed[i];
+        let (p50, p99) = (percentile(times, 0.5), percentile(times, 0.99));
+        all.extend(times.iter().copied());
+        match &duck {
+            Some(duck) => {
+                let q = &duck.queries[i];
+                duck_all.extend(q.times.iter().copied());
+                let (d50, d99) = (percentile(&q.times, 0.5), percentile(&q.times, 0.99));
+                let agree = if q.count == *count { "" } else { "  ≠ DuckDB count " };
+                if q.count != *count {
+                    mismatches += 1;
+                }
+                println!(
+                    "{count:>9} {p50:>9.3} {p99:>9.3} {d50:>10.2} {d99:>10.2} {:>8.0}  {text}{agree}{}",
+                    d50 / p50.max(0.001),
+                    if q.count != *count { q.count.to_string() } else { String::new() }
+                );
+            }
+            None => println!("{count:>9} {p50:>9.3} {p99:>9.3} {:>10} {:>10} {:>8}  {text}", "-", "-", "-"),
+        }
+    }
+    println!(
+        "all expressions: rxmember p50 {:.3} ms, p99 {:.3} ms over {} counts",
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+        all.len()
+    );
+    if duck.is_some() {
+        println!(
+            "                 DuckDB    p50 {:.2} ms, p99 {:.2} ms over {} counts; counts that differ: {mismatches}",
+            percentile(&duck_all, 0.5),
+            percentile(&duck_all, 0.99),
+            duck_all.len()
+        );
+    }
+    if mismatches > 0 {
+        bail!("{mismatches} expression(s) counted differently by rxmember and DuckDB");
+    }
+    Ok(())
+}
+
+/// The engine's facts as CSV, keyed by member ordinal (days as day numbers, money in fen).
+fn write_csv(engine: &CompanyEngine, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let data = &engine.data;
+    let open = |name: &str, header: &str| -> Result<std::io::BufWriter<std::fs::File>> {
+        let path = dir.join(name);
+        let mut w = std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+        );
+        writeln!(w, "{header}")?;
+        Ok(w)
+    };
+    let opt = |x: u32| if x == NONE_U32 { String::new() } else { x.to_string() };
+    let mut w = open("members.csv", "o,gender,birthday,home_store,registered_day,sms,chronic")?;
+    let d = engine.current();
+    for (o, m) in data.members.iter().enumerate() {
+        let reg = d.features.registered_day[o];
+        writeln!(
+            w,
+            "{o},{},{},{},{},{},{}",
+            m.gender.label_zh(),
+            m.birthday.map(|b| b.to_string()).unwrap_or_default(),
+            opt(data.home_store[o]),
+            if reg == NONE_I32 { String::new() } else { reg.to_string() },
+            m.sms_opt_in as u8,
+            m.chronic_conditions.join("|")
+        )?;
+    }
+    w.flush()?;
+    let mut w = open("visits.csv", "o,day,store,amount,discount,cost,items,returned,returned_cost,returned_lines")?;
+    for (o, visits) in data.visits.iter().enumerate() {
+        for v in visits {
+            writeln!(
+                w,
+                "{o},{},{},{},{},{},{},{},{},{}",
+                v.day,
+                opt(v.store),
+                v.amount,
+                v.discount,
+                v.cost,
+                v.items,
+                v.returned,
+                v.returned_cost,
+                v.returned_lines
+            )?;
+        }
+    }
+    w.flush()?;
+    let mut w = open("purchases.csv", "o,day,product,amount")?;
+    for (o, purchases) in data.purchases.iter().enumerate() {
+        for p in purchases {
+            writeln!(w, "{o},{},{},{}", p.day, p.product, p.amount)?;
+        }
+    }
+    w.flush()?;
+    let mut w = open("checks.csv", "o,day,kind,abnormal")?;
+    for (o, checks) in data.checks.iter().enumerate() {
+        for c in checks {
+            writeln!(w, "{o},{},{},{}", c.day, c.kind.label_zh(), c.abnormal as u8)?;
+        }
+    }
+    w.flush()?;
+    let mut w = open("products.csv", "idx,category,rx")?;
+    for (i, p) in data.products.iter().enumerate() {
+        writeln!(w, "{i},{},{}", p.category_code.as_deref().unwrap_or(""), p.is_prescription as u8)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+struct DuckQuery {
+    count: u64,
+    times: Vec<f64>,
+}
+
+struct Duck {
+    version: String,
+    threads: u64,
+    load_s: f64,
+    build_s: f64,
+    queries: Vec<DuckQuery>,
+}
+
+/// Expands the SQL templates of [`QUERIES`]: `{A}` the as-of day; `{bought:CATEGORY:DAYS:TIMES}`,
+/// `{bought_any:DAYS}`, `{checked:KIND:DAYS:TIMES}`, `{checked_abnormal:KIND:DAYS}` and
+/// `{class:CATEGORY}` as member-set predicates with the engine's rules.
+pub fn expand_sql(template: &str, as_of: Day, taxonomy: &Taxonomy) -> Result<String> {
+    let category = |name: &str| -> Result<String> {
+        let c = taxonomy.resolve(name).with_context(|| format!("unknown category {name}"))?;
+        Ok(if c.is_major() {
+            format!("product IN (SELECT idx FROM products WHERE category LIKE '{}%')", c.code)
+        } else {
+            format!("product IN (SELECT idx FROM products WHERE category = '{}')", c.code)
+        })
+    };
+    // Days with a positive net purchase, per member, within the last `days` days.
+    let bought_days = |filter: &str, days: i64| {
+        format!(
+            "SELECT o, count(*) AS n FROM (SELECT o, day, sum(amount) AS s FROM purchases \
+             WHERE day BETWEEN {a} - {w} AND {a} {filter} GROUP BY o, day) WHERE s > 0 GROUP BY o",
+            a = as_of,
+            w = days - 1
+        )
+    };
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').context("unclosed { in SQL template")? + start;
+        let parts: Vec<&str> = rest[start + 1..end].split(':').collect();
+        let num = |i: usize| -> Result<i64> { parts.get(i).context("missing argument")?.parse().context("number") };
+        let text = match parts[0] {
+            "A" => as_of.to_string(),
+            "bought" => format!(
+                "o IN (SELECT o FROM ({}) WHERE n >= {})",
+                bought_days(&format!("AND {}", category(parts[1])?), num(2)?),
+                num(3)?
+            ),
+            "bought_any" => format!("o IN (SELECT o FROM ({}))", bought_days("", num(1)?)),
+            "checked" => format!(
+                "o IN (SELECT o FROM checks WHERE kind = '{}' AND day BETWEEN {a} - {w} AND {a} GROUP BY o HAVING count(*) >= {})",
+                parts[1],
+                num(3)?,
+                a = as_of,
+                w = num(2)? - 1
+            ),
+            "checked_abnormal" => format!(
+                "o IN (SELECT o FROM checks WHERE kind = '{}' AND abnormal = 1 AND day BETWEEN {a} - {w} AND {a})",
+                parts[1],
+                a = as_of,
+                w = num(2)? - 1
+            ),
+            // The default class rule: positive purchases on ≥ 2 days in 365, or one purchase day
+            // making ≥ 30% of the member's net spend in the window.
+            "class" => format!(
+                "o IN (SELECT k.o FROM (SELECT o, count(*) FILTER (WHERE s > 0) AS days, sum(s) AS spend FROM \
+                 (SELECT o, day, sum(amount) AS s FROM purchases WHERE day BETWEEN {a} - 364 AND {a} AND {cat} GROUP BY o, day) \
+                 GROUP BY o) k JOIN (SELECT o, sum(amount) AS t FROM purchases WHERE day BETWEEN {a} - 364 AND {a} GROUP BY o) t \
+                 USING (o) WHERE k.days >= 2 OR (k.days >= 1 AND t.t > 0 AND k.spend * 100.0 >= 30.0 * t.t))",
+                a = as_of,
+                cat = category(parts[1])?
+            ),
+            other => bail!("unknown SQL template {other}"),
+        };
+        out.push_str(&text);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn run_duckdb(engine: &CompanyEngine, as_of: Day, dir: &Path, repeat: usize) -> Result<Duck> {
+    let venv = PathBuf::from("bench/.venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        eprintln!("installing the duckdb Python package into {} ...", venv.display());
+        let ok = std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).status()?.success()
+            && std::process::Command::new(venv.join("bin/pip")).args(["install", "-q", "duckdb"]).status()?.success();
+        if !ok {
+            bail!("could not install duckdb into {}", venv.display());
+        }
+    }
+    let queries: Vec<String> =
+        QUERIES.iter().map(|(_, sql)| expand_sql(sql, as_of, &engine.taxonomy)).collect::<Result<_>>()?;
+    let job = serde_json::json!({
+        "dir": dir,
+        "as_of": as_of,
+        "as_of_date": date_of_day(as_of).to_string(),
+        "repeat": repeat,
+        "queries": queries,
+    });
+    let job_path = dir.join("job.json");
+    std::fs::write(&job_path, job.to_string())?;
+    eprintln!("DuckDB: loading and answering ...");
+    let out = std::process::Command::new(&python)
+        .arg("bench/engine_duckdb.py")
+        .arg(&job_path)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running bench/engine_duckdb.py")?;
+    if !out.status.success() {
+        bail!("bench/engine_duckdb.py failed");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("reading DuckDB's answers")?;
+    let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
+    Ok(Duck {
+        version: v["version"].as_str().unwrap_or("?").to_string(),
+        threads: v["threads"].as_u64().unwrap_or(0),
+        load_s: f("load_s"),
+        build_s: f("build_s"),
+        queries: v["queries"]
+            .as_array()
+            .context("queries")?
+            .iter()
+            .map(|q| DuckQuery {
+                count: q["count"].as_u64().unwrap_or(u64::MAX),
+                times: q["times_ms"]
+                    .as_array()
+                    .map(|t| t.iter().filter_map(|x| x.as_f64()).collect())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    })
+}
