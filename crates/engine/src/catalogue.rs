@@ -7,8 +7,17 @@ use crate::data::{CompanyData, NONE_U32};
 use crate::features::{Features, NONE_I32, TRACKED_KINDS};
 use crate::grades::{ActivityLevel, RfmGrade};
 use roaring::RoaringBitmap;
-use rxmember_core::member::{Gender, MemberStatus};
+use rxmember_core::member::{Gender, MemberStatus, RegistrationSource};
 use serde::Serialize;
+
+/// Registration sources in the order of the `source` dimension's values.
+pub const SOURCES: [RegistrationSource; 5] = [
+    RegistrationSource::Store,
+    RegistrationSource::Wechat,
+    RegistrationSource::Alipay,
+    RegistrationSource::Referral,
+    RegistrationSource::Import,
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -343,13 +352,12 @@ pub fn build(i: &Inputs) -> Vec<Dimension> {
             }
         }),
     );
-    let sources = ["store", "wechat", "alipay", "referral", "import"];
     dim(
         "source",
         "注册来源",
         Member,
         split(n, &names(&["门店", "微信", "支付宝", "推荐", "导入"]), |o| {
-            sources.iter().position(|s| *s == data.members[o].source.as_str())
+            SOURCES.iter().position(|s| *s == data.members[o].source)
         }),
     );
     dim(

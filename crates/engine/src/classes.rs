@@ -68,12 +68,11 @@ pub fn products_in_group(data: &CompanyData, taxonomy: &Taxonomy, g: &DrugGroup)
         .collect()
 }
 
-/// Computes every class's members as of `as_of`.
-pub fn compute(data: &CompanyData, taxonomy: &Taxonomy, settings: &Settings, as_of: Day) -> Vec<Class> {
+/// Every class (members not yet filled) and, per product index, the classes it counts towards.
+fn index(data: &CompanyData, taxonomy: &Taxonomy, settings: &Settings) -> (Vec<Class>, Vec<Vec<u32>>) {
     let cs = &settings.classes;
     let mut classes: Vec<Class> = Vec::new();
     let mut used = std::collections::HashSet::new();
-    // Each product's classes.
     let mut product_classes: Vec<Vec<u32>> = vec![Vec::new(); data.products.len()];
     let mut add = |classes: &mut Vec<Class>, name: String, kind, code: Option<String>, products: Vec<u32>, w, d, s| {
         let name = if used.insert(name.clone()) {
@@ -134,29 +133,43 @@ pub fn compute(data: &CompanyData, taxonomy: &Taxonomy, settings: &Settings, as_
             k.min_share_percent.unwrap_or(cs.min_share_percent),
         );
     }
-    let max_window = classes.iter().map(|c| c.window_days).max().unwrap_or(0);
-    let windows: Vec<i64> = classes.iter().map(|c| c.window_days).collect();
-    let mut members: Vec<Vec<u32>> = vec![Vec::new(); classes.len()];
-    // Per member: (class, day, amount) of purchases in the widest window, then per class in its window.
-    let mut hits: Vec<(u32, Day, i64)> = Vec::new();
-    for (o, purchases) in data.purchases.iter().enumerate() {
-        hits.clear();
-        for p in purchases.iter().filter(|p| p.day <= as_of && (as_of - p.day) < max_window as i32) {
-            for &c in &product_classes[p.product as usize] {
-                if ((as_of - p.day) as i64) < windows[c as usize] {
-                    hits.push((c, p.day, p.amount));
+    (classes, product_classes)
+}
+
+/// Finds the classes of members, one at a time, with reusable scratch space.
+struct Classifier<'a> {
+    data: &'a CompanyData,
+    classes: &'a [Class],
+    product_classes: &'a [Vec<u32>],
+    as_of: Day,
+    max_window: i64,
+    default_window: i64,
+    hits: Vec<(u32, Day, i64)>,
+}
+
+impl Classifier<'_> {
+    /// Calls `found` with each class member `o` is in.
+    fn member(&mut self, o: usize, mut found: impl FnMut(u32)) {
+        let (as_of, purchases) = (self.as_of, &self.data.purchases[o]);
+        // (class, day, amount) of purchases in the widest window, then per class in its window.
+        self.hits.clear();
+        for p in purchases.iter().filter(|p| p.day <= as_of && (as_of - p.day) < self.max_window as i32) {
+            for &c in &self.product_classes[p.product as usize] {
+                if ((as_of - p.day) as i64) < self.classes[c as usize].window_days {
+                    self.hits.push((c, p.day, p.amount));
                 }
             }
         }
-        if hits.is_empty() {
-            continue;
+        if self.hits.is_empty() {
+            return;
         }
-        hits.sort_unstable();
+        self.hits.sort_unstable();
         // Total net spend per window length, for the share rule.
         let total_in = |w: i64| -> i64 {
             purchases.iter().filter(|p| p.day <= as_of && ((as_of - p.day) as i64) < w).map(|p| p.amount).sum()
         };
         let mut default_total: Option<i64> = None;
+        let hits = &self.hits;
         let mut i = 0;
         while i < hits.len() {
             let c = hits[i].0;
@@ -175,20 +188,75 @@ pub fn compute(data: &CompanyData, taxonomy: &Taxonomy, settings: &Settings, as_
                 i += 1;
             }
             days += (day_amount > 0) as i64;
-            let class = &classes[c as usize];
-            let total = if class.window_days == cs.window_days {
-                *default_total.get_or_insert_with(|| total_in(cs.window_days))
+            let class = &self.classes[c as usize];
+            let total = if class.window_days == self.default_window {
+                *default_total.get_or_insert_with(|| total_in(self.default_window))
             } else {
                 total_in(class.window_days)
             };
             let share_ok = days >= 1 && total > 0 && (spend as f64) * 100.0 >= class.min_share * total as f64;
             if days >= class.min_days || share_ok {
-                members[c as usize].push(o as u32);
+                found(c);
             }
         }
     }
+}
+
+fn classifier<'a>(
+    data: &'a CompanyData,
+    classes: &'a [Class],
+    pc: &'a [Vec<u32>],
+    s: &Settings,
+    as_of: Day,
+) -> Classifier<'a> {
+    Classifier {
+        data,
+        classes,
+        product_classes: pc,
+        as_of,
+        max_window: classes.iter().map(|c| c.window_days).max().unwrap_or(0),
+        default_window: s.classes.window_days,
+        hits: Vec::new(),
+    }
+}
+
+/// Computes every class's members as of `as_of`.
+pub fn compute(data: &CompanyData, taxonomy: &Taxonomy, settings: &Settings, as_of: Day) -> Vec<Class> {
+    let (mut classes, product_classes) = index(data, taxonomy, settings);
+    let mut members: Vec<Vec<u32>> = vec![Vec::new(); classes.len()];
+    let mut k = classifier(data, &classes, &product_classes, settings, as_of);
+    for o in 0..data.len() {
+        k.member(o, |c| members[c as usize].push(o as u32));
+    }
     for (class, m) in classes.iter_mut().zip(members) {
         class.members = RoaringBitmap::from_sorted_iter(m).unwrap_or_default();
+    }
+    classes
+}
+
+/// The classes after `data` changed only for `touched` members (and maybe gained members from
+/// `old_len` on), as of the same day and under the same settings: only those members are classified
+/// again.
+pub fn update(
+    prev: &[Class],
+    data: &CompanyData,
+    taxonomy: &Taxonomy,
+    settings: &Settings,
+    as_of: Day,
+    touched: &RoaringBitmap,
+    old_len: usize,
+) -> Vec<Class> {
+    let (mut classes, product_classes) = index(data, taxonomy, settings);
+    let mut redo = touched.clone();
+    redo.insert_range(old_len as u32..data.len() as u32);
+    let mut added: Vec<Vec<u32>> = vec![Vec::new(); classes.len()];
+    let mut k = classifier(data, &classes, &product_classes, settings, as_of);
+    for o in &redo {
+        k.member(o as usize, |c| added[c as usize].push(o));
+    }
+    for ((class, old), add) in classes.iter_mut().zip(prev).zip(added) {
+        class.members = &old.members - &redo;
+        class.members.extend(add);
     }
     classes
 }

@@ -115,13 +115,35 @@ impl CompanyEngine {
         saved_tags: Vec<SavedTag>,
         as_of: Day,
     ) -> Self {
+        let mut data = data;
+        data.take_touched();
         let current = Arc::new(Derived::compute(&data, &taxonomy, &settings, &saved_tags, as_of));
         CompanyEngine { data, taxonomy, settings, saved_tags, current }
     }
 
     /// Recomputes everything derived, for `as_of` (after a refresh, or when the day changes).
     pub fn rederive(&mut self, as_of: Day) {
+        self.data.take_touched();
         self.current = Arc::new(Derived::compute(&self.data, &self.taxonomy, &self.settings, &self.saved_tags, as_of));
+    }
+
+    /// Brings what is derived up to date after new facts: incrementally (only the members whose facts
+    /// changed) when the day is the same, in full otherwise. Settings, taxonomy or saved-tag changes
+    /// need [`CompanyEngine::rederive`].
+    pub fn update(&mut self, as_of: Day) {
+        let touched = self.data.take_touched();
+        if as_of != self.current.as_of {
+            self.rederive(as_of);
+        } else if !touched.is_empty() || self.data.len() != self.current.features.first_day.len() {
+            self.current = Arc::new(Derived::update(
+                &self.current,
+                &self.data,
+                &self.taxonomy,
+                &self.settings,
+                &self.saved_tags,
+                &touched,
+            ));
+        }
     }
 
     pub fn current(&self) -> Arc<Derived> {

@@ -7,10 +7,13 @@ use chrono::NaiveDate;
 use roaring::RoaringBitmap;
 use rxmember_core::facts::{HealthCheckFact, LineFact, MemberFact, ProductFact, ReturnFact, StoreFact, TicketFact};
 use rxmember_core::health::HealthKind;
-use rxmember_core::time::local_date;
 use rxmember_core::{CompanyId, MemberId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Id → index maps, looked up for every fact read: foldhash instead of the DoS-resistant default
+/// (the keys are the store's own ids).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A calendar day in the company's time zone: days since 0001-01-01 (chrono's day number).
 pub type Day = i32;
@@ -18,9 +21,13 @@ pub type Day = i32;
 /// "No value" for ordinal-indexed `u32` columns (store, product).
 pub const NONE_U32: u32 = u32::MAX;
 
+/// Day number of 1970-01-01.
+const EPOCH_DAY: i64 = 719_163;
+
+/// The local day of an instant, by arithmetic (the offset is fixed per company): the engine does
+/// this for every fact it reads.
 pub fn day_of(ms: i64, offset_minutes: i32) -> Day {
-    use chrono::Datelike;
-    local_date(ms, offset_minutes).num_days_from_ce()
+    ((ms + offset_minutes as i64 * 60_000).div_euclid(86_400_000) + EPOCH_DAY) as Day
 }
 
 pub fn day_of_date(d: NaiveDate) -> Day {
@@ -30,6 +37,18 @@ pub fn day_of_date(d: NaiveDate) -> Day {
 
 pub fn date_of_day(d: Day) -> NaiveDate {
     NaiveDate::from_num_days_from_ce_opt(d).unwrap_or(NaiveDate::MIN)
+}
+
+/// Where a member's ticket is among its visits. Visits arrive in ticket-id order (facts are read by
+/// id), so the last one or a binary search finds it; a linear search covers any other order.
+fn visit_index(visits: &[Visit], ticket: i64) -> Option<usize> {
+    match visits.last() {
+        Some(v) if v.ticket == ticket => Some(visits.len() - 1),
+        _ => match visits.binary_search_by_key(&ticket, |v| v.ticket) {
+            Ok(i) => Some(i),
+            Err(_) => visits.iter().rposition(|v| v.ticket == ticket),
+        },
+    }
 }
 
 /// One ticket of a member. Money in fen.
@@ -91,7 +110,7 @@ pub struct Watermark {
     pub check_id: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompanyData {
     pub company: CompanyId,
     pub offset_minutes: i32,
@@ -108,12 +127,16 @@ pub struct CompanyData {
     pub ever_bought: Vec<RoaringBitmap>,
     pub days: BTreeMap<Day, DayTotals>,
     pub watermark: Watermark,
+    /// Members whose facts changed since [`CompanyData::take_touched`] was last called: what an
+    /// incremental recompute must look at again.
     #[serde(skip)]
-    ordinal: HashMap<i64, u32>,
+    touched: RoaringBitmap,
     #[serde(skip)]
-    product_index: HashMap<i64, u32>,
+    ordinal: FastMap<i64, u32>,
     #[serde(skip)]
-    store_index: HashMap<i64, u32>,
+    product_index: FastMap<i64, u32>,
+    #[serde(skip)]
+    store_index: FastMap<i64, u32>,
 }
 
 impl CompanyData {
@@ -131,9 +154,10 @@ impl CompanyData {
             ever_bought: Vec::new(),
             days: BTreeMap::new(),
             watermark: Watermark::default(),
-            ordinal: HashMap::new(),
-            product_index: HashMap::new(),
-            store_index: HashMap::new(),
+            touched: RoaringBitmap::new(),
+            ordinal: FastMap::default(),
+            product_index: FastMap::default(),
+            store_index: FastMap::default(),
         }
     }
 
@@ -142,6 +166,11 @@ impl CompanyData {
         self.ordinal = self.members.iter().enumerate().map(|(i, m)| (m.id.0, i as u32)).collect();
         self.product_index = self.products.iter().enumerate().map(|(i, p)| (p.id.0, i as u32)).collect();
         self.store_index = self.stores.iter().enumerate().map(|(i, s)| (s.id.0, i as u32)).collect();
+    }
+
+    /// The members touched since the last call (and forgets them).
+    pub fn take_touched(&mut self) -> RoaringBitmap {
+        std::mem::take(&mut self.touched)
     }
 
     pub fn len(&self) -> usize {
@@ -198,6 +227,7 @@ impl CompanyData {
             Some(&o) => {
                 self.members[o as usize] = m;
                 self.home_store[o as usize] = home;
+                self.touched.insert(o);
                 (o, false)
             }
             None => {
@@ -208,6 +238,7 @@ impl CompanyData {
                 self.visits.push(Vec::new());
                 self.purchases.push(Vec::new());
                 self.checks.push(Vec::new());
+                self.touched.insert(o);
                 (o, true)
             }
         }
@@ -215,6 +246,7 @@ impl CompanyData {
 
     /// Forgets a member's history before it is read again whole.
     pub fn clear_history(&mut self, o: u32) {
+        self.touched.insert(o);
         let o = o as usize;
         self.visits[o].clear();
         self.purchases[o].clear();
@@ -238,6 +270,7 @@ impl CompanyData {
     /// Adds a member ticket to its member's visits.
     pub fn apply_ticket_visit(&mut self, t: &TicketFact) {
         let Some(o) = t.member.and_then(|m| self.ordinal(m)) else { return };
+        self.touched.insert(o);
         let store = self.store_index(t.store.0);
         self.visits[o as usize].push(Visit {
             ticket: t.id.0,
@@ -256,8 +289,10 @@ impl CompanyData {
     pub fn apply_line(&mut self, l: &LineFact) {
         let Some(o) = self.ordinal(l.member) else { return };
         let Some(&p) = self.product_index.get(&l.product.0) else { return };
+        self.touched.insert(o);
         let day = day_of(l.sold_at, self.offset_minutes);
-        let store = self.visits[o as usize].iter().rev().find(|v| v.ticket == l.ticket.0).map_or(NONE_U32, |v| v.store);
+        let visits = &self.visits[o as usize];
+        let store = visit_index(visits, l.ticket.0).map_or(NONE_U32, |i| visits[i].store);
         let purchases = &mut self.purchases[o as usize];
         match purchases.iter_mut().rev().take(8).find(|b| b.ticket == l.ticket.0 && b.product == p) {
             Some(b) => b.amount += l.amount,
@@ -281,8 +316,10 @@ impl CompanyData {
     /// Nets a return out of its member's visit and purchase.
     pub fn apply_return_member(&mut self, r: &ReturnFact) {
         let Some(o) = r.member.and_then(|m| self.ordinal(m)) else { return };
+        self.touched.insert(o);
         let day = day_of(r.sold_at, self.offset_minutes);
-        if let Some(v) = self.visits[o as usize].iter_mut().rev().find(|v| v.ticket == r.ticket.0) {
+        if let Some(i) = visit_index(&self.visits[o as usize], r.ticket.0) {
+            let v = &mut self.visits[o as usize][i];
             v.returned += r.amount;
             v.returned_cost += r.cost;
             v.returned_lines += 1;
@@ -306,6 +343,7 @@ impl CompanyData {
 
     pub fn apply_check(&mut self, c: &HealthCheckFact) {
         let Some(o) = self.ordinal(c.member) else { return };
+        self.touched.insert(o);
         let day = day_of(c.checked_at, self.offset_minutes);
         self.checks[o as usize].push(Check { id: c.id, day, kind: c.kind, abnormal: c.abnormal });
     }
@@ -318,5 +356,44 @@ impl CompanyData {
     /// The ordinals of a set of member ids (unknown ids ignored).
     pub fn ordinals_of(&self, ids: &HashSet<i64>) -> RoaringBitmap {
         ids.iter().filter_map(|id| self.ordinal.get(id).copied()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Datelike;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn day_arithmetic_agrees_with_the_calendar(ms in -2_000_000_000_000i64..4_000_000_000_000, offset in -720i32..=840) {
+            let by_calendar = rxmember_core::time::local_date(ms, offset).num_days_from_ce();
+            prop_assert_eq!(day_of(ms, offset), by_calendar);
+        }
+    }
+
+    #[test]
+    fn visits_are_found_in_any_order() {
+        let v = |ticket| Visit {
+            ticket,
+            day: 0,
+            store: 0,
+            amount: 0,
+            discount: 0,
+            cost: 0,
+            items: 0,
+            returned: 0,
+            returned_cost: 0,
+            returned_lines: 0,
+        };
+        let sorted: Vec<Visit> = [3, 5, 9, 12].into_iter().map(v).collect();
+        let shuffled: Vec<Visit> = [12, 3, 9, 5].into_iter().map(v).collect();
+        for list in [&sorted, &shuffled] {
+            for t in [3, 5, 9, 12] {
+                assert_eq!(list[visit_index(list, t).unwrap()].ticket, t);
+            }
+            assert_eq!(visit_index(list, 7), None);
+        }
     }
 }

@@ -46,6 +46,8 @@ pub struct Derived {
     pub universe: RoaringBitmap,
     /// Members with any health check (prefilter for `checked(...)`).
     pub checked: RoaringBitmap,
+    /// How long each phase of the computation took (milliseconds), for benchmarks.
+    pub timings: Vec<(&'static str, f64)>,
 }
 
 impl Derived {
@@ -56,10 +58,56 @@ impl Derived {
         saved_tags: &[SavedTag],
         as_of: Day,
     ) -> Derived {
-        let features = Features::compute(data, as_of);
+        Self::derive(data, taxonomy, settings, saved_tags, as_of, None)
+    }
+
+    /// What `compute` would give after `data` changed only for `touched` members (new members
+    /// included), when nothing else changed: the same day, settings, taxonomy and saved tags.
+    /// Per-member features and classes are computed again for those members only; grades (medians),
+    /// the catalogue and saved tags are whole-company and computed again in full.
+    pub fn update(
+        prev: &Derived,
+        data: &CompanyData,
+        taxonomy: &Taxonomy,
+        settings: &Settings,
+        saved_tags: &[SavedTag],
+        touched: &RoaringBitmap,
+    ) -> Derived {
+        Self::derive(data, taxonomy, settings, saved_tags, prev.as_of, Some((prev, touched)))
+    }
+
+    fn derive(
+        data: &CompanyData,
+        taxonomy: &Taxonomy,
+        settings: &Settings,
+        saved_tags: &[SavedTag],
+        as_of: Day,
+        prev: Option<(&Derived, &RoaringBitmap)>,
+    ) -> Derived {
+        let mut timings = Vec::new();
+        let mut clock = std::time::Instant::now();
+        let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, f64)>| {
+            timings.push((name, clock.elapsed().as_secs_f64() * 1000.0));
+            clock = std::time::Instant::now();
+        };
+        // Features and classes are independent: one thread each.
+        let (features, classes) = std::thread::scope(|s| {
+            let classes = s.spawn(|| match prev {
+                Some((p, touched)) => {
+                    classes::update(&p.classes, data, taxonomy, settings, as_of, touched, p.features.first_day.len())
+                }
+                None => classes::compute(data, taxonomy, settings, as_of),
+            });
+            let features = match prev {
+                Some((p, touched)) => p.features.update(data, touched),
+                None => Features::compute(data, as_of),
+            };
+            (features, classes.join().expect("class computation does not panic"))
+        });
+        lap("features and classes", &mut timings);
         let (grades, thresholds) = grades::rfm_grades(&features, &settings.rfm);
         let activity = grades::activity_levels(&features, &settings.activity);
-        let classes = classes::compute(data, taxonomy, settings, as_of);
+        lap("grades", &mut timings);
         let universe: RoaringBitmap = (0..data.len() as u32).collect();
         let mut d = Derived {
             as_of,
@@ -73,6 +121,7 @@ impl Derived {
             saved: Vec::new(),
             universe,
             checked: data.checked_members(),
+            timings: Vec::new(),
         };
         d.groups = settings
             .drug_groups
@@ -85,6 +134,7 @@ impl Derived {
             .collect();
         let groups: Vec<(String, RoaringBitmap)> =
             d.groups.iter().map(|g| (g.name.clone(), g.members.clone())).collect();
+        lap("drug groups", &mut timings);
         d.catalogue = catalogue::build(&catalogue::Inputs {
             data,
             features: &d.features,
@@ -93,6 +143,7 @@ impl Derived {
             classes: &d.classes,
             groups: &groups,
         });
+        lap("catalogue", &mut timings);
         for t in saved_tags {
             let result = match &t.expression {
                 Some(text) => audience::evaluate_text(data, taxonomy, &d, text, &d.universe).map_err(|e| e.to_string()),
@@ -100,6 +151,8 @@ impl Derived {
             };
             d.saved.push((t.name.clone(), result));
         }
+        lap("saved tags", &mut timings);
+        d.timings = timings;
         d
     }
 }

@@ -17,7 +17,7 @@ pub const YEAR_DAYS: i32 = 365;
 pub const TRACKED_KINDS: [HealthKind; 4] =
     [HealthKind::BloodPressure, HealthKind::BloodGlucose, HealthKind::BloodLipids, HealthKind::UricAcid];
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Features {
     pub as_of: Day,
     pub first_day: Vec<Day>,
@@ -43,8 +43,6 @@ pub struct Features {
 impl Features {
     pub fn compute(data: &CompanyData, as_of: Day) -> Features {
         let n = data.len();
-        let from = as_of - YEAR_DAYS;
-        let as_of_date = crate::data::date_of_day(as_of);
         let mut f = Features {
             as_of,
             first_day: vec![NONE_I32; n],
@@ -66,69 +64,124 @@ impl Features {
         };
         let mut by_store: Vec<(u32, i64)> = Vec::new();
         for o in 0..n {
-            by_store.clear();
-            for v in data.visits[o].iter().filter(|v| v.day <= as_of) {
-                let net = v.net();
-                if net <= 0 {
-                    continue;
-                }
-                f.tickets_total[o] += 1;
-                f.spend_total[o] += net;
-                if f.first_day[o] == NONE_I32 || v.day < f.first_day[o] {
-                    f.first_day[o] = v.day;
-                }
-                f.last_day[o] = f.last_day[o].max(v.day);
-                if v.day > from {
-                    f.frequency_12m[o] += 1;
-                    f.monetary_12m[o] += net;
-                    f.items_12m[o] += v.items.saturating_sub(v.returned_lines);
-                    f.discount_12m[o] += v.discount;
-                    f.cost_12m[o] += v.cost - v.returned_cost;
-                    f.returns_12m[o] += v.returned_lines;
-                    if v.store != NONE_U32 {
-                        match by_store.iter_mut().find(|(s, _)| *s == v.store) {
-                            Some((_, a)) => *a += net,
-                            None => by_store.push((v.store, net)),
-                        }
+            f.fill(data, o, &mut by_store);
+        }
+        f
+    }
+
+    /// The same features after `data` changed only for `touched` members (and maybe gained new
+    /// members at the end), as of the same day: only those members are computed again.
+    pub fn update(&self, data: &CompanyData, touched: &roaring::RoaringBitmap) -> Features {
+        let n = data.len();
+        let mut f = self.clone();
+        let grow = |v: &mut Vec<i32>| v.resize(n, NONE_I32);
+        grow(&mut f.first_day);
+        grow(&mut f.last_day);
+        grow(&mut f.age);
+        grow(&mut f.registered_day);
+        f.frequency_12m.resize(n, 0);
+        f.monetary_12m.resize(n, 0);
+        f.items_12m.resize(n, 0);
+        f.discount_12m.resize(n, 0);
+        f.cost_12m.resize(n, 0);
+        f.tickets_total.resize(n, 0);
+        f.spend_total.resize(n, 0);
+        f.preferred_store.resize(n, NONE_U32);
+        f.returns_12m.resize(n, 0);
+        f.checks_12m.resize(n, 0);
+        f.last_reading.iter_mut().for_each(|v| v.resize(n, 0));
+        f.bought_rx_12m.resize(n, false);
+        let mut by_store: Vec<(u32, i64)> = Vec::new();
+        for o in touched.iter().map(|o| o as usize).chain(self.first_day.len()..n) {
+            f.fill(data, o, &mut by_store);
+        }
+        f
+    }
+
+    /// Computes member `o`'s features from scratch.
+    fn fill(&mut self, data: &CompanyData, o: usize, by_store: &mut Vec<(u32, i64)>) {
+        let f = self;
+        let as_of = f.as_of;
+        let from = as_of - YEAR_DAYS;
+        let as_of_date = crate::data::date_of_day(as_of);
+        f.first_day[o] = NONE_I32;
+        f.last_day[o] = NONE_I32;
+        f.frequency_12m[o] = 0;
+        f.monetary_12m[o] = 0;
+        f.items_12m[o] = 0;
+        f.discount_12m[o] = 0;
+        f.cost_12m[o] = 0;
+        f.tickets_total[o] = 0;
+        f.spend_total[o] = 0;
+        f.preferred_store[o] = NONE_U32;
+        f.returns_12m[o] = 0;
+        f.checks_12m[o] = 0;
+        for k in 0..TRACKED_KINDS.len() {
+            f.last_reading[k][o] = 0;
+        }
+        f.age[o] = NONE_I32;
+        f.registered_day[o] = NONE_I32;
+        by_store.clear();
+        for v in data.visits[o].iter().filter(|v| v.day <= as_of) {
+            let net = v.net();
+            if net <= 0 {
+                continue;
+            }
+            f.tickets_total[o] += 1;
+            f.spend_total[o] += net;
+            if f.first_day[o] == NONE_I32 || v.day < f.first_day[o] {
+                f.first_day[o] = v.day;
+            }
+            f.last_day[o] = f.last_day[o].max(v.day);
+            if v.day > from {
+                f.frequency_12m[o] += 1;
+                f.monetary_12m[o] += net;
+                f.items_12m[o] += v.items.saturating_sub(v.returned_lines);
+                f.discount_12m[o] += v.discount;
+                f.cost_12m[o] += v.cost - v.returned_cost;
+                f.returns_12m[o] += v.returned_lines;
+                if v.store != NONE_U32 {
+                    match by_store.iter_mut().find(|(s, _)| *s == v.store) {
+                        Some((_, a)) => *a += net,
+                        None => by_store.push((v.store, net)),
                     }
                 }
             }
-            // Tickets returned in full still count as returns.
-            f.returns_12m[o] += data.visits[o]
-                .iter()
-                .filter(|v| v.day > from && v.day <= as_of && v.net() <= 0)
-                .map(|v| v.returned_lines)
-                .sum::<u32>();
-            // Most spend wins; ties go to the lower store index, so the answer is stable.
-            if let Some(&(s, _)) = by_store.iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))) {
-                f.preferred_store[o] = s;
+        }
+        // Tickets returned in full still count as returns.
+        f.returns_12m[o] += data.visits[o]
+            .iter()
+            .filter(|v| v.day > from && v.day <= as_of && v.net() <= 0)
+            .map(|v| v.returned_lines)
+            .sum::<u32>();
+        // Most spend wins; ties go to the lower store index, so the answer is stable.
+        if let Some(&(s, _)) = by_store.iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))) {
+            f.preferred_store[o] = s;
+        }
+        f.bought_rx_12m[o] = data.purchases[o].iter().any(|p| {
+            p.day > from && p.day <= as_of && p.amount > 0 && data.products[p.product as usize].is_prescription
+        });
+        let mut last = [NONE_I32; 4];
+        for c in data.checks[o].iter().filter(|c| c.day <= as_of) {
+            if c.day > from {
+                f.checks_12m[o] += 1;
             }
-            f.bought_rx_12m[o] = data.purchases[o].iter().any(|p| {
-                p.day > from && p.day <= as_of && p.amount > 0 && data.products[p.product as usize].is_prescription
-            });
-            let mut last = [NONE_I32; 4];
-            for c in data.checks[o].iter().filter(|c| c.day <= as_of) {
-                if c.day > from {
-                    f.checks_12m[o] += 1;
-                }
-                if let Some(k) = TRACKED_KINDS.iter().position(|k| *k == c.kind)
-                    && c.day >= last[k]
-                {
-                    last[k] = c.day;
-                    f.last_reading[k][o] = if c.abnormal { 2 } else { 1 };
-                }
-            }
-            let m = &data.members[o];
-            if let Some(b) = m.birthday
-                && b <= as_of_date
+            if let Some(k) = TRACKED_KINDS.iter().position(|k| *k == c.kind)
+                && c.day >= last[k]
             {
-                f.age[o] = age_on(b, as_of_date);
-            }
-            if let Some(r) = m.registered_at {
-                f.registered_day[o] = day_of(r, data.offset_minutes);
+                last[k] = c.day;
+                f.last_reading[k][o] = if c.abnormal { 2 } else { 1 };
             }
         }
-        f
+        let m = &data.members[o];
+        if let Some(b) = m.birthday
+            && b <= as_of_date
+        {
+            f.age[o] = age_on(b, as_of_date);
+        }
+        if let Some(r) = m.registered_at {
+            f.registered_day[o] = day_of(r, data.offset_minutes);
+        }
     }
 
     pub fn recency(&self, o: usize) -> Option<i32> {

@@ -132,6 +132,26 @@ struct World {
 
 impl World {
     fn engine(&self) -> CompanyEngine {
+        let mut data = self.members_data();
+        self.apply_tickets(&mut data, 0..self.tickets.len());
+        self.apply_returns_and_checks(&mut data);
+        CompanyEngine::new(data, Taxonomy::default_pharmacy(), Settings::default(), vec![], day_of_date(as_of()))
+    }
+
+    /// Built from the first `split` tickets, then brought up to date incrementally with the rest.
+    fn engine_updated(&self, split: usize) -> CompanyEngine {
+        let split = split.min(self.tickets.len());
+        let mut data = self.members_data();
+        self.apply_tickets(&mut data, 0..split);
+        let mut engine =
+            CompanyEngine::new(data, Taxonomy::default_pharmacy(), Settings::default(), vec![], day_of_date(as_of()));
+        self.apply_tickets(&mut engine.data, split..self.tickets.len());
+        self.apply_returns_and_checks(&mut engine.data);
+        engine.update(day_of_date(as_of()));
+        engine
+    }
+
+    fn members_data(&self) -> CompanyData {
         let mut data = CompanyData::new(CompanyId(1), OFFSET);
         data.set_stores(vec![StoreFact { id: StoreId(1), code: "S1".into(), name: "一店".into() }]);
         data.set_products(
@@ -168,8 +188,11 @@ impl World {
                 updated_at: 1,
             });
         }
-        let mut return_id = 0;
-        for (ti, t) in self.tickets.iter().enumerate() {
+        data
+    }
+
+    fn apply_tickets(&self, data: &mut CompanyData, range: std::ops::Range<usize>) {
+        for (ti, t) in self.tickets.iter().enumerate().take(range.end).skip(range.start) {
             let amount: i64 = t.lines.iter().map(|l| l.1).sum();
             let fact = TicketFact {
                 id: TicketId(ti as i64 + 1),
@@ -195,6 +218,10 @@ impl World {
                 }
             }
         }
+    }
+
+    fn apply_returns_and_checks(&self, data: &mut CompanyData) {
+        let mut return_id = 0;
         // Returns after all sales, as an import of a later file would bring them.
         for (ti, t) in self.tickets.iter().enumerate() {
             for &r in &t.returned {
@@ -224,7 +251,6 @@ impl World {
             data.advance_checks(&f);
             data.apply_check(&f);
         }
-        CompanyEngine::new(data, Taxonomy::default_pharmacy(), Settings::default(), vec![], day_of_date(as_of()))
     }
 
     /// Net amount of a ticket's line after returns.
@@ -381,6 +407,33 @@ proptest! {
             let got = engine.select_text(&d, e, &d.universe).unwrap();
             let want: Vec<u32> = (0..world.members.len()).filter(|&m| naive(&world, e, m)).map(|m| m as u32).collect();
             prop_assert_eq!(got.iter().collect::<Vec<u32>>(), want, "{}", e);
+        }
+    }
+
+    #[test]
+    fn incremental_update_equals_a_full_build(
+        (ms, ts, cs) in members().prop_flat_map(|m| { let n = m.len(); (Just(m), tickets(n), checks(n)) }),
+        split in 0usize..40,
+        exprs in prop::collection::vec(expr(), 1..4),
+    ) {
+        let world = World { members: ms, tickets: ts, checks: cs };
+        let full = world.engine();
+        let updated = world.engine_updated(split);
+        let (a, b) = (full.current(), updated.current());
+        prop_assert_eq!(&a.features, &b.features);
+        prop_assert_eq!(&a.grades, &b.grades);
+        prop_assert_eq!(&a.activity, &b.activity);
+        prop_assert_eq!(a.thresholds, b.thresholds);
+        for (x, y) in a.classes.iter().zip(&b.classes) {
+            prop_assert_eq!(&x.members, &y.members, "class {}", x.name);
+        }
+        for (x, y) in a.catalogue.iter().zip(&b.catalogue) {
+            for (v, w) in x.values.iter().zip(&y.values) {
+                prop_assert_eq!(&v.members, &w.members, "tag {}/{}", x.name, v.name);
+            }
+        }
+        for e in &exprs {
+            prop_assert_eq!(full.select_text(&a, e, &a.universe).unwrap(), updated.select_text(&b, e, &b.universe).unwrap(), "{}", e);
         }
     }
 }

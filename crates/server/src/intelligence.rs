@@ -169,11 +169,14 @@ impl Intelligence {
         let mut report = catch_up_data(&self.store, &scope, &mut engine.data).await?;
         let today = Self::today(engine.data.offset_minutes);
         let config_changed = engine.settings != settings || engine.saved_tags != tags || engine.taxonomy != taxonomy;
-        if report.changed() || config_changed || engine.current().as_of != today {
+        if config_changed || engine.current().as_of != today {
             engine.settings = settings;
             engine.saved_tags = tags;
             engine.taxonomy = taxonomy;
             engine.rederive(today);
+        } else if report.changed() {
+            // Same day, same configuration: only the members with new facts are recomputed.
+            engine.update(today);
         }
         if report.changed() {
             let path = self.snapshot_path(h.company).await?;

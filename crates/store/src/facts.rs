@@ -149,7 +149,7 @@ impl Store {
                 company,
                 members,
                 &format!(
-                    "SELECT {TICKET_COLS} FROM tickets WHERE company_id = {{company}} AND member_id IN ({{keys}})"
+                    "SELECT {TICKET_COLS} FROM tickets WHERE company_id = {{company}} AND member_id IN ({{keys}}) ORDER BY id"
                 ),
             )
             .await?;
@@ -161,7 +161,7 @@ impl Store {
                 members,
                 "SELECT l.ticket_id, t.member_id, t.sold_at, l.product_id, l.amount FROM tickets t \
              JOIN ticket_lines l ON l.company_id = t.company_id AND l.ticket_id = t.id \
-             WHERE t.company_id = {company} AND t.member_id IN ({keys})",
+             WHERE t.company_id = {company} AND t.member_id IN ({keys}) ORDER BY l.ticket_id, l.line_no",
             )
             .await?;
         let lines = rows.iter().map(line_fact).collect::<Result<Vec<_>>>()?;
