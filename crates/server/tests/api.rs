@@ -141,3 +141,85 @@ async fn openapi_and_console_are_served() {
     assert_eq!(one["ticket_no"], t["ticket_no"]);
     app.db.cleanup().await;
 }
+
+/// The console page carries the audience builder (人群圈选): its nav entry and view, calls only to routes
+/// that exist, and reads fields the API really answers with.
+#[tokio::test]
+async fn console_has_the_audience_builder() {
+    let app = app().await;
+    let (status, page, _) = call(&app, "GET", "/", None, None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let page = page.as_str().unwrap();
+    assert!(page.contains(r##"<a href="#audiences" data-t="audiences">人群圈选</a>"##), "nav entry");
+    assert!(page.contains(r#"view === "audiences""#) && page.contains("async function renderAudiences"), "view");
+    assert!(page.contains(r#"audiences: ["人群圈选", "Audiences"]"#), "English label");
+
+    // Every API path in the page is a route of the API (paths ending in `/` take a parameter).
+    let (_, doc, _) = call(&app, "GET", "/api/openapi.json", None, None, None).await;
+    let routes: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    let called: std::collections::BTreeSet<&str> = page
+        .match_indices("/api/v1/")
+        .map(|(i, _)| {
+            let rest = &page[i..];
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '/')).unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    for path in &called {
+        let known = if path.ends_with('/') {
+            routes.iter().any(|r| r.starts_with(path) && r[path.len()..].starts_with('{'))
+        } else {
+            routes.contains(path)
+        };
+        assert!(known, "the page calls {path}, which is not a route");
+    }
+    for path in [
+        "/api/v1/tags",
+        "/api/v1/tags/",
+        "/api/v1/audiences/count",
+        "/api/v1/audiences/members",
+        "/api/v1/audiences/export",
+        "/api/v1/engine/grades",
+    ] {
+        assert!(called.contains(path), "the builder no longer calls {path}");
+    }
+
+    // The answers have the fields the page reads.
+    let admin = login(&app, "tjg-admin").await;
+    let (_, tags, _) = call(&app, "GET", "/api/v1/tags?company=TJG", Some(&admin), None, None).await;
+    let dims = tags["dimensions"].as_array().unwrap();
+    for p in ["consumption", "product", "health", "member"] {
+        assert!(dims.iter().any(|d| d["primary"] == p), "{p}");
+        assert!(page.contains(&format!("\"{p}\"")), "{p}");
+    }
+    let grade = dims.iter().find(|d| d["key"] == "grade").unwrap();
+    assert!(grade["name"].is_string() && grade["primary_name"].is_string() && grade["values"][0]["count"].is_u64());
+    assert!(dims.iter().any(|d| d["key"] == "saved") && page.contains(r#"key === "saved""#));
+    let tag = format!("{}/{}", grade["name"].as_str().unwrap(), grade["values"][0]["name"].as_str().unwrap());
+    let audience = json!({"company": "TJG", "expression": format!("tag in (\"{tag}\") and not tag = \"性别/男\"")});
+    let (status, n, _) =
+        call(&app, "POST", "/api/v1/audiences/count", Some(&admin), None, Some(audience.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{n}");
+    assert!(n["count"].is_u64() && n["scope_total"].is_u64() && n["as_of"].is_string() && n["millis"].is_number());
+    for key in ["by_store", "by_grade", "by_gender", "by_age_band"] {
+        assert!(n["breakdowns"][key][0]["name"].is_string(), "{key}: {n}");
+        assert!(page.contains(&format!("b.{key}")), "{key}");
+    }
+    let (_, rows, _) = call(&app, "POST", "/api/v1/audiences/members", Some(&admin), None, Some(audience)).await;
+    assert!(
+        rows["total"].is_u64() && rows["columns"].is_array() && rows["headers"].is_array() && rows["rows"].is_array()
+    );
+    let bad = json!({"company": "TJG", "expression": "agee > 3"});
+    let (status, err, _) = call(&app, "POST", "/api/v1/audiences/count", Some(&admin), None, Some(bad)).await;
+    assert_eq!((status, err["error"]["offset"].clone()), (StatusCode::BAD_REQUEST, json!(0)));
+    assert!(err["error"]["message_en"].is_string() && page.contains("body.offset") && page.contains("message_en"));
+    let (_, grades, _) = call(&app, "GET", "/api/v1/engine/grades?company=TJG", Some(&admin), None, None).await;
+    let g = &grades["grades"][0];
+    for key in ["grade", "members", "member_share", "sales_fen", "sales_share"] {
+        assert!(!g[key].is_null() && page.contains(&format!("g.{key}")), "{key}: {grades}");
+    }
+    for key in ["r_days", "f_tickets", "m_fen"] {
+        assert!(grades["thresholds"][key].is_i64() && page.contains(&format!("th.{key}")), "{key}");
+    }
+    app.db.cleanup().await;
+}
