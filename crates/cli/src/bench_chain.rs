@@ -126,6 +126,7 @@ pub fn run(b: &ChainBench) -> Result<()> {
                 eprintln!("{}: generated in {generate_s:.1} s; building the engine ...", f.code);
                 built = Some(build(f, generate_s));
             }
+            built.is_none()
         },
         &mut |msg| eprintln!("  {msg}"),
     );

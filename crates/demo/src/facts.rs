@@ -42,7 +42,9 @@ struct FactSink<'a> {
     /// Ticket number (its digits: date, store, sequence) → index in `tickets`, for returns.
     ticket_index: HashMap<u64, u32>,
     open: Option<(String, TicketFact)>,
-    on_company: &'a mut dyn FnMut(CompanyFacts),
+    on_company: &'a mut dyn FnMut(CompanyFacts) -> bool,
+    /// Set when `on_company` asked to stop: the generator is ended at the next company.
+    stop: bool,
     progress: &'a mut dyn FnMut(&str),
 }
 
@@ -66,8 +68,8 @@ impl FactSink<'_> {
 
     fn finish(&mut self) {
         self.close_ticket();
-        if !self.current.code.is_empty() {
-            (self.on_company)(std::mem::take(&mut self.current));
+        if !self.current.code.is_empty() && !(self.on_company)(std::mem::take(&mut self.current)) {
+            self.stop = true;
         }
         self.stores.clear();
         self.products.clear();
@@ -77,11 +79,17 @@ impl FactSink<'_> {
     }
 }
 
+/// Ends the generator early (the caller has what it wanted).
+struct Stop;
+
 impl Sink for FactSink<'_> {
-    type Error = std::convert::Infallible;
+    type Error = Stop;
 
     async fn company(&mut self, plan: &CompanyPlan) -> Result<(), Self::Error> {
         self.finish();
+        if self.stop {
+            return Err(Stop);
+        }
         self.current.code = plan.code.to_string();
         self.current.name = plan.name.to_string();
         Ok(())
@@ -218,12 +226,13 @@ impl Sink for FactSink<'_> {
 }
 
 /// Generates the demo group and hands each company's facts to `on_company` as soon as it is complete
-/// (one company is held in memory at a time).
+/// (one company is held in memory at a time); `on_company` returns false to stop there. Returns the
+/// generator's summary, or `None` when stopped early.
 pub fn facts(
     opts: &Options,
-    on_company: &mut dyn FnMut(CompanyFacts),
+    on_company: &mut dyn FnMut(CompanyFacts) -> bool,
     progress: &mut dyn FnMut(&str),
-) -> crate::Summary {
+) -> Option<crate::Summary> {
     let mut sink = FactSink {
         current: CompanyFacts::default(),
         next_id: 0,
@@ -234,11 +243,14 @@ pub fn facts(
         ticket_index: HashMap::new(),
         open: None,
         on_company,
+        stop: false,
         progress,
     };
     // The sink never awaits anything: the generator's future completes on its first poll.
-    let summary = block_on(generate(opts, &mut sink)).unwrap_or_else(|e| match e {});
-    sink.finish();
+    let summary = block_on(generate(opts, &mut sink)).ok();
+    if summary.is_some() {
+        sink.finish();
+    }
     summary
 }
 
@@ -260,7 +272,15 @@ mod tests {
     #[test]
     fn facts_match_the_generated_summary_and_hang_together() {
         let mut companies = Vec::new();
-        let summary = facts(&Options { size: Size::Tiny, seed: 7 }, &mut |c| companies.push(c), &mut |_| {});
+        let summary = facts(
+            &Options { size: Size::Tiny, seed: 7 },
+            &mut |c| {
+                companies.push(c);
+                true
+            },
+            &mut |_| {},
+        )
+        .expect("not stopped");
         assert_eq!(companies.len(), summary.companies);
         let tickets: usize = companies.iter().map(|c| c.tickets.len()).sum();
         assert_eq!(tickets as u64, summary.tickets);
@@ -285,5 +305,20 @@ mod tests {
             assert!(c.tickets.iter().filter_map(|t| t.member).all(|m| ids.contains(&m.0)));
             assert!(c.returns.iter().all(|r| r.cost >= 0 && r.amount > 0));
         }
+    }
+
+    #[test]
+    fn stopping_after_the_first_company_generates_no_more() {
+        let mut codes = Vec::new();
+        let summary = facts(
+            &Options { size: Size::Tiny, seed: 7 },
+            &mut |c| {
+                codes.push(c.code);
+                false
+            },
+            &mut |_| {},
+        );
+        assert_eq!(summary, None);
+        assert_eq!(codes, vec!["TJG".to_string()]);
     }
 }
