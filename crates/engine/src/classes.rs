@@ -234,9 +234,8 @@ pub fn compute(data: &CompanyData, taxonomy: &Taxonomy, settings: &Settings, as_
     classes
 }
 
-/// The classes after `data` changed only for `touched` members (and maybe gained members from
-/// `old_len` on), as of the same day and under the same settings: only those members are classified
-/// again.
+/// The classes after `data` changed only for `touched` members (new members are always touched), as
+/// of the same day and under the same settings: only those members are classified again.
 pub fn update(
     prev: &[Class],
     data: &CompanyData,
@@ -244,18 +243,15 @@ pub fn update(
     settings: &Settings,
     as_of: Day,
     touched: &RoaringBitmap,
-    old_len: usize,
 ) -> Vec<Class> {
     let (mut classes, product_classes) = index(data, taxonomy, settings);
-    let mut redo = touched.clone();
-    redo.insert_range(old_len as u32..data.len() as u32);
     let mut added: Vec<Vec<u32>> = vec![Vec::new(); classes.len()];
     let mut k = classifier(data, &classes, &product_classes, settings, as_of);
-    for o in &redo {
+    for o in touched {
         k.member(o as usize, |c| added[c as usize].push(o));
     }
     for ((class, old), add) in classes.iter_mut().zip(prev).zip(added) {
-        class.members = &old.members - &redo;
+        class.members = &old.members - touched;
         class.members.extend(add);
     }
     classes

@@ -134,7 +134,7 @@ impl CompanyEngine {
         let touched = self.data.take_touched();
         if as_of != self.current.as_of {
             self.rederive(as_of);
-        } else if !touched.is_empty() || self.data.len() != self.current.features.first_day.len() {
+        } else if !touched.is_empty() {
             self.current = Arc::new(Derived::update(
                 &self.current,
                 &self.data,

@@ -61,8 +61,8 @@ impl Derived {
         Self::derive(data, taxonomy, settings, saved_tags, as_of, None)
     }
 
-    /// What `compute` would give after `data` changed only for `touched` members (new members
-    /// included), when nothing else changed: the same day, settings, taxonomy and saved tags.
+    /// What `compute` would give after `data` changed only for `touched` members (new members are
+    /// always touched), when nothing else changed: the same day, settings, taxonomy and saved tags.
     /// Per-member features and classes are computed again for those members only; grades (medians),
     /// the catalogue and saved tags are whole-company and computed again in full.
     pub fn update(
@@ -93,9 +93,7 @@ impl Derived {
         // Features and classes are independent: one thread each.
         let (features, classes) = std::thread::scope(|s| {
             let classes = s.spawn(|| match prev {
-                Some((p, touched)) => {
-                    classes::update(&p.classes, data, taxonomy, settings, as_of, touched, p.features.first_day.len())
-                }
+                Some((p, touched)) => classes::update(&p.classes, data, taxonomy, settings, as_of, touched),
                 None => classes::compute(data, taxonomy, settings, as_of),
             });
             let features = match prev {

@@ -42,60 +42,47 @@ pub struct Features {
 
 impl Features {
     pub fn compute(data: &CompanyData, as_of: Day) -> Features {
-        let n = data.len();
-        let mut f = Features {
-            as_of,
-            first_day: vec![NONE_I32; n],
-            last_day: vec![NONE_I32; n],
-            frequency_12m: vec![0; n],
-            monetary_12m: vec![0; n],
-            items_12m: vec![0; n],
-            discount_12m: vec![0; n],
-            cost_12m: vec![0; n],
-            tickets_total: vec![0; n],
-            spend_total: vec![0; n],
-            preferred_store: vec![NONE_U32; n],
-            returns_12m: vec![0; n],
-            checks_12m: vec![0; n],
-            last_reading: std::array::from_fn(|_| vec![0; n]),
-            age: vec![NONE_I32; n],
-            registered_day: vec![NONE_I32; n],
-            bought_rx_12m: vec![false; n],
-        };
+        let mut f = Features { as_of, ..Features::default() };
+        f.resize(data.len());
         let mut by_store: Vec<(u32, i64)> = Vec::new();
-        for o in 0..n {
+        for o in 0..data.len() {
             f.fill(data, o, &mut by_store);
         }
         f
     }
 
-    /// The same features after `data` changed only for `touched` members (and maybe gained new
-    /// members at the end), as of the same day: only those members are computed again.
+    /// The same features after `data` changed only for `touched` members (new members are always
+    /// touched), as of the same day: only those members are computed again.
     pub fn update(&self, data: &CompanyData, touched: &roaring::RoaringBitmap) -> Features {
-        let n = data.len();
         let mut f = self.clone();
-        let grow = |v: &mut Vec<i32>| v.resize(n, NONE_I32);
-        grow(&mut f.first_day);
-        grow(&mut f.last_day);
-        grow(&mut f.age);
-        grow(&mut f.registered_day);
-        f.frequency_12m.resize(n, 0);
-        f.monetary_12m.resize(n, 0);
-        f.items_12m.resize(n, 0);
-        f.discount_12m.resize(n, 0);
-        f.cost_12m.resize(n, 0);
-        f.tickets_total.resize(n, 0);
-        f.spend_total.resize(n, 0);
-        f.preferred_store.resize(n, NONE_U32);
-        f.returns_12m.resize(n, 0);
-        f.checks_12m.resize(n, 0);
-        f.last_reading.iter_mut().for_each(|v| v.resize(n, 0));
-        f.bought_rx_12m.resize(n, false);
+        f.resize(data.len());
         let mut by_store: Vec<(u32, i64)> = Vec::new();
-        for o in touched.iter().map(|o| o as usize).chain(self.first_day.len()..n) {
-            f.fill(data, o, &mut by_store);
+        for o in touched {
+            f.fill(data, o as usize, &mut by_store);
         }
         f
+    }
+
+    /// Every column to `n` members (values for new members are set by `fill`).
+    fn resize(&mut self, n: usize) {
+        for v in [&mut self.first_day, &mut self.last_day, &mut self.age, &mut self.registered_day] {
+            v.resize(n, NONE_I32);
+        }
+        for v in [
+            &mut self.frequency_12m,
+            &mut self.items_12m,
+            &mut self.tickets_total,
+            &mut self.returns_12m,
+            &mut self.checks_12m,
+        ] {
+            v.resize(n, 0);
+        }
+        for v in [&mut self.monetary_12m, &mut self.discount_12m, &mut self.cost_12m, &mut self.spend_total] {
+            v.resize(n, 0);
+        }
+        self.preferred_store.resize(n, NONE_U32);
+        self.last_reading.iter_mut().for_each(|v| v.resize(n, 0));
+        self.bought_rx_12m.resize(n, false);
     }
 
     /// Computes member `o`'s features from scratch.
