@@ -272,7 +272,7 @@ pub struct Earning {
 impl PointsRules {
     fn line_excluded(&self, l: &EarnLine) -> bool {
         l.excluded
-            || self.excluded_products.iter().any(|p| *p == l.product_code)
+            || self.excluded_products.contains(&l.product_code)
             || l.categories.iter().any(|c| self.excluded_categories.contains(c))
     }
 
