@@ -373,15 +373,17 @@ mod tests {
     }
 
     fn rules() -> LoyaltyRules {
-        let mut r = LoyaltyRules::default();
-        r.member_days = vec![MemberDay {
-            name: "农历会员日".into(),
-            lunar_days: vec![8, 18, 28],
-            discount_percent: 95,
-            points_percent: 200,
-            excluded_categories: vec!["PROMO".into()],
+        let mut r = LoyaltyRules {
+            member_days: vec![MemberDay {
+                name: "农历会员日".into(),
+                lunar_days: vec![8, 18, 28],
+                discount_percent: 95,
+                points_percent: 200,
+                excluded_categories: vec!["PROMO".into()],
+                ..Default::default()
+            }],
             ..Default::default()
-        }];
+        };
         r.points.redemption.deduction = Some(Deduction { points_per_yuan: 100, max_share_percent: 50 });
         r
     }
