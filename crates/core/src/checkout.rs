@@ -85,8 +85,9 @@ pub struct Quote {
     pub total: Fen,
     pub tier: Option<String>,
     pub member_day: Option<String>,
-    /// The coupons applied (as requested).
+    /// The coupons applied (as requested), and what each took off.
     pub coupons_applied: Vec<String>,
+    pub coupon_discounts: Vec<Fen>,
     /// Coupons the member could use on this basket, and the best set.
     pub coupons_applicable: Vec<CouponOption>,
     pub coupons_not_applicable: Vec<CouponRefused>,
@@ -248,8 +249,10 @@ pub fn quote(rules: &LoyaltyRules, req: &QuoteRequest) -> Result<Quote, QuoteErr
         return Err(QuoteError::CouponNotApplicable { code: req.held[i].code.clone(), reason });
     }
     let mut work = coupon_lines.clone();
+    let mut coupon_discounts = Vec::with_capacity(applied.len());
     for &i in &applied {
         if let Ok(d) = all_rules[i].discount(&work) {
+            coupon_discounts.push(Fen(d.iter().map(|f| f.0).sum()));
             for ((w, q), x) in work.iter_mut().zip(lines.iter_mut()).zip(&d) {
                 w.amount.0 -= x.0;
                 q.coupon_discount.0 += x.0;
@@ -321,6 +324,7 @@ pub fn quote(rules: &LoyaltyRules, req: &QuoteRequest) -> Result<Quote, QuoteErr
         tier: tier.map(|t| t.code.clone()),
         member_day: day.map(|d| d.name.clone()),
         coupons_applied: applied.iter().map(|&i| req.held[i].code.clone()).collect(),
+        coupon_discounts,
         coupons_applicable: applicable,
         coupons_not_applicable: refused,
         suggested_coupons: best.iter().map(|&i| req.held[i].code.clone()).collect(),

@@ -444,8 +444,21 @@ impl Account {
     }
 
     /// Draws up to `points` from the lots, FIFO; returns what was drawn from each.
-    fn draw(&mut self, mut points: i64) -> Vec<(i64, i64)> {
+    fn draw(&mut self, points: i64) -> Vec<(i64, i64)> {
+        self.draw_preferring(points, None)
+    }
+
+    /// Draws from lot `prefer` first (a return takes back its own ticket's points), then FIFO.
+    fn draw_preferring(&mut self, mut points: i64, prefer: Option<i64>) -> Vec<(i64, i64)> {
         let mut used = Vec::new();
+        if let Some(lot) = prefer.and_then(|p| self.lots.iter_mut().find(|l| l.entry == p)) {
+            let n = lot.remaining.min(points);
+            if n > 0 {
+                lot.remaining -= n;
+                points -= n;
+                used.push((lot.entry, n));
+            }
+        }
         for lot in self.lots.iter_mut() {
             if points == 0 {
                 break;
@@ -505,8 +518,9 @@ impl Account {
         Ok(Entry { kind: EntryKind::Redeem, points: -points, expires_on: None, consumed })
     }
 
-    /// Takes back `points` for a return, by the company's policy.
-    pub fn take_back(&mut self, points: i64, policy: ReturnPolicy) -> Vec<Entry> {
+    /// Takes back `points` for a return, by the company's policy, from the ticket's own lot `from`
+    /// first (so a return does not leave older, sooner-expiring points in place of the ticket's).
+    pub fn take_back(&mut self, points: i64, policy: ReturnPolicy, from: Option<i64>) -> Vec<Entry> {
         if points <= 0 {
             return Vec::new();
         }
@@ -520,7 +534,7 @@ impl Account {
         if now == 0 {
             return Vec::new();
         }
-        let consumed = self.draw(now.min(self.balance.max(0)));
+        let consumed = self.draw_preferring(now.min(self.balance.max(0)), from);
         self.balance -= now;
         vec![Entry { kind: EntryKind::Reverse, points: -now, expires_on: None, consumed }]
     }
@@ -690,7 +704,7 @@ mod tests {
         let mut a = Account::default();
         a.credit(EntryKind::Earn, 1, 100, d(2026, 1, 1), None);
         a.redeem(80).unwrap();
-        let e = a.take_back(100, ReturnPolicy::ClawbackNext);
+        let e = a.take_back(100, ReturnPolicy::ClawbackNext, None);
         assert_eq!(e[0].points, -20);
         assert_eq!((a.balance, a.debt), (0, 80));
         let e = a.credit(EntryKind::Earn, 2, 50, d(2026, 2, 1), None);
@@ -699,7 +713,7 @@ mod tests {
         let mut b = Account::default();
         b.credit(EntryKind::Earn, 1, 100, d(2026, 1, 1), None);
         b.redeem(80).unwrap();
-        b.take_back(100, ReturnPolicy::AllowNegative);
+        b.take_back(100, ReturnPolicy::AllowNegative, Some(1));
         assert_eq!((b.balance, b.debt), (-80, 0));
         b.credit(EntryKind::Earn, 2, 50, d(2026, 2, 1), None);
         assert_eq!((b.balance, b.in_lots()), (-30, 0));
@@ -763,7 +777,7 @@ mod tests {
                             Err(_) => prop_assert!(p > before),
                         }
                     }
-                    Op::TakeBack(p) => ledger.extend(a.take_back(p, policy)),
+                    Op::TakeBack(p) => ledger.extend(a.take_back(p, policy, Some(next / 2))),
                     Op::Debit(p) => if !clawback { ledger.extend(a.debit(p)) },
                     Op::Expire(day) => {
                         let today = start + chrono::Days::new(day as u64);

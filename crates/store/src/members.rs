@@ -650,6 +650,19 @@ impl Store {
         Ok(m)
     }
 
+    /// Checks that member `id` exists and is in the caller's data scope (no personal data read, no
+    /// audit entry): for loyalty operations on a member.
+    pub async fn require_member(&self, scope: &Scope, company: CompanyId, id: MemberId) -> Result<()> {
+        let mut binds = Vec::new();
+        let filter = scope_filter(scope, Some(company), &mut binds)?;
+        binds.push(Bind::I(id.0));
+        let sql = format!("SELECT m.id FROM members m WHERE {filter} AND m.id = ${}", binds.len());
+        match apply(sqlx::query(AssertSqlSafe(sql)), &binds).fetch_optional(&self.pool).await? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound { what: format!("member {id}") }),
+        }
+    }
+
     /// The member holding `card_no` (primary or merged card).
     pub async fn member_by_card(&self, scope: &Scope, company: CompanyId, card_no: &str) -> Result<Member> {
         let id: Option<i64> =

@@ -27,7 +27,7 @@ pub struct SalesContext {
     pub cards: HashMap<String, i64>,
 }
 
-fn line_hash(l: &SaleLineInput, line_no: i64) -> Vec<u8> {
+pub(crate) fn line_hash(l: &SaleLineInput, line_no: i64) -> Vec<u8> {
     let o = |v: &Option<Fen>| v.map(|f| f.0.to_string()).unwrap_or_default();
     rowhash::of(&[
         &l.ticket_no,

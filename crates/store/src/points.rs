@@ -1,0 +1,723 @@
+//! The points ledger (积分流水) and balances. Every change runs in one write transaction: lock the
+//! member's account row, check the cause has not been applied, apply the rules of
+//! `rxmember_core::points` to the account, append the entries, update the lots they drew from and the
+//! balance. The unique key `(company, kind, cause)` makes a cause apply at most once even when two
+//! requests race (the loser's insert fails and its transaction rolls back).
+//!
+//! Tickets and returns imported from the ERP earn and take back points through [`Store::accrue_points`],
+//! which walks them in id order from a per-company watermark; POS sales earn at commit with the same
+//! cause, so a ticket committed at the till and later imported earns once.
+
+use crate::{Backend, Result, Store, StoreError, counters};
+use chrono::NaiveDate;
+use rxmember_core::loyalty::LoyaltyRules;
+use rxmember_core::org::Scope;
+use rxmember_core::points::{Account, EarnContext, EarnLine, Earning, Entry, EntryKind, Lot, take_back};
+use rxmember_core::time::{local_date, now_ms};
+use rxmember_core::{CompanyId, Fen, MemberId};
+use serde::Serialize;
+use sqlx::{Any, Row, Transaction};
+
+/// A ledger entry as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerEntry {
+    pub id: i64,
+    pub kind: String,
+    pub kind_label: String,
+    pub points: i64,
+    pub cause: String,
+    pub at: i64,
+    pub on_date: String,
+    pub expires_on: Option<String>,
+    pub remaining: i64,
+    pub detail: Option<String>,
+    pub actor: String,
+}
+
+/// A member's points summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PointsSummary {
+    pub balance: i64,
+    pub debt: i64,
+    /// Points that expire within the next 30 days, and the earliest expiry date.
+    pub expiring_30d: i64,
+    pub next_expiry: Option<String>,
+}
+
+/// What applying a cause did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Applied {
+    /// Entries appended; the new balance.
+    Done { points: i64, balance: i64 },
+    /// The cause was applied before: nothing changed.
+    AlreadyApplied,
+}
+
+/// Who, when and why, for one change.
+pub(crate) struct Cause<'a> {
+    pub kind: EntryKind,
+    pub key: &'a str,
+    pub at: i64,
+    pub on: NaiveDate,
+    pub detail: Option<String>,
+}
+
+fn date_str(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+fn parse_date(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+/// Locks (PostgreSQL) or — under SQLite's `BEGIN IMMEDIATE` — simply reads the member's account and
+/// live lots.
+pub(crate) async fn load_account(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    company: i64,
+    member: i64,
+) -> Result<Account> {
+    sqlx::query(
+        "INSERT INTO points_accounts (company_id, member_id, balance, debt, updated_at) VALUES ($1, $2, 0, 0, $3) \
+         ON CONFLICT (company_id, member_id) DO NOTHING",
+    )
+    .bind(company)
+    .bind(member)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+    let (balance, debt): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT balance, debt FROM points_accounts WHERE company_id = $1 AND member_id = $2{lock}"
+    )))
+    .bind(company)
+    .bind(member)
+    .fetch_one(&mut **tx)
+    .await?;
+    let rows = sqlx::query(
+        "SELECT id, on_date, expires_on, remaining FROM points_ledger \
+         WHERE company_id = $1 AND member_id = $2 AND remaining > 0",
+    )
+    .bind(company)
+    .bind(member)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut lots = Vec::with_capacity(rows.len());
+    for r in rows {
+        let earned: String = r.try_get("on_date")?;
+        let expires: Option<String> = r.try_get("expires_on")?;
+        lots.push(Lot {
+            entry: r.try_get("id")?,
+            earned_on: parse_date(&earned).unwrap_or_default(),
+            expires_on: expires.as_deref().and_then(parse_date),
+            remaining: r.try_get("remaining")?,
+        });
+    }
+    let mut a = Account { balance, debt, lots };
+    a.lots.sort_by_key(|l| (l.expires_on.is_none(), l.expires_on, l.earned_on, l.entry));
+    Ok(a)
+}
+
+/// Whether `(kind, cause)` is already in the ledger.
+pub(crate) async fn applied(
+    tx: &mut Transaction<'static, Any>,
+    company: i64,
+    kind: EntryKind,
+    cause: &str,
+) -> Result<bool> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM points_ledger WHERE company_id = $1 AND kind = $2 AND cause = $3")
+            .bind(company)
+            .bind(kind.as_str())
+            .bind(cause)
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok(n > 0)
+}
+
+/// Appends `entries` (the first with id `first_id` when it is a lot) and writes the account back.
+/// Entries after the first get their cause prefixed by `debt:` (a debt paid from an earning).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn persist(
+    tx: &mut Transaction<'static, Any>,
+    company: i64,
+    member: i64,
+    account: &Account,
+    entries: &[Entry],
+    first_id: Option<i64>,
+    cause: &Cause<'_>,
+    actor: &str,
+) -> Result<()> {
+    let now = now_ms();
+    // Lots created here are inserted with what the account kept of them; later entries of the same
+    // change that drew from them are already accounted for.
+    let mut created: Vec<i64> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let id = match (i, first_id) {
+            (0, Some(id)) => id,
+            _ => counters::allocate(tx, company, "points_entry", 1).await?,
+        };
+        let key = if i == 0 { cause.key.to_string() } else { format!("debt:{}", cause.key) };
+        // The lot's remaining is what the account kept of it (a credit may have filled a hole).
+        let remaining =
+            if e.points > 0 { account.lots.iter().find(|l| l.entry == id).map_or(0, |l| l.remaining) } else { 0 };
+        sqlx::query(
+            "INSERT INTO points_ledger (company_id, id, member_id, kind, points, cause, at, on_date, expires_on, remaining, detail, actor, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(company)
+        .bind(id)
+        .bind(member)
+        .bind(e.kind.as_str())
+        .bind(e.points)
+        .bind(key)
+        .bind(cause.at)
+        .bind(date_str(cause.on))
+        .bind(e.expires_on.map(date_str))
+        .bind(remaining)
+        .bind(if i == 0 { cause.detail.clone() } else { None })
+        .bind(actor)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(|err| match &err {
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict { what: format!("积分来源 {}", cause.key) },
+            _ => StoreError::Database(err),
+        })?;
+        if e.points > 0 {
+            created.push(id);
+        }
+        for (lot, n) in e.consumed.iter().filter(|(lot, _)| !created.contains(lot)) {
+            sqlx::query("UPDATE points_ledger SET remaining = remaining - $3 WHERE company_id = $1 AND id = $2")
+                .bind(company)
+                .bind(*lot)
+                .bind(*n)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    sqlx::query(
+        "UPDATE points_accounts SET balance = $3, debt = $4, updated_at = $5 WHERE company_id = $1 AND member_id = $2",
+    )
+    .bind(company)
+    .bind(member)
+    .bind(account.balance)
+    .bind(account.debt)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Credits `points` to a member under `cause` (earn, opening, positive adjustment) in `tx`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn credit_in(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    company: i64,
+    member: i64,
+    points: i64,
+    expires_on: Option<NaiveDate>,
+    cause: &Cause<'_>,
+    actor: &str,
+) -> Result<Applied> {
+    let mut account = load_account(tx, backend, company, member).await?;
+    if applied(tx, company, cause.kind, cause.key).await? {
+        return Ok(Applied::AlreadyApplied);
+    }
+    let id = counters::allocate(tx, company, "points_entry", 1).await?;
+    let entries = account.credit(cause.kind, id, points, cause.on, expires_on);
+    if entries.is_empty() {
+        return Ok(Applied::Done { points: 0, balance: account.balance });
+    }
+    persist(tx, company, member, &account, &entries, Some(id), cause, actor).await?;
+    Ok(Applied::Done { points, balance: account.balance })
+}
+
+/// Spends `points` under `cause` in `tx`; fails with `Invalid` if the balance is short.
+pub(crate) async fn redeem_in(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    company: i64,
+    member: i64,
+    points: i64,
+    cause: &Cause<'_>,
+    actor: &str,
+) -> Result<Applied> {
+    let mut account = load_account(tx, backend, company, member).await?;
+    if applied(tx, company, EntryKind::Redeem, cause.key).await? {
+        return Ok(Applied::AlreadyApplied);
+    }
+    let e = account.redeem(points).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    persist(tx, company, member, &account, &[e], None, cause, actor).await?;
+    Ok(Applied::Done { points: -points, balance: account.balance })
+}
+
+/// A ticket's earning as the accrual and the POS compute it.
+pub(crate) struct TicketForPoints {
+    pub member: i64,
+    pub ticket_no: String,
+    pub sold_at: i64,
+    pub lines: Vec<EarnLine>,
+}
+
+impl Store {
+    /// Earns the points of one ticket in `tx` (idempotent by the ticket number).
+    pub(crate) async fn earn_ticket_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        company: CompanyId,
+        offset_minutes: i32,
+        rules: &LoyaltyRules,
+        t: &TicketForPoints,
+        actor: &str,
+    ) -> Result<(Applied, Earning)> {
+        let on = local_date(t.sold_at, offset_minutes);
+        let (tier, birthday): (Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT (SELECT tier FROM member_tiers WHERE company_id = m.company_id AND member_id = m.id), m.birthday \
+             FROM members m WHERE m.company_id = $1 AND m.id = $2",
+        )
+        .bind(company.0)
+        .bind(t.member)
+        .fetch_optional(&mut **tx)
+        .await?
+        .unwrap_or((None, None));
+        let level = tier.as_deref().and_then(|c| rules.tiers.level(c)).or_else(|| rules.tiers.base());
+        let day = rxmember_core::member_days::member_day_on(&rules.member_days, on);
+        let cx = EarnContext {
+            date: on,
+            tier: level.map(|l| l.code.clone()),
+            tier_percent: level.map_or(100, |l| l.benefits.points_percent),
+            birthday: birthday.as_deref().and_then(parse_date),
+            member_day: day.is_some(),
+            member_day_percent: day.map_or(100, |d| d.points_percent.max(1)),
+        };
+        let earning = rules.points.earn(&t.lines, &cx);
+        let key = format!("ticket:{}", t.ticket_no);
+        let cause = Cause {
+            kind: EntryKind::Earn,
+            key: &key,
+            at: t.sold_at,
+            on,
+            detail: Some(serde_json::to_string(&earning).unwrap_or_default()),
+        };
+        let expires = rules.points.expiry.last_valid_day(on).map_err(|e| StoreError::Invalid(e.0))?;
+        if earning.points <= 0 {
+            return Ok((Applied::Done { points: 0, balance: 0 }, earning));
+        }
+        let applied = credit_in(tx, self.backend, company.0, t.member, earning.points, expires, &cause, actor).await?;
+        Ok((applied, earning))
+    }
+
+    /// Takes back the points of one returned line (`returns` row `return_id`) in `tx`.
+    pub(crate) async fn take_back_return_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        company: CompanyId,
+        offset_minutes: i32,
+        rules: &LoyaltyRules,
+        return_id: i64,
+        actor: &str,
+    ) -> Result<Applied> {
+        let c = company.0;
+        let row = sqlx::query(
+            "SELECT r.ticket_id, r.returned_at, r.amount, p.code AS product_code, t.ticket_no, t.member_id \
+             FROM returns r JOIN tickets t ON t.company_id = r.company_id AND t.id = r.ticket_id \
+             JOIN products p ON p.company_id = r.company_id AND p.id = r.product_id \
+             WHERE r.company_id = $1 AND r.id = $2",
+        )
+        .bind(c)
+        .bind(return_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(row) = row else { return Ok(Applied::AlreadyApplied) };
+        let Some(member): Option<i64> = row.try_get("member_id")? else {
+            return Ok(Applied::AlreadyApplied);
+        };
+        let ticket_no: String = row.try_get("ticket_no")?;
+        let ticket_id: i64 = row.try_get("ticket_id")?;
+        let earn: Option<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT id, detail FROM points_ledger WHERE company_id = $1 AND kind = 'earn' AND cause = $2",
+        )
+        .bind(c)
+        .bind(format!("ticket:{ticket_no}"))
+        .fetch_optional(&mut **tx)
+        .await?;
+        let lot = earn.as_ref().map(|e| e.0);
+        let Some(earning) = earn.and_then(|(_, d)| d).and_then(|d| serde_json::from_str::<Earning>(&d).ok()) else {
+            return Ok(Applied::AlreadyApplied); // the ticket earned nothing
+        };
+        // Earlier returns of the same ticket (already taken back, in id order).
+        let earlier = sqlx::query(
+            "SELECT r.amount, p.code AS product_code FROM returns r \
+             JOIN products p ON p.company_id = r.company_id AND p.id = r.product_id \
+             WHERE r.company_id = $1 AND r.ticket_id = $2 AND r.id < $3",
+        )
+        .bind(c)
+        .bind(ticket_id)
+        .bind(return_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut before = Vec::new();
+        for r in &earlier {
+            before.push((r.try_get::<String, _>("product_code")?, Fen(r.try_get("amount")?)));
+        }
+        let (_, before_weight) = take_back(&earning, 0, &before);
+        let this = vec![(row.try_get::<String, _>("product_code")?, Fen(row.try_get("amount")?))];
+        let (points, _) = take_back(&earning, before_weight, &this);
+        let key = format!("return:{return_id}");
+        let at: i64 = row.try_get("returned_at")?;
+        let mut account = load_account(tx, self.backend, c, member).await?;
+        if applied(tx, c, EntryKind::Reverse, &key).await? {
+            return Ok(Applied::AlreadyApplied);
+        }
+        let entries = account.take_back(points, rules.points.return_policy, lot);
+        let detail = format!("{{\"ticket_no\":{},\"return_id\":{return_id}}}", serde_json::Value::String(ticket_no));
+        let cause =
+            Cause { kind: EntryKind::Reverse, key: &key, at, on: local_date(at, offset_minutes), detail: Some(detail) };
+        if entries.is_empty() {
+            // Record the debt change (clawback policy) even when nothing could be taken now.
+            sqlx::query("UPDATE points_accounts SET debt = $3 WHERE company_id = $1 AND member_id = $2")
+                .bind(c)
+                .bind(member)
+                .bind(account.debt)
+                .execute(&mut **tx)
+                .await?;
+            return Ok(Applied::Done { points: 0, balance: account.balance });
+        }
+        persist(tx, c, member, &account, &entries, None, &cause, actor).await?;
+        Ok(Applied::Done { points: -points, balance: account.balance })
+    }
+
+    /// Earns points for imported tickets and takes them back for imported returns that the ledger has
+    /// not seen yet (in id order from the company's watermark, in batches). Returns (tickets earned,
+    /// returns taken back). Safe to run at any time and to kill: every cause applies once.
+    pub async fn accrue_points(&self, scope: &Scope, company: CompanyId) -> Result<(u64, u64)> {
+        scope.require_company_admin(company)?;
+        let rules = self.loyalty_rules(scope, company).await?;
+        let offset = self.company(scope, company).await?.utc_offset_minutes;
+        let actor = scope.actor.clone();
+        let c = company.0;
+        let (mut earned, mut taken) = (0u64, 0u64);
+        loop {
+            let mut tx = self.begin_write().await?;
+            let (last_ticket, last_return): (i64, i64) =
+                sqlx::query_as("SELECT last_ticket_id, last_return_id FROM loyalty_progress WHERE company_id = $1")
+                    .bind(c)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .unwrap_or((0, 0));
+            let tickets: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+                "SELECT id, ticket_no, member_id, sold_at FROM tickets WHERE company_id = $1 AND id > $2 \
+                 AND member_id IS NOT NULL ORDER BY id LIMIT 500",
+            )
+            .bind(c)
+            .bind(last_ticket)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut new_ticket = last_ticket;
+            for (id, ticket_no, member, sold_at) in &tickets {
+                let lines = ticket_earn_lines(&mut tx, c, *id).await?;
+                let t = TicketForPoints { member: *member, ticket_no: ticket_no.clone(), sold_at: *sold_at, lines };
+                if let (Applied::Done { points, .. }, _) =
+                    self.earn_ticket_in(&mut tx, company, offset, &rules, &t, &actor).await?
+                    && points > 0
+                {
+                    earned += 1;
+                    crate::tiers::upgrade_after_sale_in(
+                        &mut tx, c, *member, &rules, *sold_at, offset, ticket_no, &actor,
+                    )
+                    .await?;
+                }
+                new_ticket = *id;
+            }
+            // A return is taken back only after its ticket earned: returns wait for the ticket
+            // watermark (all of them can go once the tickets are exhausted).
+            let tickets_done = tickets.len() < 500;
+            let returns: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT id, ticket_id FROM returns WHERE company_id = $1 AND id > $2 ORDER BY id LIMIT 500",
+            )
+            .bind(c)
+            .bind(last_return)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut new_return = last_return;
+            let mut returns_seen = 0;
+            for (id, ticket_id) in &returns {
+                if !tickets_done && *ticket_id > new_ticket {
+                    break;
+                }
+                if let Applied::Done { points, .. } =
+                    self.take_back_return_in(&mut tx, company, offset, &rules, *id, &actor).await?
+                    && points != 0
+                {
+                    taken += 1;
+                }
+                new_return = *id;
+                returns_seen += 1;
+            }
+            sqlx::query(
+                "INSERT INTO loyalty_progress (company_id, last_ticket_id, last_return_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT (company_id) DO UPDATE SET last_ticket_id = excluded.last_ticket_id, last_return_id = excluded.last_return_id",
+            )
+            .bind(c)
+            .bind(new_ticket)
+            .bind(new_return)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            if tickets.is_empty() && returns_seen == 0 {
+                break;
+            }
+        }
+        Ok((earned, taken))
+    }
+
+    /// Credits every card's opening balance from the ERP (member_cards.legacy_points) once.
+    pub async fn open_points_balances(&self, scope: &Scope, company: CompanyId) -> Result<u64> {
+        scope.require_company_admin(company)?;
+        let offset = self.company(scope, company).await?.utc_offset_minutes;
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT card_no, member_id, legacy_points FROM member_cards WHERE company_id = $1 AND legacy_points > 0 ORDER BY card_no",
+        )
+        .bind(company.0)
+        .fetch_all(&self.pool)
+        .await?;
+        let now = now_ms();
+        let mut n = 0;
+        for chunk in rows.chunks(500) {
+            let mut tx = self.begin_write().await?;
+            for (card, member, points) in chunk {
+                let key = format!("card:{card}");
+                let cause =
+                    Cause { kind: EntryKind::Opening, key: &key, at: now, on: local_date(now, offset), detail: None };
+                if let Applied::Done { .. } =
+                    credit_in(&mut tx, self.backend, company.0, *member, *points, None, &cause, &scope.actor).await?
+                {
+                    n += 1;
+                }
+            }
+            tx.commit().await?;
+        }
+        Ok(n)
+    }
+
+    /// An operator's adjustment (人工调整), idempotent by `request_id`.
+    pub async fn adjust_points(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        member: MemberId,
+        points: i64,
+        reason: &str,
+        request_id: &str,
+    ) -> Result<Applied> {
+        scope.require_company_admin(company)?;
+        self.require_member(scope, company, member).await?;
+        if points == 0 || reason.trim().is_empty() {
+            return Err(StoreError::Invalid("调整积分不能为0，且必须填写原因".into()));
+        }
+        let offset = self.company(scope, company).await?.utc_offset_minutes;
+        let rules = self.loyalty_rules(scope, company).await?;
+        let now = now_ms();
+        let on = local_date(now, offset);
+        let key = format!("adjust:{request_id}");
+        let detail = serde_json::json!({ "reason": reason }).to_string();
+        let cause = Cause { kind: EntryKind::Adjust, key: &key, at: now, on, detail: Some(detail) };
+        let mut tx = self.begin_write().await?;
+        let out = if points > 0 {
+            let expires = rules.points.expiry.last_valid_day(on).map_err(|e| StoreError::Invalid(e.0))?;
+            credit_in(&mut tx, self.backend, company.0, member.0, points, expires, &cause, &scope.actor).await?
+        } else {
+            let mut account = load_account(&mut tx, self.backend, company.0, member.0).await?;
+            if applied(&mut tx, company.0, EntryKind::Adjust, &key).await? {
+                Applied::AlreadyApplied
+            } else {
+                let e = account.debit(-points).expect("negative adjustment");
+                persist(&mut tx, company.0, member.0, &account, &[e], None, &cause, &scope.actor).await?;
+                Applied::Done { points, balance: account.balance }
+            }
+        };
+        tx.commit().await?;
+        self.audit(
+            scope,
+            Some(company),
+            "points.adjust",
+            Some(&member.to_string()),
+            Some(&format!("{points} {reason}")),
+        )
+        .await?;
+        Ok(out)
+    }
+
+    /// Expires every lot whose last valid day is before `today` (the daily job). Returns (lots, points).
+    pub async fn expire_points(&self, scope: &Scope, company: CompanyId, today: NaiveDate) -> Result<(u64, i64)> {
+        scope.require_company_admin(company)?;
+        let offset = self.company(scope, company).await?.utc_offset_minutes;
+        let c = company.0;
+        let (mut lots, mut points) = (0u64, 0i64);
+        loop {
+            let due: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT id, member_id FROM points_ledger WHERE company_id = $1 AND remaining > 0 \
+                 AND expires_on IS NOT NULL AND expires_on < $2 ORDER BY id LIMIT 500",
+            )
+            .bind(c)
+            .bind(date_str(today))
+            .fetch_all(&self.pool)
+            .await?;
+            if due.is_empty() {
+                break;
+            }
+            let mut tx = self.begin_write().await?;
+            let now = now_ms();
+            for (lot, member) in &due {
+                let mut account = load_account(&mut tx, self.backend, c, *member).await?;
+                let key = format!("lot:{lot}");
+                if applied(&mut tx, c, EntryKind::Expire, &key).await? {
+                    continue;
+                }
+                if let Some(e) = account.expire(*lot) {
+                    points += -e.points;
+                    lots += 1;
+                    let cause = Cause { kind: EntryKind::Expire, key: &key, at: now, on: today, detail: None };
+                    persist(&mut tx, c, *member, &account, &[e], None, &cause, &scope.actor).await?;
+                }
+            }
+            tx.commit().await?;
+            let _ = offset;
+        }
+        Ok((lots, points))
+    }
+
+    /// A member's balance and what expires soon.
+    pub async fn points_summary(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        member: MemberId,
+        today: NaiveDate,
+    ) -> Result<PointsSummary> {
+        self.require_member(scope, company, member).await?;
+        self.points_summary_unchecked(company, member, today).await
+    }
+
+    pub(crate) async fn points_summary_unchecked(
+        &self,
+        company: CompanyId,
+        member: MemberId,
+        today: NaiveDate,
+    ) -> Result<PointsSummary> {
+        let (balance, debt): (i64, i64) =
+            sqlx::query_as("SELECT balance, debt FROM points_accounts WHERE company_id = $1 AND member_id = $2")
+                .bind(company.0)
+                .bind(member.0)
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or((0, 0));
+        let until = today + chrono::Days::new(30);
+        let (expiring, next): (Option<i64>, Option<String>) = sqlx::query_as(
+            "SELECT CAST(SUM(CASE WHEN expires_on <= $3 THEN remaining ELSE 0 END) AS BIGINT), MIN(expires_on) FROM points_ledger \
+             WHERE company_id = $1 AND member_id = $2 AND remaining > 0 AND expires_on IS NOT NULL",
+        )
+        .bind(company.0)
+        .bind(member.0)
+        .bind(date_str(until))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(PointsSummary { balance, debt, expiring_30d: expiring.unwrap_or(0), next_expiry: next })
+    }
+
+    /// A member's ledger, newest first.
+    pub async fn points_ledger(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        member: MemberId,
+        limit: i64,
+    ) -> Result<Vec<LedgerEntry>> {
+        self.require_member(scope, company, member).await?;
+        let rows = sqlx::query(
+            "SELECT id, kind, points, cause, at, on_date, expires_on, remaining, detail, actor FROM points_ledger \
+             WHERE company_id = $1 AND member_id = $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(company.0)
+        .bind(member.0)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind")?;
+                Ok(LedgerEntry {
+                    id: r.try_get("id")?,
+                    kind_label: EntryKind::parse(&kind).map_or("", |k| k.label_zh()).to_string(),
+                    kind,
+                    points: r.try_get("points")?,
+                    cause: r.try_get("cause")?,
+                    at: r.try_get("at")?,
+                    on_date: r.try_get("on_date")?,
+                    expires_on: r.try_get("expires_on")?,
+                    remaining: r.try_get("remaining")?,
+                    detail: r.try_get("detail")?,
+                    actor: r.try_get("actor")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Checks every account of a company: balance = sum of its ledger, lots = positive balance.
+    /// Returns the members that disagree (empty when consistent). For tests and `rxmember jobs run
+    /// check-points`.
+    pub async fn check_points(&self, scope: &Scope, company: CompanyId) -> Result<Vec<i64>> {
+        scope.require_company_admin(company)?;
+        let bad: Vec<(i64,)> = sqlx::query_as(
+            "SELECT a.member_id FROM points_accounts a \
+             LEFT JOIN (SELECT member_id, CAST(SUM(points) AS BIGINT) AS total, CAST(SUM(remaining) AS BIGINT) AS lots FROM points_ledger \
+                        WHERE company_id = $1 GROUP BY member_id) l ON l.member_id = a.member_id \
+             WHERE a.company_id = $1 AND (a.balance <> COALESCE(l.total, 0) \
+                OR COALESCE(l.lots, 0) <> CASE WHEN a.balance > 0 THEN a.balance ELSE 0 END) ORDER BY a.member_id",
+        )
+        .bind(company.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(bad.into_iter().map(|(m,)| m).collect())
+    }
+}
+
+/// A stored ticket's lines as points see them.
+pub(crate) async fn ticket_earn_lines(
+    tx: &mut Transaction<'static, Any>,
+    company: i64,
+    ticket: i64,
+) -> Result<Vec<EarnLine>> {
+    let rows = sqlx::query(
+        "SELECT p.code, p.category_code, c.major_code, p.points_excluded, l.amount FROM ticket_lines l \
+         JOIN products p ON p.company_id = l.company_id AND p.id = l.product_id \
+         LEFT JOIN categories c ON c.company_id = p.company_id AND c.code = p.category_code \
+         WHERE l.company_id = $1 AND l.ticket_id = $2 ORDER BY l.line_no",
+    )
+    .bind(company)
+    .bind(ticket)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let mut categories = Vec::new();
+            if let Some(c) = r.try_get::<Option<String>, _>("category_code")? {
+                categories.push(c);
+            }
+            if let Some(m) = r.try_get::<Option<String>, _>("major_code")?
+                && !categories.contains(&m)
+            {
+                categories.push(m);
+            }
+            Ok(EarnLine {
+                product_code: r.try_get("code")?,
+                categories,
+                excluded: crate::db::flag(r, "points_excluded")?,
+                paid: Fen(r.try_get("amount")?),
+            })
+        })
+        .collect()
+}

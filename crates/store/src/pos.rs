@@ -1,0 +1,709 @@
+//! The till (POS): identifying a member, loading what a quote needs, and committing a sale or a
+//! return in one transaction — the ticket and its lines, coupons redeemed, points spent and earned,
+//! the tier re-evaluated, and the answer recorded under the ticket number so a retry gets the same
+//! answer and a different request under the same number is refused.
+
+use crate::coupons::HeldCouponRow;
+use crate::points::{Applied, Cause, TicketForPoints};
+use crate::{Result, Store, StoreError, counters};
+use chrono::NaiveDate;
+use rxmember_core::checkout::{BasketLine, MemberAtTill, Quote};
+use rxmember_core::loyalty::LoyaltyRules;
+use rxmember_core::org::Scope;
+use rxmember_core::points::{EarnLine, EntryKind};
+use rxmember_core::sale::SaleLineInput;
+use rxmember_core::time::{local_date, now_ms};
+use rxmember_core::{CompanyId, Fen, MemberId, StoreId};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use std::collections::HashMap;
+
+/// How the cashier names the member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberKey {
+    Card(String),
+    Phone(String),
+    /// The rotating code of the member's e-card (QR), see [`Store::ecard_code`].
+    ECard(String),
+}
+
+/// The member as the till sees them: no unmasked personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PosMember {
+    pub member_id: i64,
+    pub card_no: String,
+    pub name_masked: Option<String>,
+    pub tier: Option<String>,
+    pub birthday: Option<NaiveDate>,
+    pub points_balance: i64,
+    pub status: String,
+    /// Recorded allergies (for warnings at the till).
+    #[serde(skip)]
+    pub allergies: Vec<String>,
+}
+
+impl PosMember {
+    pub fn at_till(&self) -> MemberAtTill {
+        MemberAtTill { tier: self.tier.clone(), birthday: self.birthday, points_balance: self.points_balance }
+    }
+}
+
+/// A product as the till needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PosProduct {
+    pub id: i64,
+    pub code: String,
+    pub name: String,
+    pub generic_name: Option<String>,
+    pub categories: Vec<String>,
+    pub retail_price: Option<Fen>,
+    pub cost_price: Option<Fen>,
+    pub points_excluded: bool,
+    pub ingredients: Vec<String>,
+}
+
+/// Everything a quote needs, loaded once.
+pub struct PosContext {
+    pub company: CompanyId,
+    pub offset_minutes: i32,
+    pub store: StoreId,
+    pub day: NaiveDate,
+    pub rules: LoyaltyRules,
+    pub member: Option<PosMember>,
+    pub products: Vec<PosProduct>,
+    pub basket: Vec<BasketLine>,
+    pub held: Vec<HeldCouponRow>,
+    /// “过敏提醒”: the member's recorded allergies that a product's name, generic name or ingredients
+    /// mention.
+    pub allergy_warnings: Vec<String>,
+}
+
+/// A basket line as the POS sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PosLineInput {
+    pub product_code: String,
+    pub quantity_milli: i64,
+    /// `None`: the product's retail price.
+    pub unit_price: Option<Fen>,
+}
+
+/// The answer to a committed sale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SaleReceipt {
+    pub ticket_no: String,
+    pub total: Fen,
+    pub member_discount: Fen,
+    pub coupon_discount: Fen,
+    pub points_deduction: Fen,
+    pub points_used: i64,
+    pub points_earned: i64,
+    pub points_balance: Option<i64>,
+    pub coupons_redeemed: Vec<String>,
+    pub tier: Option<String>,
+    pub tier_changed_to: Option<String>,
+}
+
+/// The answer to a committed return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ReturnReceipt {
+    pub return_no: String,
+    pub ticket_no: String,
+    pub refund: Fen,
+    pub points_taken_back: i64,
+    pub points_balance: Option<i64>,
+}
+
+/// The hash of a request body: a retry must send the same body.
+pub fn request_hash(body: &[u8]) -> Vec<u8> {
+    Sha256::digest(body).to_vec()
+}
+
+const ECARD_WINDOW_MS: i64 = 60_000;
+const ECARD_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+fn base32(mut v: u128, chars: usize) -> String {
+    let mut s = vec![b'0'; chars];
+    for c in s.iter_mut().rev() {
+        *c = ECARD_ALPHABET[(v & 31) as usize];
+        v >>= 5;
+    }
+    String::from_utf8(s).unwrap_or_default()
+}
+
+impl Store {
+    /// The code shown on a member's e-card at `at_ms`: `E` + member id + a MAC over the member and the
+    /// minute, so a screenshot stops working within two minutes and a code cannot be forged.
+    pub fn ecard_code(&self, company: CompanyId, member: MemberId, at_ms: i64) -> String {
+        let window = at_ms.div_euclid(ECARD_WINDOW_MS);
+        let mac = self.crypto.blind_index(company, "ecard", &format!("{}:{window}", member.0));
+        let mut v: u128 = 0;
+        for b in &mac[..8] {
+            v = (v << 8) | *b as u128;
+        }
+        format!("E{}{}", member.0, base32(v >> 24, 8))
+    }
+
+    fn ecard_member(&self, company: CompanyId, code: &str, now: i64) -> Option<MemberId> {
+        let code = code.trim().to_ascii_uppercase();
+        let rest = code.strip_prefix('E')?;
+        if rest.len() <= 8 {
+            return None;
+        }
+        let member: i64 = rest[..rest.len() - 8].parse().ok()?;
+        [now, now - ECARD_WINDOW_MS]
+            .into_iter()
+            .any(|t| {
+                let want = self.ecard_code(company, MemberId(member), t);
+                subtle::ConstantTimeEq::ct_eq(want.as_bytes(), code.as_bytes()).into()
+            })
+            .then_some(MemberId(member))
+    }
+
+    /// Finds the member at the till by card, phone or e-card code.
+    pub async fn pos_identify(&self, scope: &Scope, company: CompanyId, key: &MemberKey) -> Result<PosMember> {
+        if !scope.data.touches_company(company) {
+            return Err(StoreError::AccessDenied);
+        }
+        let c = company.0;
+        let not_found = || StoreError::NotFound { what: "会员".into() };
+        let member: i64 = match key {
+            MemberKey::Card(card) => {
+                sqlx::query_scalar("SELECT member_id FROM member_cards WHERE company_id = $1 AND card_no = $2")
+                    .bind(c)
+                    .bind(card.trim())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(not_found)?
+            }
+            MemberKey::Phone(p) => {
+                let phone = rxmember_core::clean::phone(p).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                let hash = self.crypto.blind_index(company, "phone", &phone);
+                let ids: Vec<i64> = sqlx::query_scalar(
+                    "SELECT id FROM members WHERE company_id = $1 AND phone_hash = $2 AND status = 'active' ORDER BY id LIMIT 2",
+                )
+                .bind(c)
+                .bind(hash)
+                .fetch_all(&self.pool)
+                .await?;
+                match ids.as_slice() {
+                    [one] => *one,
+                    [] => return Err(not_found()),
+                    _ => return Err(StoreError::Invalid("该手机号对应多个会员，请用卡号识别".into())),
+                }
+            }
+            MemberKey::ECard(code) => {
+                self.ecard_member(company, code, now_ms())
+                    .ok_or_else(|| StoreError::Invalid("电子会员码无效或已过期，请会员刷新后重新出示".into()))?
+                    .0
+            }
+        };
+        self.require_member(scope, company, MemberId(member)).await?;
+        let row = sqlx::query(
+            "SELECT m.card_no, m.name_enc, m.birthday, m.status, m.allergies_enc, \
+             (SELECT tier FROM member_tiers t WHERE t.company_id = m.company_id AND t.member_id = m.id) AS tier, \
+             (SELECT balance FROM points_accounts a WHERE a.company_id = m.company_id AND a.member_id = m.id) AS balance \
+             FROM members m WHERE m.company_id = $1 AND m.id = $2",
+        )
+        .bind(c)
+        .bind(member)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(not_found)?;
+        let dec = |col: &str| -> Result<Option<String>> {
+            let v: Option<Vec<u8>> = row.try_get(col)?;
+            v.map(|b| self.crypto.decrypt(company, col.trim_end_matches("_enc"), &b)).transpose()
+        };
+        let name = dec("name_enc")?;
+        let allergies = dec("allergies_enc")?;
+        let birthday: Option<String> = row.try_get("birthday")?;
+        Ok(PosMember {
+            member_id: member,
+            card_no: row.try_get("card_no")?,
+            name_masked: name.as_deref().map(rxmember_core::mask::name),
+            tier: row.try_get("tier")?,
+            birthday: birthday.as_deref().and_then(|b| NaiveDate::parse_from_str(b, "%Y-%m-%d").ok()),
+            points_balance: row.try_get::<Option<i64>, _>("balance")?.unwrap_or(0),
+            status: row.try_get("status")?,
+            allergies: allergies
+                .map(|a| {
+                    a.split([';', '；', ',', '，']).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Loads what a quote of `lines` at `store_code` needs.
+    pub async fn pos_context(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        store_code: &str,
+        member: Option<PosMember>,
+        lines: &[PosLineInput],
+        at_ms: i64,
+    ) -> Result<PosContext> {
+        if !scope.data.touches_company(company) {
+            return Err(StoreError::AccessDenied);
+        }
+        let c = company.0;
+        let offset = self.company(scope, company).await?.utc_offset_minutes;
+        let day = local_date(at_ms, offset);
+        let store: i64 = sqlx::query_scalar("SELECT id FROM stores WHERE company_id = $1 AND code = $2")
+            .bind(c)
+            .bind(store_code)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::Invalid(format!("门店编码“{store_code}”不存在")))?;
+        let mut codes: Vec<&str> = lines.iter().map(|l| l.product_code.as_str()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        let sql = format!(
+            "SELECT p.id, p.code, p.name, p.generic_name, p.category_code, c.major_code, p.retail_price, p.cost_price, \
+             p.points_excluded, p.ingredients FROM products p \
+             LEFT JOIN categories c ON c.company_id = p.company_id AND c.code = p.category_code \
+             WHERE p.company_id = {} AND p.code IN ({})",
+            crate::db::placeholder(self.backend, 1),
+            crate::db::list_placeholders(self.backend, 2, codes.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(c);
+        for code in &codes {
+            q = q.bind(code.to_string());
+        }
+        let mut found: HashMap<String, PosProduct> = HashMap::new();
+        for r in q.fetch_all(&self.pool).await? {
+            let mut categories = Vec::new();
+            if let Some(x) = r.try_get::<Option<String>, _>("category_code")? {
+                categories.push(x);
+            }
+            if let Some(m) = r.try_get::<Option<String>, _>("major_code")?
+                && !categories.contains(&m)
+            {
+                categories.push(m);
+            }
+            let ingredients: Option<String> = r.try_get("ingredients")?;
+            let p = PosProduct {
+                id: r.try_get("id")?,
+                code: r.try_get("code")?,
+                name: r.try_get("name")?,
+                generic_name: r.try_get("generic_name")?,
+                categories,
+                retail_price: r.try_get::<Option<i64>, _>("retail_price")?.map(Fen),
+                cost_price: r.try_get::<Option<i64>, _>("cost_price")?.map(Fen),
+                points_excluded: crate::db::flag(&r, "points_excluded")?,
+                ingredients: ingredients
+                    .map(|s| {
+                        s.split([';', ',', '；', '，'])
+                            .map(|x| x.trim().to_string())
+                            .filter(|x| !x.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            found.insert(p.code.clone(), p);
+        }
+        let mut basket = Vec::with_capacity(lines.len());
+        let mut products = Vec::with_capacity(lines.len());
+        for (i, l) in lines.iter().enumerate() {
+            let p = found
+                .get(&l.product_code)
+                .ok_or_else(|| StoreError::Invalid(format!("第{}行: 商品编码“{}”不存在", i + 1, l.product_code)))?;
+            let price = l.unit_price.or(p.retail_price).ok_or_else(|| {
+                StoreError::Invalid(format!("第{}行: 商品“{}”没有零售价，请传入单价 unit_price", i + 1, p.code))
+            })?;
+            basket.push(BasketLine {
+                product_code: p.code.clone(),
+                categories: p.categories.clone(),
+                quantity_milli: l.quantity_milli,
+                unit_price: price,
+                points_excluded: p.points_excluded,
+            });
+            products.push(p.clone());
+        }
+        let mut warnings = Vec::new();
+        let mut held = Vec::new();
+        if let Some(m) = &member {
+            held = self.member_coupons_unchecked(company, MemberId(m.member_id), Some((StoreId(store), day))).await?;
+            for a in &m.allergies {
+                for p in &products {
+                    let hay = [Some(p.name.as_str()), p.generic_name.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .chain(p.ingredients.iter().map(String::as_str));
+                    let hit =
+                        hay.into_iter().any(|h| h.contains(a.as_str()) || (h.chars().count() >= 2 && a.contains(h)));
+                    if hit {
+                        let w = format!(
+                            "过敏提醒: 会员登记对“{a}”过敏，商品“{}”({}) 可能含有该成分，请药师确认",
+                            p.name, p.code
+                        );
+                        if !warnings.contains(&w) {
+                            warnings.push(w);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(PosContext {
+            company,
+            offset_minutes: offset,
+            store: StoreId(store),
+            day,
+            rules: self.loyalty_rules(scope, company).await?,
+            member,
+            products,
+            basket,
+            held,
+            allergy_warnings: warnings,
+        })
+    }
+
+    /// The recorded answer for a committed ticket or return number, with the request hash.
+    pub async fn pos_committed(
+        &self,
+        company: CompanyId,
+        kind: &str,
+        number: &str,
+    ) -> Result<Option<(Vec<u8>, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT request_hash, response FROM pos_commits WHERE company_id = $1 AND kind = $2 AND number = $3",
+        )
+        .bind(company.0)
+        .bind(kind)
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Commits a quoted sale. Everything in one transaction: a retry (same `hash`) returns the
+    /// recorded receipt; another request under the same ticket number is a conflict; a coupon used
+    /// meanwhile or points spent meanwhile roll everything back.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn pos_commit_sale(
+        &self,
+        scope: &Scope,
+        ctx: &PosContext,
+        ticket_no: &str,
+        sold_at: i64,
+        clerk_code: Option<&str>,
+        quote: &Quote,
+        hash: &[u8],
+    ) -> Result<SaleReceipt> {
+        scope.require_company_admin(ctx.company).or_else(|_| {
+            if scope.data.touches_company(ctx.company) { Ok(()) } else { Err(StoreError::AccessDenied) }
+        })?;
+        let c = ctx.company.0;
+        let actor = scope.actor.as_str();
+        if ticket_no.trim().is_empty() {
+            return Err(StoreError::Invalid("ticket_no 不能为空".into()));
+        }
+        let mut tx = self.begin_write().await?;
+        let prior: Option<(Vec<u8>, String)> = sqlx::query_as(
+            "SELECT request_hash, response FROM pos_commits WHERE company_id = $1 AND kind = 'sale' AND number = $2",
+        )
+        .bind(c)
+        .bind(ticket_no)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((h, resp)) = prior {
+            return if h == hash {
+                serde_json::from_str(&resp).map_err(|e| StoreError::Invalid(e.to_string()))
+            } else {
+                Err(StoreError::Conflict { what: format!("小票号 {ticket_no}（已用不同内容提交）") })
+            };
+        }
+        let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tickets WHERE company_id = $1 AND ticket_no = $2")
+            .bind(c)
+            .bind(ticket_no)
+            .fetch_one(&mut *tx)
+            .await?;
+        if exists > 0 {
+            return Err(StoreError::Conflict { what: format!("小票号 {ticket_no}") });
+        }
+        // 1. The ticket and its lines.
+        let id = counters::allocate(&mut tx, c, "ticket", 1).await?;
+        let card_no = ctx.member.as_ref().map(|m| m.card_no.clone());
+        let mut cost_total = 0i64;
+        let store_code: String = sqlx::query_scalar("SELECT code FROM stores WHERE company_id = $1 AND id = $2")
+            .bind(c)
+            .bind(ctx.store.0)
+            .fetch_one(&mut *tx)
+            .await?;
+        for (i, (q, p)) in quote.lines.iter().zip(&ctx.products).enumerate() {
+            let line_no = i as i64 + 1;
+            let cost = p.cost_price.map_or(Fen::ZERO, |cp| cp.times_milli(q.quantity_milli));
+            cost_total += cost.0;
+            let input = SaleLineInput {
+                ticket_no: ticket_no.to_string(),
+                line_no: Some(line_no),
+                sold_at,
+                store_code: store_code.clone(),
+                card_no: card_no.clone(),
+                clerk_code: clerk_code.map(String::from),
+                product_code: p.code.clone(),
+                quantity_milli: q.quantity_milli,
+                unit_price: Some(ctx.basket[i].unit_price),
+                amount: q.amount,
+                discount: Fen(q.list_amount.0 - q.amount.0),
+                cost: Some(cost),
+            };
+            sqlx::query(
+                "INSERT INTO ticket_lines (company_id, ticket_id, line_no, product_id, quantity_milli, unit_price, amount, discount, cost, line_hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(c)
+            .bind(id)
+            .bind(line_no)
+            .bind(p.id)
+            .bind(q.quantity_milli)
+            .bind(ctx.basket[i].unit_price.0)
+            .bind(q.amount.0)
+            .bind(q.list_amount.0 - q.amount.0)
+            .bind(cost.0)
+            .bind(crate::sales::line_hash(&input, line_no))
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO tickets (company_id, id, ticket_no, store_id, member_id, card_no, clerk_code, sold_at, line_count, amount, discount, cost, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(c)
+        .bind(id)
+        .bind(ticket_no)
+        .bind(ctx.store.0)
+        .bind(ctx.member.as_ref().map(|m| m.member_id))
+        .bind(card_no)
+        .bind(clerk_code)
+        .bind(sold_at)
+        .bind(quote.lines.len() as i64)
+        .bind(quote.total.0)
+        .bind(quote.list_total.0 - quote.total.0)
+        .bind(cost_total)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict { what: format!("小票号 {ticket_no}") },
+            _ => StoreError::Database(e),
+        })?;
+
+        let mut receipt = SaleReceipt {
+            ticket_no: ticket_no.to_string(),
+            total: quote.total,
+            member_discount: quote.member_discount,
+            coupon_discount: quote.coupon_discount,
+            points_deduction: quote.points_deduction,
+            points_used: quote.points_used,
+            points_earned: 0,
+            points_balance: None,
+            coupons_redeemed: quote.coupons_applied.clone(),
+            tier: quote.tier.clone(),
+            tier_changed_to: None,
+        };
+        if let Some(m) = &ctx.member {
+            // 2. Coupons, exactly once each.
+            for (code, discount) in quote.coupons_applied.iter().zip(&quote.coupon_discounts) {
+                let held = ctx
+                    .held
+                    .iter()
+                    .find(|h| &h.code == code)
+                    .ok_or_else(|| StoreError::Invalid(format!("优惠券 {code} 不可用")))?;
+                crate::coupons::redeem_in(&mut tx, c, held.id, ticket_no, ctx.store.0, *discount).await?;
+            }
+            // 3. Points spent at the till.
+            let key = format!("ticket:{ticket_no}");
+            if quote.points_used > 0 {
+                let cause = Cause { kind: EntryKind::Redeem, key: &key, at: sold_at, on: ctx.day, detail: None };
+                crate::points::redeem_in(&mut tx, self.backend, c, m.member_id, quote.points_used, &cause, actor)
+                    .await?;
+            }
+            // 4. Points earned on what was paid.
+            let lines: Vec<EarnLine> = quote
+                .lines
+                .iter()
+                .zip(&ctx.basket)
+                .map(|(q, b)| EarnLine {
+                    product_code: b.product_code.clone(),
+                    categories: b.categories.clone(),
+                    excluded: b.points_excluded,
+                    paid: q.amount,
+                })
+                .collect();
+            let t = TicketForPoints { member: m.member_id, ticket_no: ticket_no.to_string(), sold_at, lines };
+            let (applied, earning) =
+                self.earn_ticket_in(&mut tx, ctx.company, ctx.offset_minutes, &ctx.rules, &t, actor).await?;
+            if let Applied::Done { points, .. } = applied {
+                receipt.points_earned = points;
+            }
+            let _ = earning;
+            // 5. Tier.
+            if let Some(change) = crate::tiers::upgrade_after_sale_in(
+                &mut tx,
+                c,
+                m.member_id,
+                &ctx.rules,
+                sold_at,
+                ctx.offset_minutes,
+                ticket_no,
+                actor,
+            )
+            .await?
+            {
+                receipt.tier_changed_to = Some(change.to.clone());
+                receipt.tier = Some(change.to);
+            }
+            let balance: i64 =
+                sqlx::query_scalar("SELECT balance FROM points_accounts WHERE company_id = $1 AND member_id = $2")
+                    .bind(c)
+                    .bind(m.member_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .unwrap_or(0);
+            receipt.points_balance = Some(balance);
+        }
+        let response = serde_json::to_string(&receipt).unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO pos_commits (company_id, kind, number, request_hash, response, created_at) VALUES ($1, 'sale', $2, $3, $4, $5)",
+        )
+        .bind(c)
+        .bind(ticket_no)
+        .bind(hash.to_vec())
+        .bind(&response)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict { what: format!("小票号 {ticket_no}") },
+            _ => StoreError::Database(e),
+        })?;
+        tx.commit().await?;
+        Ok(receipt)
+    }
+
+    /// Commits a return at the till: the returned lines are recorded (as an imported return would
+    /// be) and their points taken back, under the return number; idempotent like a sale.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn pos_commit_return(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        return_no: &str,
+        ticket_no: &str,
+        lines: &[(String, i64)],
+        returned_at: i64,
+        hash: &[u8],
+    ) -> Result<ReturnReceipt> {
+        if !scope.data.touches_company(company) {
+            return Err(StoreError::AccessDenied);
+        }
+        let c = company.0;
+        if let Some((h, resp)) = self.pos_committed(company, "return", return_no).await? {
+            return if h == hash {
+                serde_json::from_str(&resp).map_err(|e| StoreError::Invalid(e.to_string()))
+            } else {
+                Err(StoreError::Conflict { what: format!("退货单号 {return_no}（已用不同内容提交）") })
+            };
+        }
+        let offset = self.company(scope, company).await?.utc_offset_minutes;
+        let rules = self.loyalty_rules(scope, company).await?;
+        let mut tx = self.begin_write().await?;
+        let ticket: Option<(i64, Option<i64>)> =
+            sqlx::query_as("SELECT id, member_id FROM tickets WHERE company_id = $1 AND ticket_no = $2")
+                .bind(c)
+                .bind(ticket_no)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (ticket_id, member) = ticket.ok_or_else(|| StoreError::Invalid(format!("原小票“{ticket_no}”不存在")))?;
+        let mut refund = 0i64;
+        let mut taken = 0i64;
+        for (i, (code, qty)) in lines.iter().enumerate() {
+            let row = sqlx::query(
+                "SELECT l.product_id, l.quantity_milli, l.amount, \
+                 (SELECT CAST(COALESCE(SUM(r.quantity_milli), 0) AS BIGINT) FROM returns r WHERE r.company_id = l.company_id AND r.ticket_id = l.ticket_id AND r.product_id = l.product_id) AS returned \
+                 FROM ticket_lines l JOIN products p ON p.company_id = l.company_id AND p.id = l.product_id \
+                 WHERE l.company_id = $1 AND l.ticket_id = $2 AND p.code = $3 ORDER BY l.line_no LIMIT 1",
+            )
+            .bind(c)
+            .bind(ticket_id)
+            .bind(code)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::Invalid(format!("第{}行: 原小票中没有商品“{code}”", i + 1)))?;
+            let sold: i64 = row.try_get("quantity_milli")?;
+            let returned: i64 = row.try_get("returned")?;
+            if *qty <= 0 || returned + qty > sold {
+                return Err(StoreError::Invalid(format!(
+                    "第{}行: 退货数量 {} 超过可退数量 {}",
+                    i + 1,
+                    *qty as f64 / 1000.0,
+                    (sold - returned) as f64 / 1000.0
+                )));
+            }
+            let amount: i64 = row.try_get("amount")?;
+            let line_refund = (amount as i128 * *qty as i128 / sold as i128) as i64;
+            refund += line_refund;
+            let id = counters::allocate(&mut tx, c, "return", 1).await?;
+            sqlx::query(
+                "INSERT INTO returns (company_id, id, return_no, ticket_id, product_id, returned_at, quantity_milli, amount, row_hash, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(c)
+            .bind(id)
+            .bind(return_no)
+            .bind(ticket_id)
+            .bind(row.try_get::<i64, _>("product_id")?)
+            .bind(returned_at)
+            .bind(*qty)
+            .bind(line_refund)
+            .bind(request_hash(format!("{return_no}|{ticket_no}|{code}|{qty}|{line_refund}").as_bytes()))
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => {
+                    StoreError::Conflict { what: format!("退货单 {return_no} 的商品 {code}") }
+                }
+                _ => StoreError::Database(e),
+            })?;
+            if let Applied::Done { points, .. } =
+                self.take_back_return_in(&mut tx, company, offset, &rules, id, &scope.actor).await?
+            {
+                taken += -points;
+            }
+        }
+        let balance = match member {
+            Some(m) => {
+                sqlx::query_scalar("SELECT balance FROM points_accounts WHERE company_id = $1 AND member_id = $2")
+                    .bind(c)
+                    .bind(m)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            None => None,
+        };
+        let receipt = ReturnReceipt {
+            return_no: return_no.to_string(),
+            ticket_no: ticket_no.to_string(),
+            refund: Fen(refund),
+            points_taken_back: taken,
+            points_balance: balance,
+        };
+        sqlx::query(
+            "INSERT INTO pos_commits (company_id, kind, number, request_hash, response, created_at) VALUES ($1, 'return', $2, $3, $4, $5)",
+        )
+        .bind(c)
+        .bind(return_no)
+        .bind(hash.to_vec())
+        .bind(serde_json::to_string(&receipt).unwrap_or_default())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict { what: format!("退货单号 {return_no}") },
+            _ => StoreError::Database(e),
+        })?;
+        tx.commit().await?;
+        Ok(receipt)
+    }
+}
