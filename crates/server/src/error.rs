@@ -84,9 +84,7 @@ impl IntoResponse for ApiError {
                     (StatusCode::NOT_FOUND, "not_found", format!("{what} 不存在 (not found)"))
                 }
                 StoreError::Invalid(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
-                StoreError::Conflict { what } => {
-                    (StatusCode::CONFLICT, "conflict", format!("{what} 已存在 (already exists)"))
-                }
+                StoreError::Conflict { what } => (StatusCode::CONFLICT, "conflict", format!("冲突: {what} (conflict)")),
                 other => {
                     tracing::error!(error = %other, "store error");
                     (StatusCode::INTERNAL_SERVER_ERROR, "internal", "服务器内部错误 (internal error)".into())

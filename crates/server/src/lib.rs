@@ -9,7 +9,9 @@ mod audiences;
 mod auth;
 pub mod error;
 pub mod intelligence;
+mod loyalty;
 mod openapi;
+mod pos;
 pub mod tables;
 
 use axum::Router;
@@ -38,6 +40,8 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     api::routes()
         .merge(audiences::routes())
+        .merge(loyalty::routes())
+        .merge(pos::routes())
         .merge(openapi::routes())
         .layer(axum::extract::DefaultBodyLimit::max(1 << 30))
         .layer(tower_http::trace::TraceLayer::new_for_http())

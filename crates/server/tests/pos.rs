@@ -1,0 +1,192 @@
+//! The POS and loyalty API over HTTP on the tiny demo chain: a POS developer's flow from the OpenAPI
+//! document (identify → quote → commit with a coupon and points → retry → return), an operator's
+//! rules and coupons, and tenant separation.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{app, call, login};
+use rxmember_core::org::Scope;
+use serde_json::{Value, json};
+
+const RULES: &str = r#"
+[points]
+points_per_yuan = 1
+[points.redemption.deduction]
+points_per_yuan = 100
+max_share_percent = 50
+[[member_days]]
+name = "每月16日会员日"
+days_of_month = [16]
+discount_percent = 95
+points_percent = 200
+"#;
+
+#[tokio::test]
+async fn a_pos_identifies_quotes_commits_and_returns() {
+    let app = app().await;
+    let cli = Scope::cli();
+    let company = app.db.store.company_by_code(&cli, "TJG").await.unwrap();
+    let token = app.db.store.create_api_token(&cli, company.id, "pos").await.unwrap();
+    let admin = login(&app, "tjg-admin").await;
+
+    // The operator sets rules (TOML) and a coupon template for every store.
+    let (status, body, _) =
+        call(&app, "PUT", "/api/v1/loyalty/rules", Some(&admin), None, Some(json!({ "toml": RULES }))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rules"]["member_days"][0]["days_of_month"], json!([16]));
+    let (status, body, _) =
+        call(&app, "PUT", "/api/v1/loyalty/rules", Some(&admin), None, Some(json!({ "toml": "[points]\nrate = 2\n" })))
+            .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"]["message"].as_str().unwrap().contains("rate"), "{body}");
+    let template = json!({ "template": {
+        "code": "M50J10", "name": "满50减10", "kind": "cash", "face_value": 1000, "min_spend": 5000,
+        "validity": { "kind": "days", "days": 30 }, "per_member_limit": 1 } });
+    let (status, body, _) = call(&app, "POST", "/api/v1/loyalty/coupons", Some(&admin), None, Some(template)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, _) =
+        call(&app, "POST", "/api/v1/loyalty/coupons/M50J10/enable", Some(&admin), None, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // A member, a store and a product of the demo.
+    let (_, page, _) = call(&app, "GET", "/api/v1/members?per_page=1", Some(&admin), None, None).await;
+    let card = page["members"][0]["card_no"].as_str().unwrap().to_string();
+    let (_, stores, _) = call(&app, "GET", "/api/v1/stores", Some(&admin), None, None).await;
+    let store = stores["stores"][0]["code"].as_str().unwrap().to_string();
+    let (_, products, _) = call(&app, "GET", "/api/v1/products?per_page=50", Some(&admin), None, None).await;
+    let product = products["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["retail_price"].as_i64().is_some_and(|v| v >= 3000) && p["points_excluded"] == json!(false))
+        .unwrap()
+        .clone();
+    let code = product["code"].as_str().unwrap().to_string();
+    let price = product["retail_price"].as_i64().unwrap();
+
+    let (status, body, _) = call(
+        &app,
+        "POST",
+        "/api/v1/loyalty/coupons/M50J10/issue",
+        Some(&admin),
+        None,
+        Some(json!({ "card_nos": [card], "request_id": "welcome-1" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["issued"], 1);
+    let coupon = body["codes"][0].as_str().unwrap().to_string();
+
+    // The till identifies the member with the company token.
+    let (status, m, _) =
+        call(&app, "GET", &format!("/api/v1/pos/members?card_no={card}"), None, Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK, "{m}");
+    assert_eq!(m["coupons"][0]["code"], json!(coupon));
+    assert!(m["name_masked"].as_str().is_none_or(|n| n.contains('*')));
+    let balance = m["points_balance"].as_i64().unwrap();
+
+    // Quote 2 units now: the coupon applies; points to earn on the paid amount.
+    let basket = json!({
+        "store_code": store, "card_no": card,
+        "lines": [{ "product_code": code, "quantity": 2 }],
+        "coupon_codes": [display(&coupon)],
+    });
+    let (status, q, _) = call(&app, "POST", "/api/v1/pos/quote", None, Some(&token), Some(basket.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{q}");
+    let quote = &q["quote"];
+    assert_eq!(quote["list_total"], json!(2 * price));
+    assert_eq!(quote["coupon_discount"], json!(1000));
+    assert_eq!(quote["suggested_coupons"], json!([coupon]));
+    let total = quote["total"].as_i64().unwrap();
+    assert_eq!(total, 2 * price - quote["member_discount"].as_i64().unwrap() - 1000);
+    let to_earn = quote["points_to_earn"].as_i64().unwrap();
+    assert!(to_earn > 0);
+
+    // Commit; retry; conflicting body under the same ticket number.
+    let mut sale = basket.clone();
+    sale["ticket_no"] = json!("POS-T-1");
+    let (status, r, _) = call(&app, "POST", "/api/v1/pos/sales", None, Some(&token), Some(sale.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["receipt"]["total"], json!(total));
+    assert_eq!(r["receipt"]["points_earned"], json!(to_earn));
+    assert_eq!(r["receipt"]["points_balance"], json!(balance + to_earn));
+    let (status, again, _) = call(&app, "POST", "/api/v1/pos/sales", None, Some(&token), Some(sale.clone())).await;
+    assert_eq!((status, &again["receipt"]), (StatusCode::OK, &r["receipt"]));
+    let mut other = sale.clone();
+    other["lines"][0]["quantity"] = json!(3);
+    let (status, body, _) = call(&app, "POST", "/api/v1/pos/sales", None, Some(&token), Some(other)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // The coupon is used: quoting with it now fails with a reason.
+    let (status, body, _) = call(&app, "POST", "/api/v1/pos/quote", None, Some(&token), Some(basket)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // Return one unit: half the points come back out.
+    let ret =
+        json!({ "return_no": "RET-T-1", "ticket_no": "POS-T-1", "lines": [{ "product_code": code, "quantity": 1 }] });
+    let (status, rr, _) = call(&app, "POST", "/api/v1/pos/returns", None, Some(&token), Some(ret)).await;
+    assert_eq!(status, StatusCode::OK, "{rr}");
+    assert_eq!(rr["points_taken_back"], json!(to_earn / 2));
+
+    // The operator sees the ledger and the coupon statistics.
+    let mid = m["member_id"].as_i64().unwrap();
+    let (status, lm, _) =
+        call(&app, "GET", &format!("/api/v1/loyalty/members/{}/{mid}", company.id.0), Some(&admin), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{lm}");
+    assert_eq!(lm["points"]["balance"], json!(balance + to_earn - to_earn / 2));
+    let (_, t, _) = call(&app, "GET", "/api/v1/loyalty/coupons", Some(&admin), None, None).await;
+    assert_eq!((t["templates"][0]["issued"].clone(), t["templates"][0]["used"].clone()), (json!(1), json!(1)));
+
+    // On the next 16th (member day) the price is 9.5折 and points double.
+    let mut d = chrono::Utc::now().date_naive();
+    while chrono::Datelike::day(&d) != 16 {
+        d = d.succ_opt().unwrap();
+    }
+    let day = json!({ "store_code": store, "card_no": card, "sold_at": format!("{d}T10:00:00"),
+        "lines": [{ "product_code": code, "quantity": 1 }] });
+    let (_, q, _) = call(&app, "POST", "/api/v1/pos/quote", None, Some(&token), Some(day)).await;
+    assert_eq!(q["quote"]["member_day"], json!("每月16日会员日"), "{q}");
+    let list = q["quote"]["list_total"].as_i64().unwrap();
+    let level = q["quote"]["tier"].as_str().unwrap_or("normal");
+    if level == "normal" {
+        assert_eq!(q["quote"]["total"].as_i64().unwrap(), (list * 95 + 50) / 100);
+    }
+    assert!(q["quote"]["lines"][0]["points_percent"].as_u64().unwrap() >= 200);
+    app.db.cleanup().await;
+}
+
+fn display(code: &str) -> String {
+    code.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).to_lowercase()).collect::<Vec<_>>().join("-")
+}
+
+#[tokio::test]
+async fn roles_and_tenants_are_enforced_on_loyalty() {
+    let app = app().await;
+    let cli = Scope::cli();
+    let other = app.db.store.companies(&cli).await.unwrap().into_iter().find(|c| c.code != "TJG").unwrap();
+    let other_token = app.db.store.create_api_token(&cli, other.id, "pos").await.unwrap();
+    let clerk = login(&app, "tjg-clerk").await;
+    let (status, _, _) =
+        call(&app, "PUT", "/api/v1/loyalty/rules", Some(&clerk), None, Some(json!({ "toml": RULES }))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) =
+        call(&app, "GET", "/api/v1/pos/members?company=TJG&card_no=x", None, Some(&other_token), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = call(&app, "POST", "/api/v1/loyalty/jobs/expire-points", Some(&clerk), None, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    app.db.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_pos_flow() {
+    let app = app().await;
+    let (_, doc, _) = call(&app, "GET", "/api/openapi.json", None, None, None).await;
+    for path in ["/api/v1/pos/members", "/api/v1/pos/quote", "/api/v1/pos/sales", "/api/v1/pos/returns"] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    let basket: &Value = &doc["components"]["schemas"]["BasketBody"];
+    for field in ["store_code", "card_no", "lines", "coupon_codes", "use_points", "ticket_no"] {
+        assert!(basket["properties"][field].is_object(), "BasketBody.{field} missing");
+    }
+    app.db.cleanup().await;
+}
