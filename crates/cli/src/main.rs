@@ -6,6 +6,7 @@ mod bench_chain;
 mod bench_engine;
 mod config;
 mod import_cmd;
+mod loyalty_cmd;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -102,6 +103,17 @@ enum Command {
     Engine {
         #[command(subcommand)]
         command: EngineCommand,
+    },
+    /// Loyalty jobs: accrue-points, expire-points, event-coupons, review-tiers, opening-balances, or
+    /// daily (all that are due). For cron; `serve` also runs them in the background.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// A company's loyalty rules (points, tiers, member days) as TOML, and coupon statistics.
+    Loyalty {
+        #[command(subcommand)]
+        command: LoyaltyCommand,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -241,6 +253,43 @@ enum CompanyCommand {
     Create { code: String, name: String },
     /// List companies.
     List,
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Run a job now.
+    Run {
+        /// accrue-points | expire-points | event-coupons | review-tiers | opening-balances | daily
+        job: String,
+        /// One company (default: all).
+        #[arg(long)]
+        company: Option<String>,
+        /// The day to run for (YYYY-MM-DD; default today in the company's time zone).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LoyaltyCommand {
+    /// Print the company's rules as TOML (or write them to --out).
+    Export {
+        #[arg(long)]
+        company: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Replace the company's rules with a TOML file.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        company: String,
+    },
+    /// Coupon templates with their statistics (优惠券统计).
+    Coupons {
+        #[arg(long)]
+        company: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -397,6 +446,18 @@ async fn run(cli: Cli) -> Result<()> {
                     audience_cmd::Engine::open(&store, &scope, &config.engine_dir, engine.company.as_deref()).await?;
                 audience_cmd::settings(&e, &store, &scope, set.as_deref()).await?;
             }
+        },
+        Command::Jobs { command: JobsCommand::Run { job, company, date } } => {
+            loyalty_cmd::run_job(&store, &scope, &job, company.as_deref(), date).await?;
+        }
+        Command::Loyalty { command } => match command {
+            LoyaltyCommand::Export { company, out } => {
+                loyalty_cmd::export_rules(&store, &scope, &company, out.as_deref()).await?
+            }
+            LoyaltyCommand::Import { file, company } => {
+                loyalty_cmd::import_rules(&store, &scope, &company, &file).await?
+            }
+            LoyaltyCommand::Coupons { company } => loyalty_cmd::coupon_stats(&store, &scope, &company).await?,
         },
         Command::Migrate => {
             println!("database is up to date ({})", config.redacted_url());

@@ -11,6 +11,7 @@ mod export;
 mod facts;
 mod generate;
 mod load;
+pub mod loyalty;
 mod names;
 
 pub use export::export;

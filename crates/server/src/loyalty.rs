@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/loyalty/rules", get(rules).put(set_rules))
         .route("/api/v1/loyalty/members/{company_id}/{member_id}", get(member))
         .route("/api/v1/loyalty/members/{company_id}/{member_id}/adjust", post(adjust))
+        .route("/api/v1/loyalty/members/{company_id}/{member_id}/exchange", post(exchange))
         .route("/api/v1/loyalty/coupons", get(templates).post(create_template))
         .route("/api/v1/loyalty/coupons/{code}/enable", post(enable))
         .route("/api/v1/loyalty/coupons/{code}/disable", post(disable))
@@ -138,6 +139,29 @@ pub async fn adjust(
         .adjust_points(&scope, CompanyId(company_id), MemberId(member_id), b.points, &b.reason, &b.request_id)
         .await?;
     Ok(Json(json!({ "result": r })))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ExchangeBody {
+    /// A coupon template listed in the rules' `points.redemption.coupon_tiers`.
+    template: String,
+    /// Idempotency key.
+    request_id: String,
+}
+
+/// Exchanges points for a discount coupon by the company's exchange tiers (积分兑换).
+#[utoipa::path(post, path = "/api/v1/loyalty/members/{company_id}/{member_id}/exchange", request_body = ExchangeBody, tag = "loyalty",
+    params(("company_id" = i64, Path), ("member_id" = i64, Path)),
+    responses((status = 200, description = "{code, balance}"), (status = 400, body = ErrorBody)))]
+pub async fn exchange(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    Path((company_id, member_id)): Path<(i64, i64)>,
+    Json(b): Json<ExchangeBody>,
+) -> Result<Json<Value>, ApiError> {
+    let (code, balance) =
+        s.store.exchange_points(&scope, CompanyId(company_id), MemberId(member_id), &b.template, &b.request_id).await?;
+    Ok(Json(json!({ "code": code, "balance": balance })))
 }
 
 /// Coupon templates with their statistics — the columns of seed 000's 优惠券统计: name, code, kind,

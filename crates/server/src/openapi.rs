@@ -43,6 +43,7 @@ use utoipa::OpenApi;
         crate::loyalty::set_rules,
         crate::loyalty::member,
         crate::loyalty::adjust,
+        crate::loyalty::exchange,
         crate::loyalty::templates,
         crate::loyalty::create_template,
         crate::loyalty::enable,

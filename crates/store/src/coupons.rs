@@ -810,3 +810,72 @@ pub(crate) async fn redeem_in(
     })?;
     Ok(())
 }
+
+impl Store {
+    /// Exchanges points for a coupon by the company's exchange tiers (积分兑换优惠券, e.g. 500 points →
+    /// a 10-yuan discount coupon): the points are spent and the coupon issued in one transaction,
+    /// idempotent by `request_id`. Returns the coupon code and the new balance.
+    pub async fn exchange_points(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        member: MemberId,
+        template_code: &str,
+        request_id: &str,
+    ) -> Result<(String, i64)> {
+        self.require_member(scope, company, member).await?;
+        let rules = self.loyalty_rules(scope, company).await?;
+        let tier = rules
+            .points
+            .redemption
+            .coupon_tiers
+            .iter()
+            .find(|t| t.template == template_code)
+            .ok_or_else(|| StoreError::Invalid(format!("优惠券“{template_code}”不在积分兑换档位中")))?;
+        let template = self.template_id(company, template_code).await?;
+        let offset = self.company(scope, company).await?.utc_offset_minutes;
+        let now = now_ms();
+        let today = local_date(now, offset);
+        let key = format!("exchange:{request_id}");
+        let mut tx = self.begin_write().await?;
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT code FROM coupons WHERE company_id = $1 AND template_id = $2 AND issue_cause = $3",
+        )
+        .bind(company.0)
+        .bind(template)
+        .bind(&key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(code) = existing {
+            let balance: i64 =
+                sqlx::query_scalar("SELECT balance FROM points_accounts WHERE company_id = $1 AND member_id = $2")
+                    .bind(company.0)
+                    .bind(member.0)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            return Ok((code, balance));
+        }
+        let cause = crate::points::Cause {
+            kind: rxmember_core::points::EntryKind::Redeem,
+            key: &key,
+            at: now,
+            on: today,
+            detail: Some(serde_json::json!({ "coupon": template_code }).to_string()),
+        };
+        let applied =
+            crate::points::redeem_in(&mut tx, self.backend, company.0, member.0, tier.points, &cause, &scope.actor)
+                .await?;
+        let code = match issue_in(&mut tx, company.0, template, member.0, &key, today).await? {
+            Issued::New(code) => code,
+            Issued::Existing => return Err(StoreError::Conflict { what: format!("兑换请求 {request_id}") }),
+            Issued::OverLimit => return Err(StoreError::Invalid("已达到该券的每人限领数量".into())),
+            Issued::Exhausted => return Err(StoreError::Invalid("该券已兑完".into())),
+        };
+        tx.commit().await?;
+        let balance = match applied {
+            crate::points::Applied::Done { balance, .. } => balance,
+            crate::points::Applied::AlreadyApplied => 0,
+        };
+        Ok((code, balance))
+    }
+}

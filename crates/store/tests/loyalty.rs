@@ -444,3 +444,35 @@ async fn a_company_token_cannot_touch_another_company() {
     assert_eq!(s.loyalty_rules(&cli, other).await.unwrap().points.points_per_yuan, 1);
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn points_are_exchanged_for_a_coupon_once() {
+    let db = TestDb::new().await;
+    let s = &db.store;
+    let cli = Scope::cli();
+    let c = setup(s).await;
+    let m = member_id(s, c, "C1").await;
+    let mut t = cash_template("JF500", 1_000, 0);
+    t.per_member_limit = None;
+    t.total_quantity = None;
+    s.create_coupon_template(&cli, c, &t).await.unwrap();
+    s.enable_coupon_template(&cli, c, "JF500", None).await.unwrap();
+    // Not an exchange tier yet.
+    assert!(s.exchange_points(&cli, c, m, "JF500", "x1").await.is_err());
+    let mut rules = LoyaltyRules::default();
+    rules.points.redemption.coupon_tiers =
+        vec![rxmember_core::points::CouponTier { points: 500, template: "JF500".into() }];
+    s.set_loyalty_rules(&cli, c, &rules).await.unwrap();
+    // Not enough points: refused, nothing issued.
+    assert!(s.exchange_points(&cli, c, m, "JF500", "x1").await.is_err());
+    assert!(s.member_coupons(&cli, c, m, None).await.unwrap().is_empty());
+    s.adjust_points(&cli, c, m, 700, "活动赠送", "gift").await.unwrap();
+    let (code, balance) = s.exchange_points(&cli, c, m, "JF500", "x1").await.unwrap();
+    assert_eq!(balance, 200);
+    // The same request again: the same coupon, no second deduction.
+    assert_eq!(s.exchange_points(&cli, c, m, "JF500", "x1").await.unwrap(), (code, 200));
+    assert!(s.exchange_points(&cli, c, m, "JF500", "x2").await.is_err());
+    assert_eq!(s.member_coupons(&cli, c, m, None).await.unwrap().len(), 1);
+    assert!(s.check_points(&cli, c).await.unwrap().is_empty());
+    db.cleanup().await;
+}
