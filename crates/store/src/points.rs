@@ -9,7 +9,7 @@
 //! cause, so a ticket committed at the till and later imported earns once.
 
 use crate::{Backend, Result, Store, StoreError, counters};
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use rxmember_core::loyalty::LoyaltyRules;
 use rxmember_core::org::Scope;
 use rxmember_core::points::{Account, EarnContext, EarnLine, Earning, Entry, EntryKind, Lot, take_back};
@@ -254,6 +254,9 @@ pub(crate) async fn redeem_in(
     Ok(Applied::Done { points: -points, balance: account.balance })
 }
 
+/// A ledger row to insert: id, member, kind, points, cause, at, on, expires_on, detail.
+type NewEntry = (i64, i64, &'static str, i64, String, i64, NaiveDate, Option<NaiveDate>, Option<String>);
+
 /// A ticket's earning as the accrual and the POS compute it.
 pub(crate) struct TicketForPoints {
     pub member: i64,
@@ -376,18 +379,16 @@ impl Store {
         let detail = format!("{{\"ticket_no\":{},\"return_id\":{return_id}}}", serde_json::Value::String(ticket_no));
         let cause =
             Cause { kind: EntryKind::Reverse, key: &key, at, on: local_date(at, offset_minutes), detail: Some(detail) };
-        if entries.is_empty() {
-            // Record the debt change (clawback policy) even when nothing could be taken now.
-            sqlx::query("UPDATE points_accounts SET debt = $3 WHERE company_id = $1 AND member_id = $2")
-                .bind(c)
-                .bind(member)
-                .bind(account.debt)
-                .execute(&mut **tx)
-                .await?;
-            return Ok(Applied::Done { points: 0, balance: account.balance });
-        }
+        // Nothing to take now (a zero share, or the clawback policy with an empty balance: the points
+        // become debt): a zero entry still records that this return was handled, so it never is again.
+        let entries = if entries.is_empty() {
+            vec![Entry { kind: EntryKind::Reverse, points: 0, expires_on: None, consumed: Vec::new() }]
+        } else {
+            entries
+        };
         persist(tx, c, member, &account, &entries, None, &cause, actor).await?;
-        Ok(Applied::Done { points: -points, balance: account.balance })
+        let taken: i64 = entries.iter().map(|e| e.points).sum();
+        Ok(Applied::Done { points: taken, balance: account.balance })
     }
 
     /// Earns points for imported tickets and takes them back for imported returns that the ledger has
@@ -416,22 +417,8 @@ impl Store {
             .bind(last_ticket)
             .fetch_all(&mut *tx)
             .await?;
-            let mut new_ticket = last_ticket;
-            for (id, ticket_no, member, sold_at) in &tickets {
-                let lines = ticket_earn_lines(&mut tx, c, *id).await?;
-                let t = TicketForPoints { member: *member, ticket_no: ticket_no.clone(), sold_at: *sold_at, lines };
-                if let (Applied::Done { points, .. }, _) =
-                    self.earn_ticket_in(&mut tx, company, offset, &rules, &t, &actor).await?
-                    && points > 0
-                {
-                    earned += 1;
-                    crate::tiers::upgrade_after_sale_in(
-                        &mut tx, c, *member, &rules, *sold_at, offset, ticket_no, &actor,
-                    )
-                    .await?;
-                }
-                new_ticket = *id;
-            }
+            let new_ticket = tickets.last().map_or(last_ticket, |t| t.0);
+            earned += self.earn_batch_in(&mut tx, company, offset, &rules, &tickets, &actor).await?;
             // A return is taken back only after its ticket earned: returns wait for the ticket
             // watermark (all of them can go once the tickets are exhausted).
             let tickets_done = tickets.len() < 500;
@@ -472,6 +459,341 @@ impl Store {
             }
         }
         Ok((earned, taken))
+    }
+
+    /// Earns the points of a batch of tickets (id order) in `tx` with a fixed number of queries: the
+    /// same rules and the same result as [`Store::earn_ticket_in`] plus the tier upgrade after each
+    /// ticket, one ticket after another, but reading and writing in bulk. Returns the tickets that
+    /// earned.
+    async fn earn_batch_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        company: CompanyId,
+        offset: i32,
+        rules: &LoyaltyRules,
+        tickets: &[(i64, String, i64, i64)],
+        actor: &str,
+    ) -> Result<u64> {
+        use crate::db::select_in;
+        use std::collections::{HashMap, HashSet};
+        if tickets.is_empty() {
+            return Ok(0);
+        }
+        let c = company.0;
+        let b = self.backend;
+        let causes: Vec<String> = tickets.iter().map(|t| format!("ticket:{}", t.1)).collect();
+        let done: HashSet<String> = select_in(
+            &mut *tx,
+            b,
+            "SELECT cause FROM points_ledger WHERE company_id = {company} AND kind = 'earn' AND cause IN ({keys})",
+            c,
+            &causes,
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("cause"))
+        .collect::<std::result::Result<_, _>>()?;
+        let todo: Vec<&(i64, String, i64, i64)> =
+            tickets.iter().filter(|t| !done.contains(&format!("ticket:{}", t.1))).collect();
+        if todo.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = todo.iter().map(|t| t.0).collect();
+        let mut lines: HashMap<i64, Vec<EarnLine>> = HashMap::new();
+        for r in select_in(
+            &mut *tx,
+            b,
+            "SELECT l.ticket_id, p.code, p.category_code, c.major_code, p.points_excluded, l.amount FROM ticket_lines l \
+             JOIN products p ON p.company_id = l.company_id AND p.id = l.product_id \
+             LEFT JOIN categories c ON c.company_id = p.company_id AND c.code = p.category_code \
+             WHERE l.company_id = {company} AND l.ticket_id IN ({keys}) ORDER BY l.ticket_id, l.line_no",
+            c,
+            &ids,
+        )
+        .await?
+        {
+            let mut categories = Vec::new();
+            if let Some(x) = r.try_get::<Option<String>, _>("category_code")? {
+                categories.push(x);
+            }
+            if let Some(m) = r.try_get::<Option<String>, _>("major_code")?
+                && !categories.contains(&m)
+            {
+                categories.push(m);
+            }
+            lines.entry(r.try_get("ticket_id")?).or_default().push(EarnLine {
+                product_code: r.try_get("code")?,
+                categories,
+                excluded: crate::db::flag(&r, "points_excluded")?,
+                paid: Fen(r.try_get("amount")?),
+            });
+        }
+        let mut members: Vec<i64> = todo.iter().map(|t| t.2).collect();
+        members.sort_unstable();
+        members.dedup();
+        // Tier and birthday.
+        let mut tier: HashMap<i64, Option<String>> = HashMap::new();
+        let mut birthday: HashMap<i64, Option<NaiveDate>> = HashMap::new();
+        for r in select_in(
+            &mut *tx,
+            b,
+            "SELECT m.id, m.birthday, t.tier FROM members m LEFT JOIN member_tiers t ON t.company_id = m.company_id AND t.member_id = m.id \
+             WHERE m.company_id = {company} AND m.id IN ({keys})",
+            c,
+            &members,
+        )
+        .await?
+        {
+            let id: i64 = r.try_get("id")?;
+            tier.insert(id, r.try_get("tier")?);
+            birthday.insert(id, r.try_get::<Option<String>, _>("birthday")?.as_deref().and_then(parse_date));
+        }
+        // Accounts (locked on PostgreSQL) and live lots.
+        let now = now_ms();
+        for chunk in members.chunks(500) {
+            let sql = format!(
+                "INSERT INTO points_accounts (company_id, member_id, balance, debt, updated_at) VALUES {} \
+                 ON CONFLICT (company_id, member_id) DO NOTHING",
+                crate::db::values_placeholders(b, chunk.len(), 5)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for m in chunk {
+                q = q.bind(c).bind(*m).bind(0i64).bind(0i64).bind(now);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        let lock = if b == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let mut accounts: HashMap<i64, Account> = HashMap::new();
+        for r in select_in(
+            &mut *tx,
+            b,
+            &format!(
+                "SELECT member_id, balance, debt FROM points_accounts WHERE company_id = {{company}} AND member_id IN ({{keys}}){lock}"
+            ),
+            c,
+            &members,
+        )
+        .await?
+        {
+            accounts.insert(
+                r.try_get("member_id")?,
+                Account { balance: r.try_get("balance")?, debt: r.try_get("debt")?, lots: Vec::new() },
+            );
+        }
+        for r in select_in(
+            &mut *tx,
+            b,
+            "SELECT member_id, id, on_date, expires_on, remaining FROM points_ledger \
+             WHERE company_id = {company} AND member_id IN ({keys}) AND remaining > 0",
+            c,
+            &members,
+        )
+        .await?
+        {
+            let m: i64 = r.try_get("member_id")?;
+            let earned: String = r.try_get("on_date")?;
+            let expires: Option<String> = r.try_get("expires_on")?;
+            if let Some(a) = accounts.get_mut(&m) {
+                a.lots.push(Lot {
+                    entry: r.try_get("id")?,
+                    earned_on: parse_date(&earned).unwrap_or_default(),
+                    expires_on: expires.as_deref().and_then(parse_date),
+                    remaining: r.try_get("remaining")?,
+                });
+            }
+        }
+        for a in accounts.values_mut() {
+            a.lots.sort_by_key(|l| (l.expires_on.is_none(), l.expires_on, l.earned_on, l.entry));
+        }
+        // The 12 months of history the tier conditions look at.
+        let first_day = local_date(todo[0].3.min(todo.iter().map(|t| t.3).min().unwrap_or(0)), offset);
+        let since_day = first_day.checked_sub_months(chrono::Months::new(12)).unwrap_or(first_day);
+        let since_ms =
+            rxmember_core::time::local_to_epoch_ms(since_day.and_hms_opt(0, 0, 0).unwrap_or_default(), offset);
+        let mut sales: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for r in select_in(
+            &mut *tx,
+            b,
+            &format!(
+                "SELECT member_id, sold_at, amount FROM tickets WHERE company_id = {{company}} AND member_id IN ({{keys}}) AND sold_at >= {since_ms}"
+            ),
+            c,
+            &members,
+        )
+        .await?
+        {
+            sales.entry(r.try_get("member_id")?).or_default().push((r.try_get("sold_at")?, r.try_get("amount")?));
+        }
+        for r in select_in(
+            &mut *tx,
+            b,
+            &format!(
+                "SELECT t.member_id, r.returned_at, r.amount FROM returns r JOIN tickets t ON t.company_id = r.company_id AND t.id = r.ticket_id \
+                 WHERE r.company_id = {{company}} AND t.member_id IN ({{keys}}) AND r.returned_at >= {since_ms}"
+            ),
+            c,
+            &members,
+        )
+        .await?
+        {
+            sales.entry(r.try_get("member_id")?).or_default().push((r.try_get("returned_at")?, -r.try_get::<i64, _>("amount")?));
+        }
+        let mut points_hist: HashMap<i64, Vec<(NaiveDate, i64)>> = HashMap::new();
+        for r in select_in(
+            &mut *tx,
+            b,
+            &format!(
+                "SELECT member_id, on_date, points FROM points_ledger WHERE company_id = {{company}} AND member_id IN ({{keys}}) \
+                 AND kind IN ('earn', 'reverse') AND on_date >= '{}'",
+                date_str(since_day)
+            ),
+            c,
+            &members,
+        )
+        .await?
+        {
+            let d: String = r.try_get("on_date")?;
+            points_hist.entry(r.try_get("member_id")?).or_default().push((parse_date(&d).unwrap_or_default(), r.try_get("points")?));
+        }
+
+        // One ticket after another, in memory.
+        let mut next_id = counters::allocate(tx, c, "points_entry", 2 * todo.len() as i64).await?;
+        let mut rows: Vec<NewEntry> = Vec::new();
+        let mut consumed_old: Vec<(i64, i64)> = Vec::new();
+        let mut created: HashSet<i64> = HashSet::new();
+        let mut changes: Vec<(i64, rxmember_core::tiers::TierChange, String, i64)> = Vec::new();
+        let mut touched: HashSet<i64> = HashSet::new();
+        let mut earned = 0u64;
+        for (tid, ticket_no, member, sold_at) in &todo {
+            let on = local_date(*sold_at, offset);
+            let level = tier.get(member).cloned().flatten();
+            let lvl = level.as_deref().and_then(|t| rules.tiers.level(t)).or_else(|| rules.tiers.base());
+            let day = rxmember_core::member_days::member_day_on(&rules.member_days, on);
+            let cx = EarnContext {
+                date: on,
+                tier: lvl.map(|l| l.code.clone()),
+                tier_percent: lvl.map_or(100, |l| l.benefits.points_percent),
+                birthday: birthday.get(member).cloned().flatten(),
+                member_day: day.is_some(),
+                member_day_percent: day.map_or(100, |d| d.points_percent.max(1)),
+            };
+            let earning = rules.points.earn(lines.get(tid).map_or(&[][..], |v| v.as_slice()), &cx);
+            if earning.points <= 0 {
+                continue;
+            }
+            let expires = rules.points.expiry.last_valid_day(on).map_err(|e| StoreError::Invalid(e.0))?;
+            let Some(account) = accounts.get_mut(member) else { continue };
+            let lot_id = next_id;
+            let entries = account.credit(EntryKind::Earn, lot_id, earning.points, on, expires);
+            let key = format!("ticket:{ticket_no}");
+            for (i, e) in entries.iter().enumerate() {
+                let id = next_id;
+                next_id += 1;
+                if e.points > 0 {
+                    created.insert(id);
+                }
+                for (lot, n) in &e.consumed {
+                    if !created.contains(lot) {
+                        consumed_old.push((*lot, *n));
+                    }
+                }
+                let (cause, detail) = if i == 0 {
+                    (key.clone(), Some(serde_json::to_string(&earning).unwrap_or_default()))
+                } else {
+                    (format!("debt:{key}"), None)
+                };
+                rows.push((id, *member, e.kind.as_str(), e.points, cause, *sold_at, on, e.expires_on, detail));
+                points_hist.entry(*member).or_default().push((on, e.points));
+            }
+            touched.insert(*member);
+            earned += 1;
+            // Immediate upgrade on the 12 months up to this day.
+            let start = on.checked_sub_months(chrono::Months::new(12)).unwrap_or(on) + chrono::Days::new(1);
+            let from = rxmember_core::time::local_to_epoch_ms(start.and_hms_opt(0, 0, 0).unwrap_or_default(), offset);
+            let to = rxmember_core::time::local_to_epoch_ms(
+                (on + chrono::Days::new(1)).and_hms_opt(0, 0, 0).unwrap_or_default(),
+                offset,
+            );
+            let mut monthly = vec![0i64; 12];
+            let mut annual = 0i64;
+            for (at, amount) in sales.get(member).map_or(&[][..], |v| v.as_slice()) {
+                if *at >= from && *at < to {
+                    annual += amount;
+                    let d = local_date(*at, offset);
+                    let back = (on.year() - d.year()) * 12 + on.month() as i32 - d.month() as i32;
+                    if (0..12).contains(&back) {
+                        monthly[back as usize] += amount;
+                    }
+                }
+            }
+            let annual_points: i64 =
+                points_hist.get(member).map_or(0, |v| v.iter().filter(|(d, _)| *d >= start).map(|(_, p)| *p).sum());
+            let stats = rxmember_core::tiers::TierStats {
+                annual_spend: Fen(annual),
+                annual_points,
+                monthly_spend: monthly.into_iter().map(Fen).collect(),
+            };
+            let current = tier.get(member).cloned().flatten();
+            let effective = current.clone().or_else(|| rules.tiers.base().map(|l| l.code.clone()));
+            if let Some(mut change) = rules.tiers.upgrade(effective.as_deref(), &stats) {
+                change.from = current;
+                tier.insert(*member, Some(change.to.clone()));
+                changes.push((*member, change, key.clone(), *sold_at));
+            }
+        }
+        // Writes in bulk.
+        for chunk in rows.chunks(300) {
+            let sql = format!(
+                "INSERT INTO points_ledger (company_id, id, member_id, kind, points, cause, at, on_date, expires_on, remaining, detail, actor, created_at) VALUES {}",
+                crate::db::values_placeholders(b, chunk.len(), 13)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, member, kind, points, cause, at, on, expires, detail) in chunk {
+                let remaining = if *points > 0 {
+                    accounts.get(member).and_then(|a| a.lots.iter().find(|l| l.entry == *id)).map_or(0, |l| l.remaining)
+                } else {
+                    0
+                };
+                q = q
+                    .bind(c)
+                    .bind(*id)
+                    .bind(*member)
+                    .bind(*kind)
+                    .bind(*points)
+                    .bind(cause.clone())
+                    .bind(*at)
+                    .bind(date_str(*on))
+                    .bind(expires.map(date_str))
+                    .bind(remaining)
+                    .bind(detail.clone())
+                    .bind(actor)
+                    .bind(now);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        for (lot, n) in consumed_old {
+            sqlx::query("UPDATE points_ledger SET remaining = remaining - $3 WHERE company_id = $1 AND id = $2")
+                .bind(c)
+                .bind(lot)
+                .bind(n)
+                .execute(&mut **tx)
+                .await?;
+        }
+        for m in &touched {
+            let a = &accounts[m];
+            sqlx::query("UPDATE points_accounts SET balance = $3, debt = $4, updated_at = $5 WHERE company_id = $1 AND member_id = $2")
+                .bind(c)
+                .bind(*m)
+                .bind(a.balance)
+                .bind(a.debt)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+        }
+        for (m, change, cause, at) in &changes {
+            crate::tiers::apply_change_in(tx, c, *m, change, cause, *at, actor).await?;
+        }
+        Ok(earned)
     }
 
     /// Credits every card's opening balance from the ERP (member_cards.legacy_points) once.
@@ -683,41 +1005,4 @@ impl Store {
         .await?;
         Ok(bad.into_iter().map(|(m,)| m).collect())
     }
-}
-
-/// A stored ticket's lines as points see them.
-pub(crate) async fn ticket_earn_lines(
-    tx: &mut Transaction<'static, Any>,
-    company: i64,
-    ticket: i64,
-) -> Result<Vec<EarnLine>> {
-    let rows = sqlx::query(
-        "SELECT p.code, p.category_code, c.major_code, p.points_excluded, l.amount FROM ticket_lines l \
-         JOIN products p ON p.company_id = l.company_id AND p.id = l.product_id \
-         LEFT JOIN categories c ON c.company_id = p.company_id AND c.code = p.category_code \
-         WHERE l.company_id = $1 AND l.ticket_id = $2 ORDER BY l.line_no",
-    )
-    .bind(company)
-    .bind(ticket)
-    .fetch_all(&mut **tx)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let mut categories = Vec::new();
-            if let Some(c) = r.try_get::<Option<String>, _>("category_code")? {
-                categories.push(c);
-            }
-            if let Some(m) = r.try_get::<Option<String>, _>("major_code")?
-                && !categories.contains(&m)
-            {
-                categories.push(m);
-            }
-            Ok(EarnLine {
-                product_code: r.try_get("code")?,
-                categories,
-                excluded: crate::db::flag(r, "points_excluded")?,
-                paid: Fen(r.try_get("amount")?),
-            })
-        })
-        .collect()
 }
