@@ -42,6 +42,18 @@ pub async fn run_job(
                 store.accrue_points(scope, c.id).await.with_context(|| format!("{}: accrue-points", c.code))?;
             done.push(format!("积分入账: {t} 张小票, {r} 笔退货扣回"));
         }
+        if job == "check-points" {
+            let bad = store.check_points(scope, c.id).await?;
+            if !bad.is_empty() {
+                bail!(
+                    "{}: {} accounts disagree with their ledger (member ids {:?})",
+                    c.code,
+                    bad.len(),
+                    &bad[..bad.len().min(20)]
+                );
+            }
+            done.push("每个账户余额 = 积分流水之和".to_string());
+        }
         if job == "opening-balances" {
             let n = store.open_points_balances(scope, c.id).await?;
             done.push(format!("期初积分: {n} 张卡"));

@@ -259,7 +259,7 @@ enum CompanyCommand {
 enum JobsCommand {
     /// Run a job now.
     Run {
-        /// accrue-points | expire-points | event-coupons | review-tiers | opening-balances | daily
+        /// accrue-points | expire-points | event-coupons | review-tiers | opening-balances | check-points | daily
         job: String,
         /// One company (default: all).
         #[arg(long)]

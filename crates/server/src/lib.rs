@@ -9,6 +9,7 @@ mod audiences;
 mod auth;
 pub mod error;
 pub mod intelligence;
+mod jobs;
 mod loyalty;
 mod openapi;
 mod pos;
@@ -54,6 +55,8 @@ pub async fn serve(state: AppState, bind: &str, banner: &[String]) -> std::io::R
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
     let store = state.store.clone();
+    let every = std::env::var("RXMEMBER_LOYALTY_INTERVAL_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let jobs = jobs::spawn(store.clone(), std::time::Duration::from_secs(every));
     println!("rxmember 已启动: http://{addr}/");
     for line in banner {
         println!("{line}");
@@ -61,6 +64,7 @@ pub async fn serve(state: AppState, bind: &str, banner: &[String]) -> std::io::R
     println!("API 文档 (OpenAPI): http://{addr}/api/openapi.json");
     tracing::info!(%addr, "listening");
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    jobs.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())
