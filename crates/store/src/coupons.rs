@@ -421,9 +421,38 @@ impl Store {
         .bind(company.0)
         .fetch_all(&self.pool)
         .await?;
+        // Tier benefits: a level's birthday coupon goes to its members on their birthday.
+        let rules = self.loyalty_rules(scope, company).await?;
+        let md = day.format("-%m-%d").to_string();
+        let mut total = IssueReport::default();
+        for (i, level) in rules.tiers.levels.iter().enumerate() {
+            let Some(code) = &level.benefits.birthday_coupon else { continue };
+            // Members without a recorded tier are at the base level.
+            let rows: Vec<(i64,)> = sqlx::query_as(
+                "SELECT m.id FROM members m LEFT JOIN member_tiers t ON t.company_id = m.company_id AND t.member_id = m.id \
+                 WHERE m.company_id = $1 AND m.status = 'active' AND m.birthday LIKE $2 \
+                 AND (t.tier = $3 OR (t.tier IS NULL AND $4 = 1)) ORDER BY m.id",
+            )
+            .bind(company.0)
+            .bind(format!("%{md}"))
+            .bind(&level.code)
+            .bind(i64::from(i == 0))
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() {
+                continue;
+            }
+            let members: Vec<MemberId> = rows.into_iter().map(|r| MemberId(r.0)).collect();
+            let r = self
+                .issue_coupons(scope, company, code, &members, &format!("tier-birthday:{}", day.format("%Y")), day)
+                .await?;
+            total.issued += r.issued;
+            total.unchanged += r.unchanged;
+            total.over_limit += r.over_limit;
+            total.exhausted += r.exhausted;
+        }
         let start = rxmember_core::time::local_to_epoch_ms(day.and_hms_opt(0, 0, 0).unwrap_or_default(), offset);
         let end = start + 86_400_000;
-        let mut total = IssueReport::default();
         for (code, event) in templates {
             let (members, cause): (Vec<MemberId>, String) = match IssueEvent::parse(&event) {
                 Some(IssueEvent::Birthday) => {

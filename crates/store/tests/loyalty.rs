@@ -249,7 +249,8 @@ async fn pos_quote_and_commit_with_coupon_points_and_allergy_warning() {
     let now = rxmember_core::time::now_ms();
     let ecard = s.ecard_code(c, m, now);
     assert_eq!(s.pos_identify(&pos, c, &MemberKey::ECard(ecard.clone())).await.unwrap().member_id, m.0);
-    let forged = format!("{}0", &ecard[..ecard.len() - 1]);
+    let last = if ecard.ends_with('0') { '1' } else { '0' };
+    let forged = format!("{}{last}", &ecard[..ecard.len() - 1]);
     assert!(s.pos_identify(&pos, c, &MemberKey::ECard(forged)).await.is_err());
 
     // Quote: 2 × P1 (40 yuan) + 1 × P3 (50 yuan) + P2 (10 yuan, no points) = 100 yuan.
@@ -474,5 +475,61 @@ async fn points_are_exchanged_for_a_coupon_once() {
     assert!(s.exchange_points(&cli, c, m, "JF500", "x2").await.is_err());
     assert_eq!(s.member_coupons(&cli, c, m, None).await.unwrap().len(), 1);
     assert!(s.check_points(&cli, c).await.unwrap().is_empty());
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn event_coupons_for_birthdays_registrations_referrals_and_tier_gifts() {
+    let db = TestDb::new().await;
+    let s = &db.store;
+    let cli = Scope::cli();
+    let c = setup(s).await;
+    // A new member registers on 2026-05-03, referred by C2.
+    let newcomer = MemberInput {
+        card_no: "C3".into(),
+        registered_at: Some(at(2026, 5, 3)),
+        referrer_card_no: Some("C2".into()),
+        ..Default::default()
+    };
+    s.upsert_members(&cli, c, &Default::default(), &[newcomer]).await.unwrap();
+    let make = |code: &str, event: Option<rxmember_core::coupons::IssueEvent>| {
+        let mut t = cash_template(code, 1_000, 0);
+        t.issue_event = event;
+        t.total_quantity = None;
+        t
+    };
+    use rxmember_core::coupons::IssueEvent;
+    for (code, ev) in [
+        ("BDAY", Some(IssueEvent::Birthday)),
+        ("NEW", Some(IssueEvent::Registration)),
+        ("REF", Some(IssueEvent::ReferralSuccess)),
+        ("GOLD", None),
+    ] {
+        s.create_coupon_template(&cli, c, &make(code, ev)).await.unwrap();
+        s.enable_coupon_template(&cli, c, code, None).await.unwrap();
+    }
+    // The base level's benefit: a birthday coupon.
+    let mut rules = LoyaltyRules::default();
+    rules.tiers.levels[0].benefits.birthday_coupon = Some("GOLD".into());
+    s.set_loyalty_rules(&cli, c, &rules).await.unwrap();
+    let day = d(2026, 5, 3); // C1 and C2 were born on 05-03
+    let r = s.issue_event_coupons(&cli, c, day).await.unwrap();
+    // 2 birthday + 2 tier-birthday + 1 registration + 1 referral.
+    assert_eq!(r.issued, 6, "{r:?}");
+    assert_eq!(s.issue_event_coupons(&cli, c, day).await.unwrap().issued, 0, "once per occasion");
+    let (c1, c2, c3) = (member_id(s, c, "C1").await, member_id(s, c, "C2").await, member_id(s, c, "C3").await);
+    let names = |v: Vec<rxmember_store::coupons::HeldCouponRow>| {
+        let mut n: Vec<String> = v.into_iter().map(|h| h.template_code).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(s.member_coupons(&cli, c, c1, None).await.unwrap()), vec!["BDAY", "GOLD"]);
+    assert_eq!(names(s.member_coupons(&cli, c, c2, None).await.unwrap()), vec!["BDAY", "GOLD", "REF"]);
+    assert_eq!(names(s.member_coupons(&cli, c, c3, None).await.unwrap()), vec!["NEW"]);
+    // Next year's birthday is another occasion (the per-member limit of 2 allows it); the year after,
+    // the limit stops it.
+    assert_eq!(s.issue_event_coupons(&cli, c, d(2027, 5, 3)).await.unwrap().issued, 4);
+    let r = s.issue_event_coupons(&cli, c, d(2028, 5, 3)).await.unwrap();
+    assert_eq!((r.issued, r.over_limit), (0, 4));
     db.cleanup().await;
 }
