@@ -409,19 +409,22 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?
                     .unwrap_or((0, 0));
-            let tickets: Vec<(i64, String, i64, i64)> = sqlx::query_as(
-                "SELECT id, ticket_no, member_id, sold_at FROM tickets WHERE company_id = $1 AND id > $2 \
-                 AND member_id IS NOT NULL ORDER BY id LIMIT 500",
+            // By primary key, members' and others' tickets alike: filtering on member_id in SQL lets
+            // SQLite pick the partial member index and sort, which rescans every member ticket per batch.
+            let batch: Vec<(i64, String, Option<i64>, i64)> = sqlx::query_as(
+                "SELECT id, ticket_no, member_id, sold_at FROM tickets WHERE company_id = $1 AND id > $2 ORDER BY id LIMIT 500",
             )
             .bind(c)
             .bind(last_ticket)
             .fetch_all(&mut *tx)
             .await?;
-            let new_ticket = tickets.last().map_or(last_ticket, |t| t.0);
+            let new_ticket = batch.last().map_or(last_ticket, |t| t.0);
+            let tickets_done = batch.len() < 500;
+            let tickets: Vec<(i64, String, i64, i64)> =
+                batch.into_iter().filter_map(|(id, no, m, at)| m.map(|m| (id, no, m, at))).collect();
             earned += self.earn_batch_in(&mut tx, company, offset, &rules, &tickets, &actor).await?;
             // A return is taken back only after its ticket earned: returns wait for the ticket
             // watermark (all of them can go once the tickets are exhausted).
-            let tickets_done = tickets.len() < 500;
             let returns: Vec<(i64, i64)> = sqlx::query_as(
                 "SELECT id, ticket_id FROM returns WHERE company_id = $1 AND id > $2 ORDER BY id LIMIT 500",
             )
@@ -454,7 +457,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            if tickets.is_empty() && returns_seen == 0 {
+            if tickets_done && new_ticket == last_ticket && returns_seen == 0 {
                 break;
             }
         }
@@ -580,13 +583,15 @@ impl Store {
                 Account { balance: r.try_get("balance")?, debt: r.try_get("debt")?, lots: Vec::new() },
             );
         }
+        // An earning only adds a lot, unless it pays a debt from the lots: load lots for those only.
+        let in_debt: Vec<i64> = accounts.iter().filter(|(_, a)| a.debt > 0).map(|(m, _)| *m).collect();
         for r in select_in(
             &mut *tx,
             b,
             "SELECT member_id, id, on_date, expires_on, remaining FROM points_ledger \
              WHERE company_id = {company} AND member_id IN ({keys}) AND remaining > 0",
             c,
-            &members,
+            &in_debt,
         )
         .await?
         {
@@ -605,63 +610,12 @@ impl Store {
         for a in accounts.values_mut() {
             a.lots.sort_by_key(|l| (l.expires_on.is_none(), l.expires_on, l.earned_on, l.entry));
         }
-        // The 12 months of history the tier conditions look at.
-        let first_day = local_date(todo[0].3.min(todo.iter().map(|t| t.3).min().unwrap_or(0)), offset);
-        let since_day = first_day.checked_sub_months(chrono::Months::new(12)).unwrap_or(first_day);
-        let since_ms =
-            rxmember_core::time::local_to_epoch_ms(since_day.and_hms_opt(0, 0, 0).unwrap_or_default(), offset);
-        let mut sales: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
-        for r in select_in(
-            &mut *tx,
-            b,
-            &format!(
-                "SELECT member_id, sold_at, amount FROM tickets WHERE company_id = {{company}} AND member_id IN ({{keys}}) AND sold_at >= {since_ms}"
-            ),
-            c,
-            &members,
-        )
-        .await?
-        {
-            sales.entry(r.try_get("member_id")?).or_default().push((r.try_get("sold_at")?, r.try_get("amount")?));
-        }
-        for r in select_in(
-            &mut *tx,
-            b,
-            &format!(
-                "SELECT t.member_id, r.returned_at, r.amount FROM returns r JOIN tickets t ON t.company_id = r.company_id AND t.id = r.ticket_id \
-                 WHERE r.company_id = {{company}} AND t.member_id IN ({{keys}}) AND r.returned_at >= {since_ms}"
-            ),
-            c,
-            &members,
-        )
-        .await?
-        {
-            sales.entry(r.try_get("member_id")?).or_default().push((r.try_get("returned_at")?, -r.try_get::<i64, _>("amount")?));
-        }
-        let mut points_hist: HashMap<i64, Vec<(NaiveDate, i64)>> = HashMap::new();
-        for r in select_in(
-            &mut *tx,
-            b,
-            &format!(
-                "SELECT member_id, on_date, points FROM points_ledger WHERE company_id = {{company}} AND member_id IN ({{keys}}) \
-                 AND kind IN ('earn', 'reverse') AND on_date >= '{}'",
-                date_str(since_day)
-            ),
-            c,
-            &members,
-        )
-        .await?
-        {
-            let d: String = r.try_get("on_date")?;
-            points_hist.entry(r.try_get("member_id")?).or_default().push((parse_date(&d).unwrap_or_default(), r.try_get("points")?));
-        }
-
         // One ticket after another, in memory.
         let mut next_id = counters::allocate(tx, c, "points_entry", 2 * todo.len() as i64).await?;
         let mut rows: Vec<NewEntry> = Vec::new();
         let mut consumed_old: Vec<(i64, i64)> = Vec::new();
         let mut created: HashSet<i64> = HashSet::new();
-        let mut changes: Vec<(i64, rxmember_core::tiers::TierChange, String, i64)> = Vec::new();
+        let mut last_of: HashMap<i64, (String, i64)> = HashMap::new();
         let mut touched: HashSet<i64> = HashSet::new();
         let mut earned = 0u64;
         for (tid, ticket_no, member, sold_at) in &todo {
@@ -703,43 +657,10 @@ impl Store {
                     (format!("debt:{key}"), None)
                 };
                 rows.push((id, *member, e.kind.as_str(), e.points, cause, *sold_at, on, e.expires_on, detail));
-                points_hist.entry(*member).or_default().push((on, e.points));
             }
             touched.insert(*member);
             earned += 1;
-            // Immediate upgrade on the 12 months up to this day.
-            let start = on.checked_sub_months(chrono::Months::new(12)).unwrap_or(on) + chrono::Days::new(1);
-            let from = rxmember_core::time::local_to_epoch_ms(start.and_hms_opt(0, 0, 0).unwrap_or_default(), offset);
-            let to = rxmember_core::time::local_to_epoch_ms(
-                (on + chrono::Days::new(1)).and_hms_opt(0, 0, 0).unwrap_or_default(),
-                offset,
-            );
-            let mut monthly = vec![0i64; 12];
-            let mut annual = 0i64;
-            for (at, amount) in sales.get(member).map_or(&[][..], |v| v.as_slice()) {
-                if *at >= from && *at < to {
-                    annual += amount;
-                    let d = local_date(*at, offset);
-                    let back = (on.year() - d.year()) * 12 + on.month() as i32 - d.month() as i32;
-                    if (0..12).contains(&back) {
-                        monthly[back as usize] += amount;
-                    }
-                }
-            }
-            let annual_points: i64 =
-                points_hist.get(member).map_or(0, |v| v.iter().filter(|(d, _)| *d >= start).map(|(_, p)| *p).sum());
-            let stats = rxmember_core::tiers::TierStats {
-                annual_spend: Fen(annual),
-                annual_points,
-                monthly_spend: monthly.into_iter().map(Fen).collect(),
-            };
-            let current = tier.get(member).cloned().flatten();
-            let effective = current.clone().or_else(|| rules.tiers.base().map(|l| l.code.clone()));
-            if let Some(mut change) = rules.tiers.upgrade(effective.as_deref(), &stats) {
-                change.from = current;
-                tier.insert(*member, Some(change.to.clone()));
-                changes.push((*member, change, key.clone(), *sold_at));
-            }
+            last_of.insert(*member, (key.clone(), *sold_at));
         }
         // Writes in bulk.
         for chunk in rows.chunks(300) {
@@ -790,8 +711,23 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
         }
-        for (m, change, cause, at) in &changes {
-            crate::tiers::apply_change_in(tx, c, *m, change, cause, *at, actor).await?;
+        // Tiers: raised after the batch, for each member who earned, on the 12 months up to the
+        // batch's last day (the till raises a tier after each sale; an import after each batch).
+        let evaluated: Vec<i64> = touched.iter().copied().collect();
+        if let Some(last_at) = todo.iter().map(|t| t.3).max()
+            && !evaluated.is_empty()
+        {
+            let day = local_date(last_at, offset);
+            for (m, stats) in tier_stats_of(tx, b, c, &evaluated, day, offset).await? {
+                let current = tier.get(&m).cloned().flatten();
+                let effective = current.clone().or_else(|| rules.tiers.base().map(|l| l.code.clone()));
+                if let Some(mut change) = rules.tiers.upgrade(effective.as_deref(), &stats)
+                    && let Some((cause, at)) = last_of.get(&m)
+                {
+                    change.from = current;
+                    crate::tiers::apply_change_in(tx, c, m, &change, cause, *at, actor).await?;
+                }
+            }
         }
         Ok(earned)
     }
@@ -1005,4 +941,86 @@ impl Store {
         .await?;
         Ok(bad.into_iter().map(|(m,)| m).collect())
     }
+}
+
+/// Tier statistics of many members on one day, aggregated in SQL: net spend over the 12 months up to
+/// `day`, per calendar month (the current month first), and points earned net of take-backs.
+pub(crate) async fn tier_stats_of(
+    tx: &mut Transaction<'static, Any>,
+    b: Backend,
+    company: i64,
+    members: &[i64],
+    day: NaiveDate,
+    offset: i32,
+) -> Result<Vec<(i64, rxmember_core::tiers::TierStats)>> {
+    use crate::db::select_in;
+    use rxmember_core::time::local_to_epoch_ms;
+    use std::collections::HashMap;
+    let ms = |d: NaiveDate| local_to_epoch_ms(d.and_hms_opt(0, 0, 0).unwrap_or_default(), offset);
+    let start = day.checked_sub_months(chrono::Months::new(12)).unwrap_or(day) + chrono::Days::new(1);
+    let (from, to) = (ms(start), ms(day + chrono::Days::new(1)));
+    let first_of_month = NaiveDate::from_ymd_opt(day.year(), day.month(), 1).unwrap_or(day);
+    // Month k back starts at starts[k]; it ends where month k-1 starts (month 0 ends at `to`).
+    let starts: Vec<i64> = (0..12)
+        .map(|k| ms(first_of_month.checked_sub_months(chrono::Months::new(k)).unwrap_or(first_of_month)))
+        .collect();
+    let buckets = |col: &str| -> String {
+        (0..12)
+            .map(|k| {
+                let end = if k == 0 { to } else { starts[k - 1] };
+                format!(
+                    "CAST(SUM(CASE WHEN {col} >= {} AND {col} < {end} THEN amount ELSE 0 END) AS BIGINT) AS m{k}",
+                    starts[k]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out: HashMap<i64, (i64, [i64; 12], i64)> = members.iter().map(|m| (*m, (0, [0; 12], 0))).collect();
+    let sales = format!(
+        "SELECT member_id, CAST(SUM(amount) AS BIGINT) AS total, {} FROM tickets \
+         WHERE company_id = {{company}} AND member_id IN ({{keys}}) AND sold_at >= {from} AND sold_at < {to} GROUP BY member_id",
+        buckets("sold_at")
+    );
+    let returns = format!(
+        "SELECT t.member_id, CAST(SUM(r.amount) AS BIGINT) AS total, {} FROM returns r \
+         JOIN tickets t ON t.company_id = r.company_id AND t.id = r.ticket_id \
+         WHERE r.company_id = {{company}} AND t.member_id IN ({{keys}}) AND r.returned_at >= {from} AND r.returned_at < {to} \
+         GROUP BY t.member_id",
+        buckets("r.returned_at").replace("THEN amount", "THEN r.amount")
+    );
+    for (sql, sign) in [(sales, 1i64), (returns, -1i64)] {
+        for r in select_in(&mut *tx, b, &sql, company, members).await? {
+            let m: i64 = r.try_get("member_id")?;
+            let e = out.entry(m).or_insert((0, [0; 12], 0));
+            e.0 += sign * r.try_get::<Option<i64>, _>("total")?.unwrap_or(0);
+            for k in 0..12 {
+                e.1[k] += sign * r.try_get::<Option<i64>, _>(format!("m{k}").as_str())?.unwrap_or(0);
+            }
+        }
+    }
+    let points = format!(
+        "SELECT member_id, CAST(SUM(points) AS BIGINT) AS total FROM points_ledger WHERE company_id = {{company}} \
+         AND member_id IN ({{keys}}) AND kind IN ('earn', 'reverse') AND on_date >= '{}' GROUP BY member_id",
+        date_str(start)
+    );
+    for r in select_in(&mut *tx, b, &points, company, members).await? {
+        let m: i64 = r.try_get("member_id")?;
+        out.entry(m).or_insert((0, [0; 12], 0)).2 = r.try_get::<Option<i64>, _>("total")?.unwrap_or(0);
+    }
+    let mut v: Vec<(i64, rxmember_core::tiers::TierStats)> = out
+        .into_iter()
+        .map(|(m, (annual, monthly, points))| {
+            (
+                m,
+                rxmember_core::tiers::TierStats {
+                    annual_spend: Fen(annual),
+                    annual_points: points,
+                    monthly_spend: monthly.iter().map(|x| Fen(*x)).collect(),
+                },
+            )
+        })
+        .collect();
+    v.sort_by_key(|(m, _)| *m);
+    Ok(v)
 }

@@ -540,6 +540,7 @@ impl Store {
             // 5. Tier.
             if let Some(change) = crate::tiers::upgrade_after_sale_in(
                 &mut tx,
+                self.backend,
                 c,
                 m.member_id,
                 &ctx.rules,

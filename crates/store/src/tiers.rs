@@ -3,12 +3,12 @@
 //! reason and is idempotent by its cause (`ticket:<no>`, `review:<year>`).
 
 use crate::{Result, Store, counters};
-use chrono::{Datelike, Months, NaiveDate};
+use chrono::{Datelike, NaiveDate};
 use rxmember_core::loyalty::LoyaltyRules;
 use rxmember_core::org::Scope;
 use rxmember_core::tiers::{TierChange, TierStats};
-use rxmember_core::time::{local_date, local_to_epoch_ms, now_ms};
-use rxmember_core::{CompanyId, Fen, MemberId};
+use rxmember_core::time::{local_date, now_ms};
+use rxmember_core::{CompanyId, MemberId};
 use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
 
@@ -22,68 +22,17 @@ pub struct TierHistoryEntry {
     pub actor: String,
 }
 
-/// The 12 months up to and including `day`: the first instant and the stats.
+/// A member's tier statistics on `day` (the 12 months up to and including it).
 pub(crate) async fn tier_stats_in(
     tx: &mut Transaction<'static, Any>,
+    backend: crate::Backend,
     company: i64,
     member: i64,
     day: NaiveDate,
     offset: i32,
 ) -> Result<TierStats> {
-    let start_day = day.checked_sub_months(Months::new(12)).unwrap_or(day) + chrono::Days::new(1);
-    let from = local_to_epoch_ms(start_day.and_hms_opt(0, 0, 0).unwrap_or_default(), offset);
-    let to = local_to_epoch_ms((day + chrono::Days::new(1)).and_hms_opt(0, 0, 0).unwrap_or_default(), offset);
-    let sales: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT sold_at, amount FROM tickets WHERE company_id = $1 AND member_id = $2 AND sold_at >= $3 AND sold_at < $4",
-    )
-    .bind(company)
-    .bind(member)
-    .bind(from)
-    .bind(to)
-    .fetch_all(&mut **tx)
-    .await?;
-    let returns: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT r.returned_at, r.amount FROM returns r JOIN tickets t ON t.company_id = r.company_id AND t.id = r.ticket_id \
-         WHERE r.company_id = $1 AND t.member_id = $2 AND r.returned_at >= $3 AND r.returned_at < $4",
-    )
-    .bind(company)
-    .bind(member)
-    .bind(from)
-    .bind(to)
-    .fetch_all(&mut **tx)
-    .await?;
-    let points: Option<i64> = sqlx::query_scalar(
-        "SELECT CAST(SUM(points) AS BIGINT) FROM points_ledger WHERE company_id = $1 AND member_id = $2 AND kind IN ('earn', 'reverse') AND on_date >= $3",
-    )
-    .bind(company)
-    .bind(member)
-    .bind(start_day.format("%Y-%m-%d").to_string())
-    .fetch_one(&mut **tx)
-    .await?;
-    let mut monthly = vec![0i64; 12];
-    let month_index = |ms: i64| -> Option<usize> {
-        let d = local_date(ms, offset);
-        let back = (day.year() - d.year()) * 12 + day.month() as i32 - d.month() as i32;
-        (0..12).contains(&back).then_some(back as usize)
-    };
-    let mut annual = 0i64;
-    for (at, amount) in &sales {
-        annual += amount;
-        if let Some(i) = month_index(*at) {
-            monthly[i] += amount;
-        }
-    }
-    for (at, amount) in &returns {
-        annual -= amount;
-        if let Some(i) = month_index(*at) {
-            monthly[i] -= amount;
-        }
-    }
-    Ok(TierStats {
-        annual_spend: Fen(annual),
-        annual_points: points.unwrap_or(0),
-        monthly_spend: monthly.into_iter().map(Fen).collect(),
-    })
+    let stats = crate::points::tier_stats_of(tx, backend, company, &[member], day, offset).await?;
+    Ok(stats.into_iter().next().map(|(_, s)| s).unwrap_or_default())
 }
 
 pub(crate) async fn current_tier_in(
@@ -151,6 +100,7 @@ pub(crate) async fn apply_change_in(
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn upgrade_after_sale_in(
     tx: &mut Transaction<'static, Any>,
+    backend: crate::Backend,
     company: i64,
     member: i64,
     rules: &LoyaltyRules,
@@ -160,7 +110,7 @@ pub(crate) async fn upgrade_after_sale_in(
     actor: &str,
 ) -> Result<Option<TierChange>> {
     let day = local_date(sold_at, offset);
-    let stats = tier_stats_in(tx, company, member, day, offset).await?;
+    let stats = tier_stats_in(tx, backend, company, member, day, offset).await?;
     let current = current_tier_in(tx, company, member).await?;
     let base = rules.tiers.base().map(|l| l.code.clone());
     let effective = current.clone().or(base);
@@ -231,7 +181,7 @@ impl Store {
             let mut tx = self.begin_write().await?;
             for (m,) in &ids {
                 reviewed += 1;
-                let stats = tier_stats_in(&mut tx, c, *m, day, offset).await?;
+                let stats = tier_stats_in(&mut tx, self.backend, c, *m, day, offset).await?;
                 let current = current_tier_in(&mut tx, c, *m).await?;
                 if let Some(change) = rules.tiers.review(current.as_deref(), &stats)
                     && apply_change_in(&mut tx, c, *m, &change, &cause, at, &scope.actor).await?
