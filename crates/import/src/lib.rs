@@ -127,8 +127,9 @@ fn read_chunks(
         rows_read += 1;
         let mut cleaned = rows::clean(&mapping, &ctx, &record);
         let ticket = match &mut cleaned {
-            Ok(Cleaned::Sale(line_no, line, _)) => {
+            Ok(Cleaned::Sale { line_no, line, hash, .. }) => {
                 *line_no = line_numbers.assign(line, *line_no);
+                *hash = rxmember_store::sales::line_hash(line, *line_no);
                 Some(line.ticket_no.clone())
             }
             Err(_) if mapping.kind == Kind::Sales => {

@@ -22,6 +22,7 @@ pub mod products;
 mod rowhash;
 pub mod sales;
 pub mod sessions;
+mod sqlite_native;
 pub mod staff;
 pub mod stores;
 pub mod testing;
@@ -47,6 +48,9 @@ pub enum StoreError {
     Crypto(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the native SQLite bulk path, which calls SQLite without sqlx.
+    #[error("SQLite error {code}: {message}")]
+    Sqlite { code: i32, message: String },
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
 }
