@@ -40,7 +40,10 @@ pub enum ImportError {
 /// Progress of a running import: rows read so far and how far through the input (0.0–1.0).
 pub type Progress<'a> = &'a mut (dyn FnMut(u64, f64) + Send);
 
-const BATCH_ROWS: usize = 5_000;
+/// Rows per batch, and so per transaction. Each commit rewrites the B-tree pages it touched into the
+/// WAL (the right edges of every index above all): 20,000 rows took a fifth less time on SQLite than
+/// 5,000, and up to four batches (one reading, two waiting, one writing) still fit in a few tens of MB.
+pub const BATCH_ROWS: usize = 20_000;
 
 /// Imports `source` as `kind` into `company`, under `scope`. Row problems go into the report; only
 /// an unreadable file or a missing required column is an error.
