@@ -499,7 +499,8 @@ impl Store {
         Ok(out.into_iter().map(|o| o.expect("every row classified")).collect())
     }
 
-    /// The pooled path (PostgreSQL): lookups by `IN (...)` lists, multi-row inserts.
+    /// The pooled path (PostgreSQL): lookups by `IN (...)` lists, multi-row inserts. It runs on SQLite
+    /// too, through the `Any` driver, but a SQLite store always has its native path.
     async fn write_pooled(
         &self,
         ctx: &SalesContext,
