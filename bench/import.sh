@@ -3,15 +3,18 @@
 #   rxmember → SQLite and → PostgreSQL (cleaning, validation, idempotency, reports included)
 #   PostgreSQL COPY into an unindexed table (raw load, no cleaning: a ceiling, not a rival)
 #   DuckDB read_csv into a table (raw columnar load)
-# Writes the table to bench/results/import-<date>-<host>.md. Needs PostgreSQL at $PG (trust auth).
+# Writes the table to bench/results/import-<date>-<host>.md (-2, -3, ... when that exists already).
+# Needs PostgreSQL at $PG (trust auth). BIN=path runs another build (e.g. the previous commit's) instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PG="${PG:-postgres://postgres@127.0.0.1:5432/postgres}"
 SIZE="${SIZE:-small}"
 FILES="bench/data/demo-$SIZE"
 
-cargo build --release -q
-BIN=./target/release/rxmember
+if [ -z "${BIN:-}" ]; then
+    cargo build --release -q
+    BIN=./target/release/rxmember
+fi
 [ -f "$FILES/SCTJ/sales.csv" ] || "$BIN" demo --size "$SIZE" --export "$FILES" >/dev/null
 
 out="$(mktemp)"
@@ -51,6 +54,9 @@ print(f"{time.time() - t:.3f}")
 PY
 )
 
+result="bench/results/import-$(date -u +%Y-%m-%d)-$(hostname)"
+n=1; file="$result.md"
+while [ -e "$file" ]; do n=$((n + 1)); file="$result-$n.md"; done
 {
     echo "# Import throughput — $(date -u +%Y-%m-%d) on $(hostname) ($(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
     echo
@@ -59,5 +65,5 @@ PY
     cat "$out"
     printf '| PostgreSQL COPY (raw, unindexed, no cleaning) | sales lines | %d | %.2f | %.0f |\n' "$lines" "$pg_s" "$(echo "$lines / $pg_s" | bc -l)"
     printf '| DuckDB read_csv (raw, no cleaning) | sales lines | %d | %.2f | %.0f |\n' "$lines" "$duck_s" "$(echo "$lines / $duck_s" | bc -l)"
-} > "bench/results/import-$(date -u +%Y-%m-%d)-$(hostname).md"
-cat "bench/results/import-$(date -u +%Y-%m-%d)-$(hostname).md"
+} > "$file"
+cat "$file"

@@ -40,7 +40,10 @@ pub enum ImportError {
 /// Progress of a running import: rows read so far and how far through the input (0.0–1.0).
 pub type Progress<'a> = &'a mut (dyn FnMut(u64, f64) + Send);
 
-const BATCH_ROWS: usize = 5_000;
+/// Rows per batch, and so per transaction. Each commit rewrites the B-tree pages it touched into the
+/// WAL (the right edges of every index above all): 20,000 rows took a fifth less time on SQLite than
+/// 5,000, and up to four batches (one reading, two waiting, one writing) still fit in a few tens of MB.
+pub const BATCH_ROWS: usize = 20_000;
 
 /// Imports `source` as `kind` into `company`, under `scope`. Row problems go into the report; only
 /// an unreadable file or a missing required column is an error.
@@ -127,8 +130,9 @@ fn read_chunks(
         rows_read += 1;
         let mut cleaned = rows::clean(&mapping, &ctx, &record);
         let ticket = match &mut cleaned {
-            Ok(Cleaned::Sale(line_no, line, _)) => {
+            Ok(Cleaned::Sale { line_no, line, hash, .. }) => {
                 *line_no = line_numbers.assign(line, *line_no);
+                *hash = rxmember_store::sales::line_hash(line, *line_no);
                 Some(line.ticket_no.clone())
             }
             Err(_) if mapping.kind == Kind::Sales => {

@@ -14,7 +14,7 @@ use rxmember_core::{CompanyId, StoreId};
 use rxmember_store::companies::Company;
 use rxmember_store::outcome::{Issue, RowResult};
 use rxmember_store::products::ProductRef;
-use rxmember_store::sales::SalesContext;
+use rxmember_store::sales::{LineHash, SaleRow, SalesContext};
 use rxmember_store::{Store, StoreError};
 use std::collections::HashMap;
 
@@ -68,12 +68,19 @@ impl Context {
     }
 }
 
-/// A cleaned row, with the warnings cleaning raised. Sales carry their line number (0 = not given).
+/// A cleaned row, with the warnings cleaning raised.
 pub(crate) enum Cleaned {
     Store(StoreInput, Vec<Issue>),
     Member(MemberInput, Vec<Issue>),
     Product(ProductInput, Vec<Issue>),
-    Sale(i64, SaleLineInput, Vec<Issue>),
+    /// A sales line with its line number (0 = not given) and content hash, both final once the
+    /// reader has numbered the line within its ticket.
+    Sale {
+        line_no: i64,
+        line: SaleLineInput,
+        hash: LineHash,
+        warnings: Vec<Issue>,
+    },
     Return(ReturnInput, Vec<Issue>),
     Health(HealthCheckInput, Vec<Issue>),
 }
@@ -84,7 +91,7 @@ impl Cleaned {
             Cleaned::Store(_, w)
             | Cleaned::Member(_, w)
             | Cleaned::Product(_, w)
-            | Cleaned::Sale(_, _, w)
+            | Cleaned::Sale { warnings: w, .. }
             | Cleaned::Return(_, w)
             | Cleaned::Health(_, w) => w,
         }
@@ -325,7 +332,7 @@ pub(crate) fn clean(mapping: &Mapping, ctx: &CleanContext, record: &[String]) ->
                 discount: f.optional("discount", clean::money).unwrap_or_default(),
                 cost: f.optional("cost", clean::money),
             };
-            Ok(Cleaned::Sale(line_no, line, f.warnings))
+            Ok(Cleaned::Sale { line_no, line, hash: LineHash::default(), warnings: f.warnings })
         }
         Kind::Returns => {
             let r = ReturnInput {
@@ -392,13 +399,16 @@ pub(crate) async fn write(
         }
         Some(Cleaned::Member(..)) => store.upsert_members(scope, company, &ctx.stores, &collect!(Member)).await,
         Some(Cleaned::Product(..)) => store.upsert_products(scope, company, &collect!(Product)).await,
-        Some(Cleaned::Sale(..)) => {
-            let rows: Vec<(i64, &SaleLineInput)> = batch
+        Some(Cleaned::Sale { .. }) => {
+            let rows: Vec<SaleRow> = batch
                 .iter()
-                .filter_map(|(_, c)| if let Cleaned::Sale(n, l, _) = c { Some((*n, l)) } else { None })
+                .filter_map(|(_, c)| match c {
+                    Cleaned::Sale { line_no, line, hash, .. } => Some(SaleRow { line_no: *line_no, line, hash: *hash }),
+                    _ => None,
+                })
                 .collect();
             let sales = ctx.sales.as_ref().expect("sales context loaded for sales imports");
-            store.write_sales(scope, sales, &rows).await
+            store.write_sale_rows(scope, sales, &rows).await
         }
         Some(Cleaned::Return(..)) => store.write_returns(scope, company, &ctx.products, &collect!(Return)).await,
         Some(Cleaned::Health(..)) => store.write_health_checks(scope, company, &ctx.stores, &collect!(Health)).await,

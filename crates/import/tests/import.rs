@@ -306,23 +306,26 @@ fn big_sales(n_tickets: usize) -> String {
 #[tokio::test]
 async fn an_interrupted_import_run_again_ends_as_one_clean_run() {
     let f = Files::new();
-    let full = big_sales(3_000);
+    // Two lines per ticket: a bit over two batches, the late line of T5 in the last one.
+    let tickets = rxmember_import::BATCH_ROWS + 500;
+    let lines = 2 * tickets as u64 + 1;
+    let full = big_sales(tickets);
     let full_path = f.utf8("full.csv", &full);
 
     // Reference: one clean run.
     let clean = TestDb::new().await;
     let c1 = setup_sales(&clean.store, &f).await;
     let r = run(&clean.store, c1, Kind::Sales, &full_path).await;
-    assert_eq!((r.summary.inserted, r.summary.rejected), (6_001, 0));
+    assert_eq!((r.summary.inserted, r.summary.rejected), (lines, 0));
     let expected = clean.store.sales_totals(&Scope::cli(), c1).await.unwrap();
-    assert_eq!(expected.1, 6_001);
+    assert_eq!(expected.1 as u64, lines);
     let t5 = clean.store.tickets(&Scope::cli(), c1, None, 500, 0).await.unwrap();
     assert!(t5.iter().all(|t| t.line_count == 2 || (t.ticket_no == "T5" && t.line_count == 3)));
 
     // Crash after some batches committed: the prefix landed, then the whole file is run again.
     let crashed = TestDb::new().await;
     let c2 = setup_sales(&crashed.store, &f).await;
-    let cut: String = full.lines().take(5_300).map(|l| format!("{l}\n")).collect();
+    let cut: String = full.lines().take(rxmember_import::BATCH_ROWS + 300).map(|l| format!("{l}\n")).collect();
     run(&crashed.store, c2, Kind::Sales, &f.utf8("prefix.csv", &cut)).await;
     // And a run killed at an arbitrary moment.
     let store = crashed.store.clone();
@@ -335,9 +338,9 @@ async fn an_interrupted_import_run_again_ends_as_one_clean_run() {
     let _ = task.await;
     let r = run(&crashed.store, c2, Kind::Sales, &full_path).await;
     assert_eq!(r.summary.rejected, 0);
-    assert_eq!(r.summary.inserted + r.summary.unchanged, 6_001);
+    assert_eq!(r.summary.inserted + r.summary.unchanged, lines);
     assert_eq!(crashed.store.sales_totals(&Scope::cli(), c2).await.unwrap(), expected);
-    assert_eq!(run(&crashed.store, c2, Kind::Sales, &full_path).await.summary.unchanged, 6_001);
+    assert_eq!(run(&crashed.store, c2, Kind::Sales, &full_path).await.summary.unchanged, lines);
     clean.cleanup().await;
     crashed.cleanup().await;
 }

@@ -45,7 +45,15 @@ pub struct Store {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
     pub(crate) crypto: Crypto,
+    /// The SQLite file's URL, for bulk writers that open a native connection of their own.
+    pub(crate) sqlite_url: Option<String>,
 }
+
+/// Settings of every SQLite connection: WAL, checkpoints every 64 MB of WAL, a 64 MB page cache.
+pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536; \
+     PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 1073741824; \
+     PRAGMA wal_autocheckpoint = 16384;";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -61,29 +69,24 @@ impl Store {
                 redact(url)
             ))
         })?;
-        let pool = match backend {
-            Backend::Sqlite => {
-                let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
+        let sqlite_url = (backend == Backend::Sqlite)
+            .then(|| if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") });
+        let pool = match &sqlite_url {
+            Some(url) => {
                 AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
                             use sqlx::Executor;
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536; \
-                                 PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 1073741824; \
-                                 PRAGMA wal_autocheckpoint = 16384;",
-                            )
-                            .await?;
+                            conn.execute(SQLITE_PRAGMAS).await?;
                             Ok(())
                         })
                     })
-                    .connect(&url)
+                    .connect(url)
                     .await?
             }
-            Backend::Postgres => {
+            None => {
                 AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30)).connect(url).await?
             }
         };
@@ -91,7 +94,7 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Store { pool, backend, crypto })
+        Ok(Store { pool, backend, crypto, sqlite_url })
     }
 
     pub fn backend(&self) -> Backend {

@@ -1,6 +1,7 @@
 //! rxmember-store: the source of truth. Persistence on SQLite (embedded default, a file under `./data/`)
 //! or PostgreSQL (production), through sqlx's `Any` driver so one SQL text serves both; migrations per
-//! backend are applied at start-up.
+//! backend are applied at start-up. Sales imports into SQLite write through a native connection of
+//! their own instead (`sqlite_native`): sqlx's per-row overhead was their critical path.
 //!
 //! Every function that touches tenant data takes the caller's [`Scope`](rxmember_core::org::Scope) and
 //! filters by it: there is no unscoped query for tenant data. Personal data is encrypted here, on the
@@ -26,6 +27,7 @@ pub mod products;
 mod rowhash;
 pub mod sales;
 pub mod sessions;
+mod sqlite_native;
 pub mod staff;
 pub mod stores;
 pub mod testing;
@@ -52,6 +54,9 @@ pub enum StoreError {
     Crypto(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the native SQLite bulk path, which calls SQLite without sqlx.
+    #[error("SQLite error {code}: {message}")]
+    Sqlite { code: i32, message: String },
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
 }

@@ -460,7 +460,7 @@ impl Store {
             .bind(q.amount.0)
             .bind(q.list_amount.0 - q.amount.0)
             .bind(cost.0)
-            .bind(crate::sales::line_hash(&input, line_no))
+            .bind(crate::sales::line_hash(&input, line_no).to_vec())
             .execute(&mut *tx)
             .await?;
         }
