@@ -500,7 +500,11 @@ async fn run(cli: Cli) -> Result<()> {
             let summary = match export {
                 Some(dir) => rxmember_demo::export(&opts, &dir)
                     .with_context(|| format!("writing demo files to {}", dir.display()))?,
-                None => rxmember_demo::load(&store, &opts, &mut |msg| eprintln!("{msg}")).await?,
+                None => {
+                    let summary = rxmember_demo::load(&store, &opts, &mut |msg| eprintln!("{msg}")).await?;
+                    rxmember_demo::loyalty::accrue(&store, &mut |msg| eprintln!("{msg}")).await?;
+                    summary
+                }
             };
             println!("{summary}");
         }
@@ -586,6 +590,7 @@ async fn ensure_demo(store: &rxmember_store::Store, size: rxmember_demo::Size) -
             rxmember_demo::load(store, &rxmember_demo::Options { size, seed: 42 }, &mut |msg| eprintln!("{msg}"))
                 .await?;
         eprintln!("{summary}");
+        eprintln!("会员积分在后台入账中，稍后可见 (points of the demo's tickets are being accrued in the background)");
     }
     let logins = rxmember_demo::ensure_demo_logins(store).await?;
     let mut banner = vec![format!("演示账号 (demo logins), 密码 password: {}", rxmember_demo::DEMO_PASSWORD)];

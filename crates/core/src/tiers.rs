@@ -188,6 +188,14 @@ impl TierRules {
         Some(TierChange { from: current.map(String::from), to: level.code.clone(), reason })
     }
 
+    /// Whether any level's conditions look at points earned (so statistics must include them).
+    pub fn uses_points(&self) -> bool {
+        self.levels
+            .iter()
+            .flat_map(|l| l.entry.iter().chain(&l.retain))
+            .any(|c| matches!(c, Condition::AnnualPoints { .. }))
+    }
+
     /// Whether `date` is the review day.
     pub fn is_review_day(&self, date: NaiveDate) -> bool {
         crate::points::parse_month_day(&self.review_on).is_ok_and(|(m, d)| date.month() == m && date.day() == d)

@@ -1,8 +1,7 @@
 //! The demo group's loyalty set-up, so points, tiers, member days and coupons show on the demo:
 //! seed 003's lunar member days (农历 8/18/28, 9.5折, double points), birthday-month double points,
 //! calendar-year clearing on 03-31 plus a 12-month rolling validity (seed 001), points deduction at
-//! the till and a 500-point coupon exchange, and four coupon templates. Then the points of every
-//! demo ticket are accrued. Idempotent.
+//! the till and a 500-point coupon exchange, and four coupon templates. Idempotent.
 
 use chrono::{Datelike, NaiveDate};
 use rxmember_core::coupons::{CouponKind, IssueEvent, Validity};
@@ -61,8 +60,9 @@ fn template(
     }
 }
 
-/// Sets up one company's demo loyalty and accrues its points.
-pub async fn setup(store: &Store, company: CompanyId, end: NaiveDate) -> Result<(u64, u64), StoreError> {
+/// Sets up one company's demo loyalty rules and coupon templates. The points of the demo's tickets
+/// are accrued by [`accrue`] (`rxmember demo`) or by the server's background job (`serve --demo`).
+pub async fn setup(store: &Store, company: CompanyId, end: NaiveDate) -> Result<(), StoreError> {
     let scope = Scope::cli();
     store.set_loyalty_rules(&scope, company, &demo_rules()).await?;
     let month_start = NaiveDate::from_ymd_opt(end.year(), end.month(), 1).unwrap_or(end);
@@ -86,5 +86,20 @@ pub async fn setup(store: &Store, company: CompanyId, end: NaiveDate) -> Result<
             store.enable_coupon_template(&scope, company, &t.code, None).await?;
         }
     }
-    store.accrue_points(&scope, company).await
+    Ok(())
+}
+
+/// Accrues the points of every company's tickets, reporting each company's progress.
+pub async fn accrue(store: &Store, progress: &mut dyn FnMut(&str)) -> Result<(), StoreError> {
+    let scope = Scope::cli();
+    for c in store.companies(&scope).await? {
+        let started = std::time::Instant::now();
+        let (tickets, returns) = store.accrue_points(&scope, c.id).await?;
+        progress(&format!(
+            "{}: {tickets} 张会员小票入账积分，{returns} 笔退货扣回 ({:.1}s)",
+            c.code,
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(())
 }

@@ -265,8 +265,16 @@ pub async fn issue(
     let members: Vec<MemberId> = match (&b.card_nos, &b.expression) {
         (Some(cards), None) => {
             let mut ids = Vec::with_capacity(cards.len());
+            let mut unknown = Vec::new();
             for c in cards {
-                ids.push(MemberId(s.store.pos_identify(&scope, company, &MemberKey::Card(c.clone())).await?.member_id));
+                match s.store.pos_identify(&scope, company, &MemberKey::Card(c.clone())).await {
+                    Ok(m) => ids.push(MemberId(m.member_id)),
+                    Err(rxmember_store::StoreError::NotFound { .. }) => unknown.push(c.clone()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if !unknown.is_empty() {
+                return Err(ApiError::BadRequest(format!("以下卡号不存在 (unknown cards): {}", unknown.join(", "))));
             }
             ids
         }

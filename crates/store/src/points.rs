@@ -713,12 +713,19 @@ impl Store {
         }
         // Tiers: raised after the batch, for each member who earned, on the 12 months up to the
         // batch's last day (the till raises a tier after each sale; an import after each batch).
-        let evaluated: Vec<i64> = touched.iter().copied().collect();
+        // Members already at the top level cannot rise.
+        let top = rules.tiers.levels.last().map(|l| l.code.as_str());
+        let evaluated: Vec<i64> = touched
+            .iter()
+            .copied()
+            .filter(|m| tier.get(m).cloned().flatten().as_deref() != top || top.is_none())
+            .collect();
         if let Some(last_at) = todo.iter().map(|t| t.3).max()
             && !evaluated.is_empty()
         {
             let day = local_date(last_at, offset);
-            for (m, stats) in tier_stats_of(tx, b, c, &evaluated, day, offset).await? {
+            let points = rules.tiers.uses_points();
+            for (m, stats) in tier_stats_of(tx, b, c, &evaluated, day, offset, points).await? {
                 let current = tier.get(&m).cloned().flatten();
                 let effective = current.clone().or_else(|| rules.tiers.base().map(|l| l.code.clone()));
                 if let Some(mut change) = rules.tiers.upgrade(effective.as_deref(), &stats)
@@ -952,6 +959,7 @@ pub(crate) async fn tier_stats_of(
     members: &[i64],
     day: NaiveDate,
     offset: i32,
+    with_points: bool,
 ) -> Result<Vec<(i64, rxmember_core::tiers::TierStats)>> {
     use crate::db::select_in;
     use rxmember_core::time::local_to_epoch_ms;
@@ -1004,9 +1012,12 @@ pub(crate) async fn tier_stats_of(
          AND member_id IN ({{keys}}) AND kind IN ('earn', 'reverse') AND on_date >= '{}' GROUP BY member_id",
         date_str(start)
     );
-    for r in select_in(&mut *tx, b, &points, company, members).await? {
-        let m: i64 = r.try_get("member_id")?;
-        out.entry(m).or_insert((0, [0; 12], 0)).2 = r.try_get::<Option<i64>, _>("total")?.unwrap_or(0);
+    // Points earned over the year, only when a tier condition asks (the costliest of the three).
+    if with_points {
+        for r in select_in(&mut *tx, b, &points, company, members).await? {
+            let m: i64 = r.try_get("member_id")?;
+            out.entry(m).or_insert((0, [0; 12], 0)).2 = r.try_get::<Option<i64>, _>("total")?.unwrap_or(0);
+        }
     }
     let mut v: Vec<(i64, rxmember_core::tiers::TierStats)> = out
         .into_iter()

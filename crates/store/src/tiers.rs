@@ -31,7 +31,7 @@ pub(crate) async fn tier_stats_in(
     day: NaiveDate,
     offset: i32,
 ) -> Result<TierStats> {
-    let stats = crate::points::tier_stats_of(tx, backend, company, &[member], day, offset).await?;
+    let stats = crate::points::tier_stats_of(tx, backend, company, &[member], day, offset, true).await?;
     Ok(stats.into_iter().next().map(|(_, s)| s).unwrap_or_default())
 }
 
