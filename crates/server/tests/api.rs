@@ -435,15 +435,16 @@ async fn console_has_the_loyalty_pages() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{adj}");
-    let balance = adj["result"]["Done"]["balance"].as_i64().expect("the page reads result.Done.balance");
-    assert!(page.contains("r.Done.balance"));
+    assert_eq!(adj["result"]["status"], "done", "{adj}");
+    let balance = adj["result"]["balance"].as_i64().expect("the page reads result.balance");
+    assert!(page.contains("r.status === \"done\"") && page.contains("r.balance"));
     let (_, again, _) = post(
         "POST",
         format!("{uri}/adjust"),
         json!({"points": 1000, "reason": "测试补录", "request_id": "web-test-3"}),
     )
     .await;
-    assert_eq!(again["result"], "AlreadyApplied", "the page says so when result.Done is missing");
+    assert_eq!(again["result"]["status"], "already_applied", "the page says so when the status is not done");
     let tier = &r["points"]["redemption"]["coupon_tiers"][0];
     let (status, ex, _) =
         post("POST", format!("{uri}/exchange"), json!({"template": tier["template"], "request_id": "web-test-4"}))

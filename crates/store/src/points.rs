@@ -44,8 +44,10 @@ pub struct PointsSummary {
     pub next_expiry: Option<String>,
 }
 
-/// What applying a cause did.
+/// What applying a cause did. As JSON: `{"status": "done", "points", "balance"}` or
+/// `{"status": "already_applied"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
 pub enum Applied {
     /// Entries appended; the new balance.
     Done { points: i64, balance: i64 },
