@@ -72,13 +72,13 @@ impl IntoResponse for ApiError {
                 (StatusCode::UNAUTHORIZED, "unauthenticated", "请先登录 (login required)".to_string())
             }
             ApiError::Forbidden => {
-                (StatusCode::FORBIDDEN, "forbidden", "无权访问 (outside your data scope)".to_string())
+                (StatusCode::FORBIDDEN, "forbidden", "无权访问：超出您的数据范围，或您的角色不能执行此操作 (forbidden: outside your data scope, or your role may not do this)".to_string())
             }
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", format!("{what} 不存在 (not found)")),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
             ApiError::Store(e) => match e {
                 StoreError::AccessDenied => {
-                    (StatusCode::FORBIDDEN, "forbidden", "无权访问 (outside your data scope)".into())
+                    (StatusCode::FORBIDDEN, "forbidden", "无权访问：超出您的数据范围，或您的角色不能执行此操作 (forbidden: outside your data scope, or your role may not do this)".into())
                 }
                 StoreError::NotFound { what } => {
                     (StatusCode::NOT_FOUND, "not_found", format!("{what} 不存在 (not found)"))
