@@ -125,6 +125,8 @@ const NO_TALLY: Tally = Tally { day: Day::MIN, net: 0, days: 0, spend: 0 };
 thread_local! {
     /// Per-member tallies, reused from question to question (only the members read are reset).
     static TALLIES: std::cell::RefCell<Vec<Tally>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per-member day counts when only days count (see [`bought_postings`]), reused likewise.
+    static DAYS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A set of members as bits, for members marked in any order.
@@ -167,6 +169,39 @@ fn bought_postings(
             }
         });
         return (bits.bitmap(), None);
+    }
+    let first = from.max(index.first_day());
+    if spend.is_empty() && !negative && to.saturating_sub(first) < u16::MAX as i32 - 1 {
+        // Only days count, and a day counts when it has a positive purchase: per member the last
+        // day seen (relative to the window, plus one) and the days so far, packed in 4 bytes.
+        return DAYS.with_borrow_mut(|slots| {
+            slots.resize(data.len(), 0);
+            let mut seen: Vec<u32> = Vec::new();
+            index.each(products, from, to, |d, p| {
+                if p.amount <= 0 || store.is_some_and(|s| p.store != s) {
+                    return;
+                }
+                let day = (d - first + 1) as u32;
+                let slot = &mut slots[p.member as usize];
+                if *slot >> 16 != day {
+                    if *slot == 0 {
+                        seen.push(p.member);
+                    }
+                    *slot = day << 16 | ((*slot & 0xffff) + 1).min(0xffff);
+                }
+            });
+            seen.sort_unstable();
+            let mut hit = Vec::new();
+            for &o in &seen {
+                let days = std::mem::take(&mut slots[o as usize]) & 0xffff;
+                if pass(times, spend, days as i64, 0) {
+                    hit.push(o);
+                }
+            }
+            let hit = RoaringBitmap::from_sorted_iter(hit).expect("sorted");
+            let seen = pass(times, spend, 0, 0).then(|| RoaringBitmap::from_sorted_iter(seen).expect("sorted"));
+            (hit, seen)
+        });
     }
     TALLIES.with_borrow_mut(|tallies| {
         tallies.resize(data.len(), NO_TALLY);
@@ -362,8 +397,14 @@ impl<'a> Evaluator<'a> {
             return Ok(hit);
         }
         let targets = values.iter().map(|v| self.number(field, v, span)).collect::<Result<Vec<f64>, _>>()?;
-        match targets[..] {
-            [t] => self.scan_numeric(field, span, u, |x| cmp_f64(x, cmp, t)),
+        // One comparison: chosen once here, so the scan's loop holds no branch on the operator.
+        match (&targets[..], cmp) {
+            (&[t], Cmp::Eq) => self.scan_numeric(field, span, u, |x| x == t),
+            (&[t], Cmp::Ne) => self.scan_numeric(field, span, u, |x| x != t),
+            (&[t], Cmp::Lt) => self.scan_numeric(field, span, u, |x| x < t),
+            (&[t], Cmp::Le) => self.scan_numeric(field, span, u, |x| x <= t),
+            (&[t], Cmp::Gt) => self.scan_numeric(field, span, u, |x| x > t),
+            (&[t], Cmp::Ge) => self.scan_numeric(field, span, u, |x| x >= t),
             _ => self.scan_numeric(field, span, u, |x| targets.iter().any(|t| cmp_f64(x, cmp, *t))),
         }
     }

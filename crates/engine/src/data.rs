@@ -275,7 +275,9 @@ impl Pending {
 
 /// A log's entries grouped by member (ascending), each member's in the order read, without the
 /// entries read before their member's history was cleared (`kind` indexes the clear's lengths).
-/// A big log is moved by a counting sort (one scattered write per entry), a small one sorted.
+/// A small log is sorted; a big one moved by a two-pass counting sort: first by ranges of
+/// [`RANGE`] members (a write stream per range), then within each range, whose entries fit in
+/// cache — one scattered write per entry over the whole log would miss the cache every time.
 fn group<E: OfMember>(mut log: Vec<E>, n: usize, cleared: &FastMap<u32, [usize; 4]>, kind: usize) -> Vec<E> {
     if !cleared.is_empty() {
         let mut i = 0;
@@ -290,21 +292,45 @@ fn group<E: OfMember>(mut log: Vec<E>, n: usize, cleared: &FastMap<u32, [usize; 
         return log;
     }
     let Some(&first) = log.first() else { return log };
-    let mut next = vec![0u32; n + 1];
+    let ranges = n.div_ceil(RANGE);
+    let mut next = vec![0usize; ranges + 1];
     for e in &log {
-        next[e.member() as usize + 1] += 1;
+        next[e.member() as usize / RANGE + 1] += 1;
     }
-    for o in 0..n {
-        next[o + 1] += next[o];
+    for r in 0..ranges {
+        next[r + 1] += next[r];
     }
-    let mut out = vec![first; log.len()];
-    for e in log {
-        let at = &mut next[e.member() as usize];
-        out[*at as usize] = e;
+    let bounds = next.clone();
+    let mut by_range = vec![first; log.len()];
+    for e in &log {
+        let at = &mut next[e.member() as usize / RANGE];
+        by_range[*at] = *e;
         *at += 1;
     }
-    out
+    // The second pass writes back into the log's own buffer.
+    let mut at = vec![0usize; RANGE + 1];
+    for r in 0..ranges {
+        let (begin, end) = (bounds[r], bounds[r + 1]);
+        let base = r * RANGE;
+        at.iter_mut().for_each(|x| *x = 0);
+        for e in &by_range[begin..end] {
+            at[e.member() as usize - base + 1] += 1;
+        }
+        at[0] = begin;
+        for k in 0..RANGE {
+            at[k + 1] += at[k];
+        }
+        for e in &by_range[begin..end] {
+            let slot = &mut at[e.member() as usize - base];
+            log[*slot] = *e;
+            *slot += 1;
+        }
+    }
+    log
 }
+
+/// Members per range in the first pass of [`group`].
+const RANGE: usize = 1024;
 
 /// A cursor over a log grouped by member.
 struct Groups<E> {
@@ -758,7 +784,9 @@ impl CompanyData {
             self.checks.items.extend(checks.take(o).iter().map(|c| c.1));
             self.checks.close(m);
 
-            for b in self.purchases.of(m) {
+            // Only purchases new to the run can add a buyer (a cleared run is new in full).
+            let kept = if fresh || fresh_build { 0 } else { old_purchases.len() };
+            for b in self.purchases.of(m).get(kept..).unwrap_or_default() {
                 let e = &mut self.ever_bought[b.product as usize];
                 if e.try_push(o).is_err() {
                     e.insert(o);
@@ -938,6 +966,16 @@ mod tests {
         let mut n = 0;
         data.product_days().each(&[0], Day::MIN, Day::MAX, |_, _| n += 1);
         assert_eq!(n, 3);
+    }
+
+    proptest! {
+        #[test]
+        fn grouping_by_member_keeps_the_order_read(members in prop::collection::vec(0u32..5000, 0..3000)) {
+            let log: Vec<(u32, usize)> = members.iter().enumerate().map(|(i, &o)| (o, i)).collect();
+            let mut want = log.clone();
+            want.sort_by_key(|e| e.0);
+            prop_assert_eq!(group(log, 5000, &FastMap::default(), 0), want);
+        }
     }
 
     #[test]

@@ -174,6 +174,11 @@ impl ProductDays {
         }
     }
 
+    /// The first day with any posting (`Day::MAX` when there is none).
+    pub fn first_day(&self) -> Day {
+        self.0.first_day
+    }
+
     /// How many postings [`ProductDays::each`] would visit, and whether any has a negative amount.
     pub fn size(&self, products: &[u32], from: Day, to: Day) -> (usize, bool) {
         self.0
