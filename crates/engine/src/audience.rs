@@ -146,6 +146,17 @@ impl Bits {
     }
 }
 
+/// Puts the members with a tally in ordinal order: sorted when few, else found by one pass over the
+/// tallies (a sort of hundreds of thousands of ordinals costs more than reading the whole array).
+fn in_order<T: PartialEq>(seen: &mut Vec<u32>, slots: &[T], unset: T) {
+    if seen.len() < slots.len() / 32 {
+        seen.sort_unstable();
+    } else {
+        seen.clear();
+        seen.extend(slots.iter().enumerate().filter(|(_, t)| **t != unset).map(|(o, _)| o as u32));
+    }
+}
+
 /// `bought(...)` from the purchases by product and day: the members whose days with a positive net
 /// and net spend over `products` on days `from..=to` (at `store`) pass the conditions, and the
 /// members with any such purchase (`None` when not needed: a member without one never passes).
@@ -190,7 +201,7 @@ fn bought_postings(
                     *slot = day << 16 | ((*slot & 0xffff) + 1).min(0xffff);
                 }
             });
-            seen.sort_unstable();
+            in_order(&mut seen, slots, 0);
             let mut hit = Vec::new();
             for &o in &seen {
                 let days = std::mem::take(&mut slots[o as usize]) & 0xffff;

@@ -140,14 +140,8 @@ impl CompanyEngine {
                 Some(d) => std::mem::take(d),
                 None => (*self.current).clone(),
             };
-            self.current = Arc::new(Derived::update_owned(
-                prev,
-                &self.data,
-                &self.taxonomy,
-                &self.settings,
-                &self.saved_tags,
-                &touched,
-            ));
+            self.current =
+                Arc::new(Derived::update(prev, &self.data, &self.taxonomy, &self.settings, &self.saved_tags, &touched));
         }
     }
 

@@ -431,7 +431,7 @@ pub struct CompanyData {
     product_index: FastMap<i64, u32>,
     #[serde(skip)]
     store_index: FastMap<i64, u32>,
-    /// The last ticket read (id, member ordinal): its lines need no member lookup.
+    /// The last ticket read (ticket id, member id, member ordinal): its lines need no member lookup.
     #[serde(skip)]
     last_ticket: Option<(i64, i64, u32)>,
 }

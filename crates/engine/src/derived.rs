@@ -67,19 +67,8 @@ impl Derived {
     /// Per-member features and classes are computed again for those members only; grades (medians)
     /// and saved tags are whole-company and computed again in full; the catalogue places again only
     /// the members whose facts, grade or activity level changed.
+    /// `prev`'s columns and bitmaps are reused, not copied (clone it to keep it).
     pub fn update(
-        prev: &Derived,
-        data: &CompanyData,
-        taxonomy: &Taxonomy,
-        settings: &Settings,
-        saved_tags: &[SavedTag],
-        touched: &RoaringBitmap,
-    ) -> Derived {
-        Self::derive(data, taxonomy, settings, saved_tags, prev.as_of, Some((prev.clone(), touched)))
-    }
-
-    /// [`Derived::update`] reusing `prev`'s columns and bitmaps instead of copying them.
-    pub fn update_owned(
         prev: Derived,
         data: &CompanyData,
         taxonomy: &Taxonomy,
@@ -119,7 +108,7 @@ impl Derived {
             });
             let features = match (prev_features, touched) {
                 (Some(mut f), Some(touched)) => {
-                    f.refresh(data, touched);
+                    f.update(data, touched);
                     f
                 }
                 _ => Features::compute(data, as_of),

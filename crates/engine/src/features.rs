@@ -63,16 +63,9 @@ impl Features {
         f
     }
 
-    /// The same features after `data` changed only for `touched` members (new members are always
-    /// touched), as of the same day: only those members are computed again.
-    pub fn update(&self, data: &CompanyData, touched: &roaring::RoaringBitmap) -> Features {
-        let mut f = self.clone();
-        f.refresh(data, touched);
-        f
-    }
-
-    /// [`Features::update`] in place.
-    pub fn refresh(&mut self, data: &CompanyData, touched: &roaring::RoaringBitmap) {
+    /// Brings the features up to date, in place, after `data` changed only for `touched` members (new
+    /// members are always touched), as of the same day: only those members are computed again.
+    pub fn update(&mut self, data: &CompanyData, touched: &roaring::RoaringBitmap) {
         self.resize(data.len());
         let mut scratch = Scratch::default();
         for o in touched {
