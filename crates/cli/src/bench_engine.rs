@@ -104,6 +104,20 @@ pub fn time_counts(engine: &CompanyEngine, d: &Derived, repeat: usize) -> Vec<(u
         .collect()
 }
 
+/// CPU time used by the process so far (all threads, user + system), seconds, at the kernel's 10 ms
+/// resolution: on a shared machine wall time includes waiting for a core, CPU time does not.
+pub fn cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which is in parentheses and may hold spaces).
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 pub fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

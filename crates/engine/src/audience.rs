@@ -8,11 +8,14 @@ use crate::derived::Derived;
 use crate::features::{NONE_I32, YEAR_DAYS};
 use crate::grades::{ActivityLevel, RfmGrade};
 use crate::lang::{self, Arg, Cmp, DurationUnit, Expr, Func, Span, Value};
+use crate::postings::{ALL_KINDS, CheckPosting, kind_index};
 use chrono::Months;
 use roaring::RoaringBitmap;
 use rxmember_core::health::HealthKind;
 use rxmember_core::member::{Gender, MemberStatus, RegistrationSource};
 use rxmember_core::taxonomy::Taxonomy;
+
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// An expression that parses but cannot be evaluated (unknown category, wrong value type, ...).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -81,25 +84,15 @@ pub fn evaluate(
 
 /// Members who bought any of `products` in the 12 months up to the as-of day (net of returns).
 pub fn bought_within_year(data: &CompanyData, d: &Derived, products: &[u32]) -> RoaringBitmap {
-    let mut candidates = RoaringBitmap::new();
-    for &p in products {
-        candidates |= &data.ever_bought[p as usize];
-    }
-    let from = d.as_of - YEAR_DAYS;
-    candidates
-        .iter()
-        .filter(|&o| {
-            purchase_days(data, o, |p| p.day > from && p.day <= d.as_of && products.binary_search(&p.product).is_ok()).0
-                > 0
-        })
-        .collect()
+    let times = vec![(Cmp::Ge, 1.0)];
+    bought_postings(data, products, d.as_of - YEAR_DAYS + 1, d.as_of, None, &times, &[]).0
 }
 
 /// Distinct days with a positive net purchase, and the net spend (fen), over a member's purchases
 /// that pass `keep`.
 fn purchase_days(data: &CompanyData, o: u32, keep: impl Fn(&crate::data::Purchase) -> bool) -> (i64, i64) {
     let mut per_day: Vec<(Day, i64)> = Vec::new();
-    for p in data.purchases[o as usize].iter().filter(|p| keep(p)) {
+    for p in data.purchases(o as usize).iter().filter(|p| keep(p)) {
         match per_day.iter_mut().find(|(d, _)| *d == p.day) {
             Some((_, a)) => *a += p.amount,
             None => per_day.push((p.day, p.amount)),
@@ -108,20 +101,168 @@ fn purchase_days(data: &CompanyData, o: u32, keep: impl Fn(&crate::data::Purchas
     (per_day.iter().filter(|(_, a)| *a > 0).count() as i64, per_day.iter().map(|(_, a)| a).sum())
 }
 
+fn pass(times: &[(Cmp, f64)], spend: &[(Cmp, f64)], days: i64, fen: i64) -> bool {
+    times.iter().all(|(c, t)| cmp_f64(days as f64, *c, *t))
+        && spend.iter().all(|(c, t)| cmp_f64(fen as f64 / 100.0, *c, *t))
+}
+
+/// `times >= 1` and nothing else: the question is only whether some day counts.
+fn any_day(times: &[(Cmp, f64)], spend: &[(Cmp, f64)]) -> bool {
+    spend.is_empty() && times.len() == 1 && times[0] == (Cmp::Ge, 1.0)
+}
+
+/// A member's running count while its postings are read day by day.
+#[derive(Clone, Copy)]
+struct Tally {
+    day: Day,
+    net: i64,
+    days: u32,
+    spend: i64,
+}
+
+const NO_TALLY: Tally = Tally { day: Day::MIN, net: 0, days: 0, spend: 0 };
+
+thread_local! {
+    /// Per-member tallies, reused from question to question (only the members read are reset).
+    static TALLIES: std::cell::RefCell<Vec<Tally>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per-member day counts when only days count (see [`bought_postings`]), reused likewise.
+    static DAYS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A set of members as bits, for members marked in any order.
+struct Bits(Vec<u8>);
+
+impl Bits {
+    fn new(n: usize) -> Bits {
+        Bits(vec![0; n.div_ceil(8)])
+    }
+
+    fn set(&mut self, o: u32) {
+        self.0[(o >> 3) as usize] |= 1 << (o & 7);
+    }
+
+    fn bitmap(&self) -> RoaringBitmap {
+        RoaringBitmap::from_lsb0_bytes(0, &self.0)
+    }
+}
+
+/// Puts the members with a tally in ordinal order: sorted when few, else found by one pass over the
+/// tallies (a sort of hundreds of thousands of ordinals costs more than reading the whole array).
+fn in_order<T: PartialEq>(seen: &mut Vec<u32>, slots: &[T], unset: T) {
+    if seen.len() < slots.len() / 32 {
+        seen.sort_unstable();
+    } else {
+        seen.clear();
+        seen.extend(slots.iter().enumerate().filter(|(_, t)| **t != unset).map(|(o, _)| o as u32));
+    }
+}
+
+/// `bought(...)` from the purchases by product and day: the members whose days with a positive net
+/// and net spend over `products` on days `from..=to` (at `store`) pass the conditions, and the
+/// members with any such purchase (`None` when not needed: a member without one never passes).
+fn bought_postings(
+    data: &CompanyData,
+    products: &[u32],
+    from: Day,
+    to: Day,
+    store: Option<u32>,
+    times: &[(Cmp, f64)],
+    spend: &[(Cmp, f64)],
+) -> (RoaringBitmap, Option<RoaringBitmap>) {
+    let index = data.product_days();
+    let (_, negative) = index.size(products, from, to);
+    if any_day(times, spend) && !negative {
+        // With no negative amounts, a day with any positive purchase nets positive.
+        let mut bits = Bits::new(data.len());
+        index.each(products, from, to, |_, p| {
+            if p.amount > 0 && store.is_none_or(|s| p.store == s) {
+                bits.set(p.member);
+            }
+        });
+        return (bits.bitmap(), None);
+    }
+    let first = from.max(index.first_day());
+    if spend.is_empty() && !negative && to.saturating_sub(first) < u16::MAX as i32 - 1 {
+        // Only days count, and a day counts when it has a positive purchase: per member the last
+        // day seen (relative to the window, plus one) and the days so far, packed in 4 bytes.
+        return DAYS.with_borrow_mut(|slots| {
+            slots.resize(data.len(), 0);
+            let mut seen: Vec<u32> = Vec::new();
+            index.each(products, from, to, |d, p| {
+                if p.amount <= 0 || store.is_some_and(|s| p.store != s) {
+                    return;
+                }
+                let day = (d - first + 1) as u32;
+                let slot = &mut slots[p.member as usize];
+                if *slot >> 16 != day {
+                    if *slot == 0 {
+                        seen.push(p.member);
+                    }
+                    *slot = day << 16 | ((*slot & 0xffff) + 1).min(0xffff);
+                }
+            });
+            in_order(&mut seen, slots, 0);
+            let mut hit = Vec::new();
+            for &o in &seen {
+                let days = std::mem::take(&mut slots[o as usize]) & 0xffff;
+                if pass(times, spend, days as i64, 0) {
+                    hit.push(o);
+                }
+            }
+            let hit = RoaringBitmap::from_sorted_iter(hit).expect("sorted");
+            let seen = pass(times, spend, 0, 0).then(|| RoaringBitmap::from_sorted_iter(seen).expect("sorted"));
+            (hit, seen)
+        });
+    }
+    TALLIES.with_borrow_mut(|tallies| {
+        tallies.resize(data.len(), NO_TALLY);
+        let mut seen: Vec<u32> = Vec::new();
+        index.each(products, from, to, |d, p| {
+            if store.is_some_and(|s| p.store != s) {
+                return;
+            }
+            let t = &mut tallies[p.member as usize];
+            if t.day != d {
+                if t.day == Day::MIN {
+                    seen.push(p.member);
+                } else if t.net > 0 {
+                    t.days += 1;
+                }
+                t.day = d;
+                t.net = 0;
+            }
+            t.net += p.amount;
+            t.spend += p.amount;
+        });
+        seen.sort_unstable();
+        let mut hit = Vec::new();
+        for &o in &seen {
+            let t = std::mem::replace(&mut tallies[o as usize], NO_TALLY);
+            if pass(times, spend, t.days as i64 + (t.net > 0) as i64, t.spend) {
+                hit.push(o);
+            }
+        }
+        let hit = RoaringBitmap::from_sorted_iter(hit).expect("sorted");
+        let seen = pass(times, spend, 0, 0).then(|| RoaringBitmap::from_sorted_iter(seen).expect("sorted"));
+        (hit, seen)
+    })
+}
+
 /// The members of `u` (out of `n`) passing `keep`. A large `u` is scanned as a plain range into a
-/// bit array, which is several times faster than visiting the bitmap member by member.
+/// bit array, 64 members a word, which is several times faster than visiting the bitmap member by
+/// member; `keep` is a concrete closure, inlined into the loop.
 fn scan(u: &RoaringBitmap, n: usize, keep: impl Fn(usize) -> bool) -> RoaringBitmap {
     if (u.len() as usize) < n / 8 {
         return RoaringBitmap::from_sorted_iter(u.iter().filter(|&o| keep(o as usize))).unwrap_or_default();
     }
-    let mut bytes = vec![0u8; n.div_ceil(8)];
-    for (i, byte) in bytes.iter_mut().enumerate() {
-        let base = i * 8;
-        let mut b = 0u8;
-        for k in 0..8.min(n - base) {
-            b |= (keep(base + k) as u8) << k;
+    let mut bytes = vec![0u8; n.div_ceil(64) * 8];
+    for (w, word) in bytes.chunks_exact_mut(8).enumerate() {
+        let base = w * 64;
+        let mut b = 0u64;
+        for k in 0..64.min(n - base) {
+            b |= (keep(base + k) as u64) << k;
         }
-        *byte = b;
+        word.copy_from_slice(&b.to_le_bytes());
     }
     RoaringBitmap::from_lsb0_bytes(0, &bytes) & u
 }
@@ -139,9 +280,6 @@ fn cmp_f64(a: f64, cmp: Cmp, b: f64) -> bool {
 
 /// `times >= 2`, `spend < 100`: comparisons a count or an amount must all pass.
 type Conditions = Vec<(Cmp, f64)>;
-
-/// A numeric feature: the member's value in the unit the language uses.
-type Numeric<'a> = Box<dyn Fn(usize) -> Option<f64> + 'a>;
 
 struct Evaluator<'a> {
     data: &'a CompanyData,
@@ -188,9 +326,8 @@ impl<'a> Evaluator<'a> {
             }
             Expr::In { field, values, span } => self.compare(field, Cmp::Eq, values, *span, u)?,
             Expr::Between { field, low, high, span } => {
-                let num = self.numeric(field, *span)?;
                 let (lo, hi) = (self.number(field, low, *span)?, self.number(field, high, *span)?);
-                scan(u, self.data.len(), |o| num(o).is_some_and(|x| x >= lo && x <= hi))
+                self.scan_numeric(field, *span, u, |x| x >= lo && x <= hi)?
             }
             Expr::Call { func, args, span } => match func {
                 Func::Bought => self.bought(args, *span, u)?,
@@ -270,9 +407,17 @@ impl<'a> Evaluator<'a> {
             }
             return Ok(hit);
         }
-        let num = self.numeric(field, span)?;
         let targets = values.iter().map(|v| self.number(field, v, span)).collect::<Result<Vec<f64>, _>>()?;
-        Ok(scan(u, self.data.len(), |o| num(o).is_some_and(|x| targets.iter().any(|t| cmp_f64(x, cmp, *t)))))
+        // One comparison: chosen once here, so the scan's loop holds no branch on the operator.
+        match (&targets[..], cmp) {
+            (&[t], Cmp::Eq) => self.scan_numeric(field, span, u, |x| x == t),
+            (&[t], Cmp::Ne) => self.scan_numeric(field, span, u, |x| x != t),
+            (&[t], Cmp::Lt) => self.scan_numeric(field, span, u, |x| x < t),
+            (&[t], Cmp::Le) => self.scan_numeric(field, span, u, |x| x <= t),
+            (&[t], Cmp::Gt) => self.scan_numeric(field, span, u, |x| x > t),
+            (&[t], Cmp::Ge) => self.scan_numeric(field, span, u, |x| x >= t),
+            _ => self.scan_numeric(field, span, u, |x| targets.iter().any(|t| cmp_f64(x, cmp, *t))),
+        }
     }
 
     /// Members who have a value for a categorical field (for `!=`).
@@ -408,29 +553,34 @@ impl<'a> Evaluator<'a> {
         })
     }
 
-    fn numeric(&self, field: &str, span: Span) -> Result<Numeric<'a>, EvalError> {
+    /// The members of `u` whose numeric `field` (in the unit the language uses) passes `keep`;
+    /// missing values never pass. One typed loop per field over its feature columns.
+    fn scan_numeric(
+        &self,
+        field: &str,
+        span: Span,
+        u: &RoaringBitmap,
+        keep: impl Fn(f64) -> bool,
+    ) -> Result<RoaringBitmap, EvalError> {
         let f = &self.d.features;
-        let data = self.data;
+        let n = self.data.len();
         let yuan = |x: i64| x as f64 / 100.0;
         Ok(match field {
-            "age" => Box::new(move |o| (f.age[o] != NONE_I32).then(|| f.age[o] as f64)),
-            "birthday_month" => Box::new(move |o| {
-                use chrono::Datelike;
-                data.members[o].birthday.map(|b| b.month() as f64)
-            }),
-            "tenure_days" => Box::new(move |o| f.tenure(o).map(f64::from)),
-            "recency_days" => Box::new(move |o| f.recency(o).map(f64::from)),
-            "frequency_12m" => Box::new(move |o| Some(f.frequency_12m[o] as f64)),
-            "monetary_12m" => Box::new(move |o| Some(yuan(f.monetary_12m[o]))),
-            "avg_ticket" => Box::new(move |o| f.avg_ticket(o).map(|a| a / 100.0)),
-            "items_per_ticket" => Box::new(move |o| f.items_per_ticket(o)),
-            "margin_rate" => Box::new(move |o| f.margin_rate(o)),
-            "discount_share" => Box::new(move |o| f.discount_share(o)),
-            "tickets_total" => Box::new(move |o| Some(f.tickets_total[o] as f64)),
-            "spend_total" => Box::new(move |o| Some(yuan(f.spend_total[o]))),
-            "first_purchase_days" => Box::new(move |o| f.first_purchase_days(o).map(f64::from)),
-            "returns_12m" => Box::new(move |o| Some(f.returns_12m[o] as f64)),
-            "checks_12m" => Box::new(move |o| Some(f.checks_12m[o] as f64)),
+            "age" => scan(u, n, |o| f.age[o] != NONE_I32 && keep(f.age[o] as f64)),
+            "birthday_month" => scan(u, n, |o| f.birthday_month[o] != 0 && keep(f.birthday_month[o] as f64)),
+            "tenure_days" => scan(u, n, |o| f.tenure(o).is_some_and(|x| keep(x as f64))),
+            "recency_days" => scan(u, n, |o| f.recency(o).is_some_and(|x| keep(x as f64))),
+            "frequency_12m" => scan(u, n, |o| keep(f.frequency_12m[o] as f64)),
+            "monetary_12m" => scan(u, n, |o| keep(yuan(f.monetary_12m[o]))),
+            "avg_ticket" => scan(u, n, |o| f.avg_ticket(o).is_some_and(|a| keep(a / 100.0))),
+            "items_per_ticket" => scan(u, n, |o| f.items_per_ticket(o).is_some_and(&keep)),
+            "margin_rate" => scan(u, n, |o| f.margin_rate(o).is_some_and(&keep)),
+            "discount_share" => scan(u, n, |o| f.discount_share(o).is_some_and(&keep)),
+            "tickets_total" => scan(u, n, |o| keep(f.tickets_total[o] as f64)),
+            "spend_total" => scan(u, n, |o| keep(yuan(f.spend_total[o]))),
+            "first_purchase_days" => scan(u, n, |o| f.first_purchase_days(o).is_some_and(|x| keep(x as f64))),
+            "returns_12m" => scan(u, n, |o| keep(f.returns_12m[o] as f64)),
+            "checks_12m" => scan(u, n, |o| keep(f.checks_12m[o] as f64)),
             _ => {
                 return Err(err(
                     span,
@@ -640,36 +790,58 @@ impl<'a> Evaluator<'a> {
         }
         let w = self.window(args)?;
         let (times, spend) = self.counts(args)?;
-        let candidates: RoaringBitmap = match &products {
-            Some(list) => {
-                let mut c = RoaringBitmap::new();
-                for &p in list {
-                    c |= &data.ever_bought[p as usize];
-                }
-                c & u
-            }
-            None => u.iter().filter(|&o| !data.purchases[o as usize].is_empty()).collect(),
-        };
-        let pass = |days: i64, fen: i64| {
-            times.iter().all(|(c, t)| cmp_f64(days as f64, *c, *t))
-                && spend.iter().all(|(c, t)| cmp_f64(fen as f64 / 100.0, *c, *t))
-        };
-        let mut out: RoaringBitmap = candidates
-            .iter()
-            .filter(|&o| {
-                let (days, fen) = purchase_days(data, o, |p| {
-                    p.day >= w.from
-                        && p.day <= w.to
-                        && products.as_ref().is_none_or(|l| l.binary_search(&p.product).is_ok())
-                        && store.is_none_or(|s| p.store == s)
-                });
-                pass(days, fen)
-            })
-            .collect();
-        if pass(0, 0) {
-            out |= u - &candidates;
+        let n = data.len();
+        if products.is_none() && store.is_none() && w.to == self.d.as_of && any_day(&times, &spend) {
+            // Any purchase in the window up to today: the last day bought says it.
+            let last = &self.d.features.last_bought_day;
+            return Ok(scan(u, n, |o| last[o] != NONE_I32 && last[o] >= w.from));
         }
-        Ok(out)
+        let all: Vec<u32>;
+        let list = match &products {
+            Some(list) => list,
+            None => {
+                all = (0..data.products.len() as u32).collect();
+                &all
+            }
+        };
+        // Read the window's postings, or scan the candidates' own purchases when they are few.
+        let (postings, _) = data.product_days().size(list, w.from, w.to);
+        let candidates = || {
+            let mut c = RoaringBitmap::new();
+            for &p in list {
+                c |= &data.ever_bought[p as usize];
+            }
+            c & u
+        };
+        let per_member = (data.purchase_count() / n.max(1)).max(1) as u64;
+        let small = (u.len() as usize) < n / 64;
+        if small {
+            let candidates = candidates();
+            if candidates.len() * per_member < postings as u64 {
+                let mut out: RoaringBitmap = candidates
+                    .iter()
+                    .filter(|&o| {
+                        let (days, fen) = purchase_days(data, o, |p| {
+                            p.day >= w.from
+                                && p.day <= w.to
+                                && list.binary_search(&p.product).is_ok()
+                                && store.is_none_or(|s| p.store == s)
+                        });
+                        pass(&times, &spend, days, fen)
+                    })
+                    .collect();
+                if pass(&times, &spend, 0, 0) {
+                    out |= u - &candidates;
+                }
+                return Ok(out);
+            }
+        }
+        let (hit, seen) = bought_postings(data, list, w.from, w.to, store, &times, &spend);
+        Ok(match seen {
+            // Members without a purchase in the window pass too.
+            Some(seen) => (hit & u) | (u - seen),
+            None => hit & u,
+        })
     }
 
     fn checked(&self, args: &[Arg], _span: Span, u: &RoaringBitmap) -> Result<RoaringBitmap, EvalError> {
@@ -703,26 +875,60 @@ impl<'a> Evaluator<'a> {
             return Err(err(_span, "checked(...) 没有 spend 参数", "checked(...) has no spend argument"));
         }
         let pass = |n: i64| times.iter().all(|(c, t)| cmp_f64(n as f64, *c, *t));
-        let candidates = &self.d.checked & u;
-        let mut out: RoaringBitmap = candidates
-            .iter()
-            .filter(|&o| {
-                let n = self.data.checks[o as usize]
-                    .iter()
-                    .filter(|c| {
-                        c.day >= w.from
-                            && c.day <= w.to
-                            && kind.is_none_or(|k| c.kind == k)
-                            && abnormal.is_none_or(|a| c.abnormal == a)
-                    })
-                    .count() as i64;
-                pass(n)
-            })
-            .collect();
-        if pass(0) {
-            out |= u - &candidates;
+        let one = [kind.map_or(0, kind_index)];
+        let kinds: &[u32] = if kind.is_some() { &one } else { &ALL_KINDS };
+        let index = self.data.check_days();
+        let n = self.data.len();
+        let keep = |c: &CheckPosting| abnormal.is_none_or(|a| c.abnormal == a);
+        if (u.len() as usize) < n / 64 && ((&self.d.checked & u).len() as usize) * 4 < index.size(kinds, w.from, w.to) {
+            // Few members in question: their own checks.
+            let candidates = &self.d.checked & u;
+            let mut out: RoaringBitmap = candidates
+                .iter()
+                .filter(|&o| {
+                    let n = self
+                        .data
+                        .checks(o as usize)
+                        .iter()
+                        .filter(|c| {
+                            c.day >= w.from
+                                && c.day <= w.to
+                                && kind.is_none_or(|k| c.kind == k)
+                                && abnormal.is_none_or(|a| c.abnormal == a)
+                        })
+                        .count() as i64;
+                    pass(n)
+                })
+                .collect();
+            if pass(0) {
+                out |= u - &candidates;
+            }
+            return Ok(out);
         }
-        Ok(out)
+        if times.len() == 1 && times[0] == (Cmp::Ge, 1.0) {
+            let mut bits = Bits::new(n);
+            index.each(kinds, w.from, w.to, |c| {
+                if keep(c) {
+                    bits.set(c.member);
+                }
+            });
+            return Ok(bits.bitmap() & u);
+        }
+        let mut counts: FastMap<u32, u32> = FastMap::default();
+        index.each(kinds, w.from, w.to, |c| {
+            if keep(c) {
+                *counts.entry(c.member).or_default() += 1;
+            }
+        });
+        let mut hit: Vec<u32> = counts.iter().filter(|(_, k)| pass(**k as i64)).map(|(o, _)| *o).collect();
+        hit.sort_unstable();
+        let hit = RoaringBitmap::from_sorted_iter(hit).expect("sorted");
+        Ok(if pass(0) {
+            let seen: RoaringBitmap = counts.keys().copied().collect();
+            (hit & u) | (u - seen)
+        } else {
+            hit & u
+        })
     }
 
     fn registered(&self, args: &[Arg], _span: Span, u: &RoaringBitmap) -> Result<RoaringBitmap, EvalError> {
@@ -750,5 +956,156 @@ impl<'a> Evaluator<'a> {
                 && source.is_none_or(|s| self.data.members[o].source == s)
                 && store.is_none_or(|s| self.data.home_store[o] == s)
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rxmember_core::facts::{LineFact, MemberFact, ProductFact, ReturnFact, StoreFact, TicketFact};
+    use rxmember_core::member::{Gender, MemberStatus};
+    use rxmember_core::{CompanyId, MemberId, ProductId, StoreId, TicketId};
+
+    const MEMBERS: u32 = 12;
+    const PRODUCTS: u32 = 4;
+
+    /// One ticket: member, day, store, lines (product, amount), then returns (product, amount) —
+    /// a returned product not on the ticket leaves a negative purchase.
+    type Sale = (u32, i32, u32, Vec<(u32, i64)>, Vec<(u32, i64)>);
+
+    fn company(sales: &[Sale]) -> CompanyData {
+        let mut data = CompanyData::new(CompanyId(1), 0);
+        data.set_stores(
+            (1..=2).map(|i| StoreFact { id: StoreId(i), code: format!("S{i}"), name: format!("店{i}") }).collect(),
+        );
+        data.set_products(
+            (1..=PRODUCTS as i64)
+                .map(|i| ProductFact {
+                    id: ProductId(i),
+                    code: format!("P{i}"),
+                    name: format!("药{i}"),
+                    category_code: None,
+                    manufacturer: None,
+                    brand: None,
+                    is_prescription: false,
+                })
+                .collect(),
+        );
+        for m in 1..=MEMBERS as i64 {
+            data.apply_member(MemberFact {
+                id: MemberId(m),
+                card_no: format!("C{m}"),
+                gender: Gender::Unknown,
+                birthday: None,
+                store: None,
+                registered_at: None,
+                clerk_code: None,
+                source: RegistrationSource::Store,
+                referred: false,
+                has_allergies: false,
+                chronic_conditions: vec![],
+                sms_opt_in: false,
+                health_consent: false,
+                status: MemberStatus::Active,
+                updated_at: 0,
+            });
+        }
+        let mut returns = 0;
+        for (i, (m, day, store, lines, back)) in sales.iter().enumerate() {
+            let member = MemberId(*m as i64 + 1);
+            let sold_at = *day as i64 * 86_400_000;
+            let t = TicketFact {
+                id: TicketId(i as i64 + 1),
+                member: Some(member),
+                store: StoreId(*store as i64 + 1),
+                sold_at,
+                line_count: lines.len() as i64,
+                amount: lines.iter().map(|l| l.1).sum(),
+                discount: 0,
+                cost: 0,
+            };
+            data.apply_ticket_visit(&t);
+            for (p, amount) in lines {
+                let product = ProductId(*p as i64 + 1);
+                data.apply_line(&LineFact { ticket: t.id, member, sold_at, product, amount: *amount });
+            }
+            for (p, amount) in back {
+                returns += 1;
+                let product = ProductId(*p as i64 + 1);
+                let r = ReturnFact {
+                    id: returns,
+                    ticket: t.id,
+                    member: Some(member),
+                    sold_at,
+                    product,
+                    amount: *amount,
+                    cost: 0,
+                };
+                data.apply_return_member(&r);
+            }
+        }
+        data.seal();
+        data
+    }
+
+    fn sales() -> impl Strategy<Value = Vec<Sale>> {
+        let line = (0..PRODUCTS, 0i64..500);
+        prop::collection::vec(
+            (
+                0..MEMBERS,
+                0i32..30,
+                0u32..2,
+                prop::collection::vec(line.clone(), 1..4),
+                prop::collection::vec(line, 0..2),
+            ),
+            0..80,
+        )
+    }
+
+    fn conditions() -> impl Strategy<Value = Vec<(Cmp, f64)>> {
+        prop::collection::vec(
+            (prop_oneof![Just(Cmp::Ge), Just(Cmp::Lt), Just(Cmp::Eq), Just(Cmp::Gt)], 0i32..4)
+                .prop_map(|(c, k)| (c, k as f64)),
+            0..2,
+        )
+    }
+
+    proptest! {
+        /// The posting lists answer `bought(...)` as each member's own purchases do.
+        #[test]
+        fn postings_answer_as_each_members_purchases(
+            sales in sales(),
+            products in prop::collection::btree_set(0..PRODUCTS, 1..=PRODUCTS as usize),
+            from in 0i32..30,
+            span in 0i32..30,
+            store in prop::option::of(0u32..2),
+            times in conditions(),
+            spend in conditions().prop_map(|c| c.into_iter().map(|(c, k)| (c, k * 3.0)).collect::<Vec<_>>()),
+            plain in any::<bool>(),
+        ) {
+            let data = company(&sales);
+            let products: Vec<u32> = products.into_iter().collect();
+            let (times, spend) = if plain { (vec![(Cmp::Ge, 1.0)], vec![]) } else { (times, spend) };
+            // Sales are on days 0..30 after 1970-01-01.
+            let from = day_of_date(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()) + from;
+            let to = from + span;
+            let all: RoaringBitmap = (0..MEMBERS).collect();
+            let (hit, seen) = bought_postings(&data, &products, from, to, store, &times, &spend);
+            let got = match seen {
+                Some(seen) => hit | (&all - seen),
+                None => hit,
+            };
+            let want: RoaringBitmap = all
+                .iter()
+                .filter(|&o| {
+                    let (days, fen) = purchase_days(&data, o, |p| {
+                        p.day >= from && p.day <= to && products.contains(&p.product) && store.is_none_or(|s| p.store == s)
+                    });
+                    pass(&times, &spend, days, fen)
+                })
+                .collect();
+            prop_assert_eq!(got, want);
+        }
     }
 }

@@ -89,6 +89,9 @@ fn band(x: f64, uppers: &[f64]) -> usize {
 }
 
 pub struct Inputs<'a> {
+    /// The catalogue before, and the members whose values may have changed since (facts, features,
+    /// grades or activity): only those are placed again. `None` builds every value from scratch.
+    pub prev: Option<(&'a [Dimension], &'a RoaringBitmap)>,
     pub data: &'a CompanyData,
     pub features: &'a Features,
     pub grades: &'a [RfmGrade],
@@ -97,176 +100,80 @@ pub struct Inputs<'a> {
     pub groups: &'a [(String, RoaringBitmap)],
 }
 
-pub fn build(i: &Inputs) -> Vec<Dimension> {
-    let (data, f) = (i.data, i.features);
-    let n = data.len();
-    let mut dims = Vec::new();
-    let mut dim = |key, name, primary, values| dims.push(Dimension { key, name, primary, values });
-    use Primary::*;
+/// Builds the dimensions one by one, each incrementally from the previous catalogue when it had the
+/// same values.
+struct Builder<'a> {
+    n: usize,
+    prev: Option<(&'a [Dimension], &'a RoaringBitmap)>,
+    dims: Vec<Dimension>,
+}
 
-    // 消费属性
-    let grade_names: Vec<String> = RfmGrade::ALL.iter().map(|g| g.label_zh().to_string()).collect();
-    dim(
-        "grade",
-        "RFM等级",
-        Consumption,
-        split(n, &grade_names, |o| RfmGrade::ALL.iter().position(|g| *g == i.grades[o])),
-    );
-    let rfmh: Vec<String> = RfmGrade::ALL[..6]
-        .iter()
-        .flat_map(|g| [format!("{}·有检测", g.label_zh()), format!("{}·无检测", g.label_zh())])
-        .collect();
-    dim(
-        "rfm_h",
-        "RFM+H",
-        Consumption,
-        split(n, &rfmh, |o| {
-            let g = RfmGrade::ALL[..6].iter().position(|g| *g == i.grades[o])?;
-            Some(g * 2 + (f.checks_12m[o] == 0) as usize)
-        }),
-    );
-    let act: Vec<String> = ActivityLevel::ALL.iter().map(|a| a.label_zh().to_string()).collect();
-    dim(
-        "activity",
-        "活跃度",
-        Consumption,
-        split(n, &act, |o| ActivityLevel::ALL.iter().position(|a| *a == i.activity[o])),
-    );
-    dim(
-        "recency",
-        "最近消费",
-        Consumption,
-        split(n, &names(&["30天内", "31-90天", "91-180天", "181-365天", "1年以上", "从未消费"]), |o| {
-            Some(match f.recency(o) {
-                None => 5,
-                Some(r) => band(r as f64, &[31.0, 91.0, 181.0, 366.0]),
-            })
-        }),
-    );
-    dim(
-        "frequency",
-        "年消费次数",
-        Consumption,
-        split(n, &names(&["0次", "1次", "2-3次", "4-6次", "7-12次", "13次及以上"]), |o| {
-            Some(band(f.frequency_12m[o] as f64, &[1.0, 2.0, 4.0, 7.0, 13.0]))
-        }),
-    );
-    dim(
-        "monetary",
-        "年消费金额",
-        Consumption,
-        split(
-            n,
-            &names(&["0元", "100元以下", "100-500元", "500-1000元", "1000-2000元", "2000-5000元", "5000元及以上"]),
-            |o| {
-                let m = f.monetary_12m[o];
-                Some(if m <= 0 { 0 } else { 1 + band(m as f64 / 100.0, &[100.0, 500.0, 1000.0, 2000.0, 5000.0]) })
-            },
-        ),
-    );
-    dim(
-        "avg_ticket",
-        "客单价",
-        Consumption,
-        split(n, &names(&["30元以下", "30-60元", "60-100元", "100-200元", "200元及以上"]), |o| {
-            f.avg_ticket(o).map(|a| band(a / 100.0, &[30.0, 60.0, 100.0, 200.0]))
-        }),
-    );
-    dim(
-        "items_per_ticket",
-        "客品数",
-        Consumption,
-        split(n, &names(&["1.5以下", "1.5-2.5", "2.5-4", "4及以上"]), |o| {
-            f.items_per_ticket(o).map(|a| band(a, &[1.5, 2.5, 4.0]))
-        }),
-    );
-    dim(
-        "margin",
-        "毛利率",
-        Consumption,
-        split(n, &names(&["10%以下", "10-20%", "20-30%", "30-40%", "40%及以上"]), |o| {
-            f.margin_rate(o).map(|a| band(a, &[10.0, 20.0, 30.0, 40.0]))
-        }),
-    );
-    dim(
-        "discount",
-        "折扣敏感度",
-        Consumption,
-        split(n, &names(&["无折扣", "5%以下", "5-15%", "15%及以上"]), |o| {
-            f.discount_share(o).map(|a| if a <= 0.0 { 0 } else { 1 + band(a, &[5.0, 15.0]) })
-        }),
-    );
-    let stores: Vec<String> = data.stores.iter().map(|s| s.name.clone()).collect();
-    dim(
-        "preferred_store",
-        "偏好门店",
-        Consumption,
-        split(n, &stores, |o| (f.preferred_store[o] != NONE_U32).then_some(f.preferred_store[o] as usize)),
-    );
-    dim(
-        "returns",
-        "退货行为",
-        Consumption,
-        split(n, &names(&["有退货", "无退货"]), |o| {
-            (f.frequency_12m[o] > 0 || f.returns_12m[o] > 0).then_some((f.returns_12m[o] == 0) as usize)
-        }),
-    );
+impl Builder<'_> {
+    /// The previous dimension `key` with exactly these value names, and the changed members.
+    fn previous(&self, key: &str, names: &[String]) -> Option<(&Dimension, &RoaringBitmap)> {
+        let (dims, changed) = self.prev?;
+        let d = dims.iter().find(|d| d.key == key)?;
+        (d.values.len() == names.len() && d.values.iter().zip(names).all(|(v, n)| v.name == *n)).then_some((d, changed))
+    }
 
-    // 商品属性
-    let classes_of = |kind: ClassKind| -> Vec<TagValue> {
-        i.classes
-            .iter()
-            .filter(|c| c.kind == kind)
-            .map(|c| TagValue { name: c.name.clone(), members: c.members.clone() })
-            .collect()
-    };
-    dim("major_class", "品类大类人群", Product, classes_of(ClassKind::Major));
-    dim("minor_class", "品类小类人群", Product, classes_of(ClassKind::Minor));
-    dim("custom_class", "自定义人群", Product, classes_of(ClassKind::Custom));
-    dim(
-        "drug_group",
-        "药品群组",
-        Product,
-        i.groups.iter().map(|(name, m)| TagValue { name: name.clone(), members: m.clone() }).collect(),
-    );
-    dim(
-        "prescription",
-        "处方药购买",
-        Product,
-        split(n, &names(&["近一年购买处方药", "近一年未购买处方药"]), |o| {
-            (f.frequency_12m[o] > 0).then_some(!f.bought_rx_12m[o] as usize)
-        }),
-    );
+    /// A dimension where each member has at most one value, given by `f` (a value index).
+    fn split(
+        &mut self,
+        key: &'static str,
+        name: &'static str,
+        primary: Primary,
+        names: &[String],
+        f: impl Fn(usize) -> Option<usize>,
+    ) {
+        let values = match self.previous(key, names) {
+            Some((d, changed)) => {
+                let mut lists: Vec<Vec<u32>> = vec![Vec::new(); names.len()];
+                for o in changed {
+                    if let Some(v) = f(o as usize) {
+                        lists[v].push(o);
+                    }
+                }
+                d.values
+                    .iter()
+                    .zip(lists)
+                    .map(|(v, l)| {
+                        let mut members = &v.members - changed;
+                        members |= RoaringBitmap::from_sorted_iter(l).expect("changed members ascend");
+                        TagValue { name: v.name.clone(), members }
+                    })
+                    .collect()
+            }
+            None => split(self.n, names, f),
+        };
+        self.given(key, name, primary, values);
+    }
 
-    // 健康属性
-    dim(
-        "checks",
-        "年检测次数",
-        Health,
-        split(n, &names(&["未检测", "1次", "2次", "3次及以上"]), |o| {
-            Some(band(f.checks_12m[o] as f64, &[1.0, 2.0, 3.0]))
-        }),
-    );
-    // In the order of TRACKED_KINDS (the array's length says so).
-    let reading_dims: [(&str, &str); TRACKED_KINDS.len()] = [
-        ("blood_pressure", "血压状态"),
-        ("blood_glucose", "血糖状态"),
-        ("blood_lipids", "血脂状态"),
-        ("uric_acid", "尿酸状态"),
-    ];
-    for (k, (key, name)) in reading_dims.into_iter().enumerate() {
-        dim(
-            key,
-            name,
-            Health,
-            split(n, &names(&["正常", "异常", "未检测"]), |o| {
-                Some(match f.last_reading[k][o] {
-                    1 => 0,
-                    2 => 1,
-                    _ => 2,
+    fn given(&mut self, key: &'static str, name: &'static str, primary: Primary, values: Vec<TagValue>) {
+        self.dims.push(Dimension { key, name, primary, values });
+    }
+}
+
+/// The chronic-condition values (a member may have several): placed again for the changed members
+/// only, unless one of them brings a condition not seen before.
+fn chronic_values(b: &Builder, data: &CompanyData) -> Vec<TagValue> {
+    if let Some((dims, changed)) = b.prev
+        && let Some(d) = dims.iter().find(|d| d.key == "chronic")
+    {
+        let known = |c: &String| d.values.iter().any(|v| v.name == *c);
+        if changed.iter().all(|o| data.members[o as usize].chronic_conditions.iter().all(known)) {
+            return d
+                .values
+                .iter()
+                .map(|v| {
+                    let mut members = &v.members - changed;
+                    members.extend(
+                        changed.iter().filter(|&o| data.members[o as usize].chronic_conditions.contains(&v.name)),
+                    );
+                    TagValue { name: v.name.clone(), members }
                 })
-            }),
-        );
+                .filter(|v| !v.members.is_empty())
+                .collect();
+        }
     }
     let mut chronic: Vec<String> = data.members.iter().flat_map(|m| m.chronic_conditions.iter().cloned()).collect();
     chronic.sort();
@@ -279,70 +186,182 @@ pub fn build(i: &Inputs) -> Vec<Dimension> {
             }
         }
     }
-    dim(
-        "chronic",
-        "慢病档案",
-        Health,
-        chronic.into_iter().zip(lists).map(|(name, l)| TagValue { name, members: l.into_iter().collect() }).collect(),
+    chronic.into_iter().zip(lists).map(|(name, l)| TagValue { name, members: l.into_iter().collect() }).collect()
+}
+
+pub fn build(i: &Inputs) -> Vec<Dimension> {
+    let (data, f) = (i.data, i.features);
+    let n = data.len();
+    let mut b = Builder { n, prev: i.prev, dims: Vec::new() };
+    use Primary::*;
+
+    // 消费属性
+    let grade_names: Vec<String> = RfmGrade::ALL.iter().map(|g| g.label_zh().to_string()).collect();
+    b.split("grade", "RFM等级", Consumption, &grade_names, |o| RfmGrade::ALL.iter().position(|g| *g == i.grades[o]));
+    let rfmh: Vec<String> = RfmGrade::ALL[..6]
+        .iter()
+        .flat_map(|g| [format!("{}·有检测", g.label_zh()), format!("{}·无检测", g.label_zh())])
+        .collect();
+    b.split("rfm_h", "RFM+H", Consumption, &rfmh, |o| {
+        let g = RfmGrade::ALL[..6].iter().position(|g| *g == i.grades[o])?;
+        Some(g * 2 + (f.checks_12m[o] == 0) as usize)
+    });
+    let act: Vec<String> = ActivityLevel::ALL.iter().map(|a| a.label_zh().to_string()).collect();
+    b.split("activity", "活跃度", Consumption, &act, |o| {
+        ActivityLevel::ALL.iter().position(|a| *a == i.activity[o])
+    });
+    b.split(
+        "recency",
+        "最近消费",
+        Consumption,
+        &names(&["30天内", "31-90天", "91-180天", "181-365天", "1年以上", "从未消费"]),
+        |o| {
+            Some(match f.recency(o) {
+                None => 5,
+                Some(r) => band(r as f64, &[31.0, 91.0, 181.0, 366.0]),
+            })
+        },
     );
-    dim(
-        "allergies",
-        "过敏史",
-        Health,
-        split(n, &names(&["有过敏史", "无记录"]), |o| Some(!data.members[o].has_allergies as usize)),
+    b.split(
+        "frequency",
+        "年消费次数",
+        Consumption,
+        &names(&["0次", "1次", "2-3次", "4-6次", "7-12次", "13次及以上"]),
+        |o| Some(band(f.frequency_12m[o] as f64, &[1.0, 2.0, 4.0, 7.0, 13.0])),
     );
-    dim(
-        "health_consent",
-        "健康数据授权",
-        Health,
-        split(n, &names(&["已授权", "未授权"]), |o| Some(!data.members[o].health_consent as usize)),
+    b.split(
+        "monetary",
+        "年消费金额",
+        Consumption,
+        &names(&["0元", "100元以下", "100-500元", "500-1000元", "1000-2000元", "2000-5000元", "5000元及以上"]),
+        |o| {
+            let m = f.monetary_12m[o];
+            Some(if m <= 0 { 0 } else { 1 + band(m as f64 / 100.0, &[100.0, 500.0, 1000.0, 2000.0, 5000.0]) })
+        },
+    );
+    b.split(
+        "avg_ticket",
+        "客单价",
+        Consumption,
+        &names(&["30元以下", "30-60元", "60-100元", "100-200元", "200元及以上"]),
+        |o| f.avg_ticket(o).map(|a| band(a / 100.0, &[30.0, 60.0, 100.0, 200.0])),
+    );
+    b.split(
+        "items_per_ticket",
+        "客品数",
+        Consumption,
+        &names(&["1.5以下", "1.5-2.5", "2.5-4", "4及以上"]),
+        |o| f.items_per_ticket(o).map(|a| band(a, &[1.5, 2.5, 4.0])),
+    );
+    b.split(
+        "margin",
+        "毛利率",
+        Consumption,
+        &names(&["10%以下", "10-20%", "20-30%", "30-40%", "40%及以上"]),
+        |o| f.margin_rate(o).map(|a| band(a, &[10.0, 20.0, 30.0, 40.0])),
+    );
+    b.split(
+        "discount",
+        "折扣敏感度",
+        Consumption,
+        &names(&["无折扣", "5%以下", "5-15%", "15%及以上"]),
+        |o| f.discount_share(o).map(|a| if a <= 0.0 { 0 } else { 1 + band(a, &[5.0, 15.0]) }),
+    );
+    let stores: Vec<String> = data.stores.iter().map(|s| s.name.clone()).collect();
+    b.split("preferred_store", "偏好门店", Consumption, &stores, |o| {
+        (f.preferred_store[o] != NONE_U32).then_some(f.preferred_store[o] as usize)
+    });
+    b.split("returns", "退货行为", Consumption, &names(&["有退货", "无退货"]), |o| {
+        (f.frequency_12m[o] > 0 || f.returns_12m[o] > 0).then_some((f.returns_12m[o] == 0) as usize)
+    });
+
+    // 商品属性
+    let classes_of = |kind: ClassKind| -> Vec<TagValue> {
+        i.classes
+            .iter()
+            .filter(|c| c.kind == kind)
+            .map(|c| TagValue { name: c.name.clone(), members: c.members.clone() })
+            .collect()
+    };
+    b.given("major_class", "品类大类人群", Product, classes_of(ClassKind::Major));
+    b.given("minor_class", "品类小类人群", Product, classes_of(ClassKind::Minor));
+    b.given("custom_class", "自定义人群", Product, classes_of(ClassKind::Custom));
+    b.given(
+        "drug_group",
+        "药品群组",
+        Product,
+        i.groups.iter().map(|(name, m)| TagValue { name: name.clone(), members: m.clone() }).collect(),
+    );
+    b.split(
+        "prescription",
+        "处方药购买",
+        Product,
+        &names(&["近一年购买处方药", "近一年未购买处方药"]),
+        |o| (f.frequency_12m[o] > 0).then_some(!f.bought_rx_12m[o] as usize),
     );
 
-    // 会员属性
-    dim(
-        "gender",
-        "性别",
-        Member,
-        split(n, &names(&["男", "女", "未知"]), |o| {
-            Some(match data.members[o].gender {
-                Gender::Male => 0,
-                Gender::Female => 1,
-                Gender::Unknown => 2,
+    // 健康属性
+    b.split("checks", "年检测次数", Health, &names(&["未检测", "1次", "2次", "3次及以上"]), |o| {
+        Some(band(f.checks_12m[o] as f64, &[1.0, 2.0, 3.0]))
+    });
+    // In the order of TRACKED_KINDS (the array's length says so).
+    let reading_dims: [(&str, &str); TRACKED_KINDS.len()] = [
+        ("blood_pressure", "血压状态"),
+        ("blood_glucose", "血糖状态"),
+        ("blood_lipids", "血脂状态"),
+        ("uric_acid", "尿酸状态"),
+    ];
+    for (k, (key, name)) in reading_dims.into_iter().enumerate() {
+        b.split(key, name, Health, &names(&["正常", "异常", "未检测"]), |o| {
+            Some(match f.last_reading[k][o] {
+                1 => 0,
+                2 => 1,
+                _ => 2,
             })
-        }),
-    );
-    dim(
+        });
+    }
+    let chronic = chronic_values(&b, data);
+    b.given("chronic", "慢病档案", Health, chronic);
+    b.split("allergies", "过敏史", Health, &names(&["有过敏史", "无记录"]), |o| {
+        Some(!data.members[o].has_allergies as usize)
+    });
+    b.split("health_consent", "健康数据授权", Health, &names(&["已授权", "未授权"]), |o| {
+        Some(!data.members[o].health_consent as usize)
+    });
+
+    // 会员属性
+    b.split("gender", "性别", Member, &names(&["男", "女", "未知"]), |o| {
+        Some(match data.members[o].gender {
+            Gender::Male => 0,
+            Gender::Female => 1,
+            Gender::Unknown => 2,
+        })
+    });
+    b.split(
         "age_band",
         "年龄段",
         Member,
-        split(
-            n,
-            &names(&["20岁以下", "20-29岁", "30-39岁", "40-49岁", "50-59岁", "60-69岁", "70岁及以上", "未知"]),
-            |o| {
-                Some(if f.age[o] == NONE_I32 {
-                    7
-                } else {
-                    band(f.age[o] as f64, &[20.0, 30.0, 40.0, 50.0, 60.0, 70.0])
-                })
-            },
-        ),
+        &names(&["20岁以下", "20-29岁", "30-39岁", "40-49岁", "50-59岁", "60-69岁", "70岁及以上", "未知"]),
+        |o| Some(if f.age[o] == NONE_I32 { 7 } else { band(f.age[o] as f64, &[20.0, 30.0, 40.0, 50.0, 60.0, 70.0]) }),
     );
-    dim(
+    b.split(
         "tenure",
         "入会时长",
         Member,
-        split(n, &names(&["3个月以内", "3-12个月", "1-3年", "3年及以上", "未知"]), |o| {
+        &names(&["3个月以内", "3-12个月", "1-3年", "3年及以上", "未知"]),
+        |o| {
             Some(match f.tenure(o) {
                 None => 4,
                 Some(t) => band(t as f64, &[91.0, 366.0, 1096.0]),
             })
-        }),
+        },
     );
-    dim(
+    b.split(
         "new_card",
         "新办卡",
         Member,
-        split(n, &names(&["近30天办卡未消费", "近90天办卡未消费", "近90天办卡已消费"]), |o| {
+        &names(&["近30天办卡未消费", "近90天办卡未消费", "近90天办卡已消费"]),
+        |o| {
             let t = f.tenure(o)?;
             match (t < 30, t < 90, f.last_day[o] >= f.registered_day[o] && f.last_day[o] != NONE_I32) {
                 (true, _, false) => Some(0),
@@ -350,54 +369,30 @@ pub fn build(i: &Inputs) -> Vec<Dimension> {
                 (_, true, true) => Some(2),
                 _ => None,
             }
-        }),
+        },
     );
-    dim(
-        "source",
-        "注册来源",
-        Member,
-        split(n, &names(&["门店", "微信", "支付宝", "推荐", "导入"]), |o| {
-            SOURCES.iter().position(|s| *s == data.members[o].source)
-        }),
-    );
-    dim(
-        "home_store",
-        "所属门店",
-        Member,
-        split(n, &stores, |o| (data.home_store[o] != NONE_U32).then_some(data.home_store[o] as usize)),
-    );
-    dim(
-        "referred",
-        "推荐入会",
-        Member,
-        split(n, &names(&["有推荐人", "无推荐人"]), |o| Some(!data.members[o].referred as usize)),
-    );
-    dim(
-        "sms",
-        "短信许可",
-        Member,
-        split(n, &names(&["接收短信", "拒收短信"]), |o| Some(!data.members[o].sms_opt_in as usize)),
-    );
+    b.split("source", "注册来源", Member, &names(&["门店", "微信", "支付宝", "推荐", "导入"]), |o| {
+        SOURCES.iter().position(|s| *s == data.members[o].source)
+    });
+    b.split("home_store", "所属门店", Member, &stores, |o| {
+        (data.home_store[o] != NONE_U32).then_some(data.home_store[o] as usize)
+    });
+    b.split("referred", "推荐入会", Member, &names(&["有推荐人", "无推荐人"]), |o| {
+        Some(!data.members[o].referred as usize)
+    });
+    b.split("sms", "短信许可", Member, &names(&["接收短信", "拒收短信"]), |o| {
+        Some(!data.members[o].sms_opt_in as usize)
+    });
     let months: Vec<String> = (1..=12).map(|m| format!("{m}月")).collect();
-    dim(
-        "birthday_month",
-        "生日月份",
-        Member,
-        split(n, &months, |o| {
-            use chrono::Datelike;
-            data.members[o].birthday.map(|b| b.month0() as usize)
-        }),
-    );
-    dim(
-        "status",
-        "会员状态",
-        Member,
-        split(n, &names(&["正常", "已注销"]), |o| {
-            Some(match data.members[o].status {
-                MemberStatus::Active => 0,
-                MemberStatus::Cancelled => 1,
-            })
-        }),
-    );
-    dims
+    b.split("birthday_month", "生日月份", Member, &months, |o| {
+        use chrono::Datelike;
+        data.members[o].birthday.map(|b| b.month0() as usize)
+    });
+    b.split("status", "会员状态", Member, &names(&["正常", "已注销"]), |o| {
+        Some(match data.members[o].status {
+            MemberStatus::Active => 0,
+            MemberStatus::Cancelled => 1,
+        })
+    });
+    b.dims
 }

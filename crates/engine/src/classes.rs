@@ -150,7 +150,7 @@ struct Classifier<'a> {
 impl Classifier<'_> {
     /// Calls `found` with each class member `o` is in.
     fn member(&mut self, o: usize, mut found: impl FnMut(u32)) {
-        let (as_of, purchases) = (self.as_of, &self.data.purchases[o]);
+        let (as_of, purchases) = (self.as_of, self.data.purchases(o));
         // (class, day, amount) of purchases in the widest window, then per class in its window.
         self.hits.clear();
         for p in purchases.iter().filter(|p| p.day <= as_of && (as_of - p.day) < self.max_window as i32) {
@@ -237,7 +237,7 @@ pub fn compute(data: &CompanyData, taxonomy: &Taxonomy, settings: &Settings, as_
 /// The classes after `data` changed only for `touched` members (new members are always touched), as
 /// of the same day and under the same settings: only those members are classified again.
 pub fn update(
-    prev: &[Class],
+    prev: Vec<Class>,
     data: &CompanyData,
     taxonomy: &Taxonomy,
     settings: &Settings,
@@ -251,7 +251,8 @@ pub fn update(
         k.member(o as usize, |c| added[c as usize].push(o));
     }
     for ((class, old), add) in classes.iter_mut().zip(prev).zip(added) {
-        class.members = &old.members - touched;
+        class.members = old.members;
+        class.members -= touched;
         class.members.extend(add);
     }
     classes

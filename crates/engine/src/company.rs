@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Bumped whenever [`CompanyData`]'s layout changes: an older snapshot is ignored and rebuilt.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 pub struct CompanyEngine {
     pub data: CompanyData,
@@ -135,14 +135,13 @@ impl CompanyEngine {
         if as_of != self.current.as_of {
             self.rederive(as_of);
         } else if !touched.is_empty() {
-            self.current = Arc::new(Derived::update(
-                &self.current,
-                &self.data,
-                &self.taxonomy,
-                &self.settings,
-                &self.saved_tags,
-                &touched,
-            ));
+            // Reuse the current columns when no reader holds them, else work on a copy.
+            let prev = match Arc::get_mut(&mut self.current) {
+                Some(d) => std::mem::take(d),
+                None => (*self.current).clone(),
+            };
+            self.current =
+                Arc::new(Derived::update(prev, &self.data, &self.taxonomy, &self.settings, &self.saved_tags, &touched));
         }
     }
 

@@ -1,8 +1,15 @@
 //! The engine's copy of one company's facts, laid out for scanning: members get a dense ordinal
 //! (0, 1, 2, ... in the order first seen), and each member's visits (tickets), purchases (ticket ×
-//! product) and health checks sit in per-member vectors. Returns net out against the purchase they
-//! return. This is the part persisted in a snapshot; everything derived from it is recomputed.
+//! product) and health checks sit in one contiguous run per member ([`Runs`]). Returns net out
+//! against the purchase they return. This is the part persisted in a snapshot; everything derived
+//! from it is recomputed.
+//!
+//! Facts are read one at a time (`apply_*`) into an append-only log and become visible to readers
+//! when [`CompanyData::seal`] groups the log by member (a counting sort) and writes each touched
+//! member's new run: a full build writes every run once, in member order; a day's update copies only
+//! the touched members' runs. Returns are netted at the seal, after the lines they return.
 
+use crate::postings::{CheckDays, ProductDays};
 use chrono::NaiveDate;
 use roaring::RoaringBitmap;
 use rxmember_core::facts::{HealthCheckFact, LineFact, MemberFact, ProductFact, ReturnFact, StoreFact, TicketFact};
@@ -110,6 +117,286 @@ pub struct Watermark {
     pub check_id: i64,
 }
 
+/// One kind of fact for every member in one arena: member `o`'s facts are one contiguous run, in
+/// the order read. A member whose facts change gets a new run at the end; the old run becomes
+/// garbage, reclaimed by a compaction once it is a third of the arena. So a full build writes the
+/// runs in member order (a plain columnar layout), and an update copies only the touched members'.
+/// At most 2³² facts of one kind per company.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Runs<T> {
+    start: Vec<u32>,
+    len: Vec<u32>,
+    items: Vec<T>,
+    garbage: usize,
+}
+
+impl<T> Default for Runs<T> {
+    fn default() -> Self {
+        Runs { start: Vec::new(), len: Vec::new(), items: Vec::new(), garbage: 0 }
+    }
+}
+
+impl<T: Copy> Runs<T> {
+    /// Member `o`'s facts.
+    pub fn of(&self, o: usize) -> &[T] {
+        let s = self.start[o] as usize;
+        &self.items[s..s + self.len[o] as usize]
+    }
+
+    /// Facts of every member, in ordinal order.
+    pub fn iter(&self) -> impl Iterator<Item = &[T]> {
+        (0..self.len.len()).map(|o| self.of(o))
+    }
+
+    /// Facts held (garbage not counted).
+    pub fn total(&self) -> usize {
+        self.items.len() - self.garbage
+    }
+
+    fn grow(&mut self, n: usize) {
+        self.start.resize(n, 0);
+        self.len.resize(n, 0);
+    }
+
+    /// Starts member `o`'s new run at the end of the arena, with its old facts unless `fresh`; the
+    /// caller pushes onto the arena and closes the run with [`Runs::close`].
+    fn reopen(&mut self, o: usize, fresh: bool) {
+        let (s, l) = (self.start[o] as usize, self.len[o] as usize);
+        self.garbage += l;
+        let at = self.items.len();
+        if !fresh {
+            self.items.extend_from_within(s..s + l);
+        }
+        self.start[o] = u32::try_from(at).expect("fewer than 2^32 facts of one kind per company");
+    }
+
+    fn close(&mut self, o: usize) {
+        self.len[o] = (self.items.len() - self.start[o] as usize) as u32;
+    }
+
+    /// Rewrites the arena in member order once garbage is a third of it.
+    fn compact(&mut self) {
+        if self.garbage * 3 <= self.items.len() {
+            return;
+        }
+        let mut items = Vec::with_capacity(self.total());
+        for o in 0..self.len.len() {
+            let (s, l) = (self.start[o] as usize, self.len[o] as usize);
+            self.start[o] = items.len() as u32;
+            items.extend_from_slice(&self.items[s..s + l]);
+        }
+        self.items = items;
+        self.garbage = 0;
+    }
+}
+
+/// A log entry: the member it belongs to.
+trait OfMember: Copy {
+    fn member(&self) -> u32;
+}
+
+impl<E: Copy> OfMember for (u32, E) {
+    fn member(&self) -> u32 {
+        self.0
+    }
+}
+
+/// A ticket read but not yet sealed (a [`Visit`] before returns, with its member: 48 bytes).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct PendingVisit {
+    member: u32,
+    day: Day,
+    store: u32,
+    items: u32,
+    ticket: i64,
+    amount: i64,
+    discount: i64,
+    cost: i64,
+}
+
+impl OfMember for PendingVisit {
+    fn member(&self) -> u32 {
+        self.member
+    }
+}
+
+/// A line read but not yet sealed; its store is its visit's, looked up at the seal (32 bytes).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct PendingLine {
+    member: u32,
+    day: Day,
+    product: u32,
+    ticket: i64,
+    amount: i64,
+}
+
+impl OfMember for PendingLine {
+    fn member(&self) -> u32 {
+        self.member
+    }
+}
+
+/// A return read but not yet netted against its member's visit and purchase.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct PendingReturn {
+    ticket: i64,
+    day: Day,
+    /// Product index, [`NONE_U32`] if the product is unknown.
+    product: u32,
+    amount: i64,
+    cost: i64,
+}
+
+/// Facts read since the last seal, each with its member's ordinal, in the order read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Pending {
+    visits: Vec<PendingVisit>,
+    lines: Vec<PendingLine>,
+    returns: Vec<(u32, PendingReturn)>,
+    checks: Vec<(u32, Check)>,
+    /// Members whose history is read again whole, with the log's lengths when that was decided:
+    /// their old runs and earlier log entries are dropped.
+    cleared: Vec<(u32, [usize; 4])>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.visits.is_empty()
+            && self.lines.is_empty()
+            && self.returns.is_empty()
+            && self.checks.is_empty()
+            && self.cleared.is_empty()
+    }
+
+    fn lengths(&self) -> [usize; 4] {
+        [self.visits.len(), self.lines.len(), self.returns.len(), self.checks.len()]
+    }
+}
+
+/// A log's entries grouped by member (ascending), each member's in the order read, without the
+/// entries read before their member's history was cleared (`kind` indexes the clear's lengths).
+/// A small log is sorted; a big one moved by a two-pass counting sort: first by ranges of
+/// [`RANGE`] members (a write stream per range), then within each range, whose entries fit in
+/// cache — one scattered write per entry over the whole log would miss the cache every time.
+fn group<E: OfMember>(mut log: Vec<E>, n: usize, cleared: &FastMap<u32, [usize; 4]>, kind: usize) -> Vec<E> {
+    if !cleared.is_empty() {
+        let mut i = 0;
+        log.retain(|e| {
+            let keep = cleared.get(&e.member()).is_none_or(|at| i >= at[kind]);
+            i += 1;
+            keep
+        });
+    }
+    if log.len() < n / 8 {
+        log.sort_by_key(|e| e.member());
+        return log;
+    }
+    let Some(&first) = log.first() else { return log };
+    let ranges = n.div_ceil(RANGE);
+    let mut next = vec![0usize; ranges + 1];
+    for e in &log {
+        next[e.member() as usize / RANGE + 1] += 1;
+    }
+    for r in 0..ranges {
+        next[r + 1] += next[r];
+    }
+    let bounds = next.clone();
+    let mut by_range = vec![first; log.len()];
+    for e in &log {
+        let at = &mut next[e.member() as usize / RANGE];
+        by_range[*at] = *e;
+        *at += 1;
+    }
+    // The second pass writes back into the log's own buffer.
+    let mut at = vec![0usize; RANGE + 1];
+    for r in 0..ranges {
+        let (begin, end) = (bounds[r], bounds[r + 1]);
+        let base = r * RANGE;
+        at.iter_mut().for_each(|x| *x = 0);
+        for e in &by_range[begin..end] {
+            at[e.member() as usize - base + 1] += 1;
+        }
+        at[0] = begin;
+        for k in 0..RANGE {
+            at[k + 1] += at[k];
+        }
+        for e in &by_range[begin..end] {
+            let slot = &mut at[e.member() as usize - base];
+            log[*slot] = *e;
+            *slot += 1;
+        }
+    }
+    log
+}
+
+/// Members per range in the first pass of [`group`].
+const RANGE: usize = 1024;
+
+/// A cursor over a log grouped by member.
+struct Groups<E> {
+    log: Vec<E>,
+    at: usize,
+}
+
+impl<E: OfMember> Groups<E> {
+    fn new(log: Vec<E>, n: usize, cleared: &FastMap<u32, [usize; 4]>, kind: usize) -> Self {
+        Groups { log: group(log, n, cleared, kind), at: 0 }
+    }
+
+    fn head(&self) -> u32 {
+        self.log.get(self.at).map_or(u32::MAX, |e| e.member())
+    }
+
+    /// Member `o`'s entries (the cursor is at or before them).
+    fn take(&mut self, o: u32) -> &[E] {
+        let begin = self.at;
+        while self.at < self.log.len() && self.log[self.at].member() == o {
+            self.at += 1;
+        }
+        &self.log[begin..self.at]
+    }
+}
+
+/// Member id → ordinal. The store's ids are dense per company and read in ascending order, so ids
+/// from the first one seen up to four times the members are kept in a plain array (a lookup for
+/// every fact read stays in cache); others, in a hash map.
+#[derive(Debug, Clone, Default)]
+struct Ordinals {
+    base: i64,
+    dense: Vec<u32>,
+    sparse: FastMap<i64, u32>,
+}
+
+impl Ordinals {
+    fn get(&self, id: i64) -> Option<u32> {
+        match usize::try_from(id.wrapping_sub(self.base)) {
+            // An id may have gone to the map before the array grew over it.
+            Ok(i) if i < self.dense.len() && self.dense[i] != NONE_U32 => Some(self.dense[i]),
+            _ => self.sparse.get(&id).copied(),
+        }
+    }
+
+    fn insert(&mut self, id: i64, o: u32) {
+        if self.dense.is_empty() && self.sparse.is_empty() {
+            self.base = id;
+        }
+        let Ok(i) = usize::try_from(id.wrapping_sub(self.base)) else {
+            self.sparse.insert(id, o);
+            return;
+        };
+        let limit = (o as usize + 1) * 4 + 1024;
+        if i >= self.dense.len() && i < limit {
+            self.dense.resize(i + 1, NONE_U32);
+        }
+        match self.dense.get_mut(i) {
+            Some(slot) => *slot = o,
+            None => {
+                self.sparse.insert(id, o);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompanyData {
     pub company: CompanyId,
@@ -117,9 +404,10 @@ pub struct CompanyData {
     pub members: Vec<MemberFact>,
     /// Home store of each member as a store index, [`NONE_U32`] if none.
     pub home_store: Vec<u32>,
-    pub visits: Vec<Vec<Visit>>,
-    pub purchases: Vec<Vec<Purchase>>,
-    pub checks: Vec<Vec<Check>>,
+    visits: Runs<Visit>,
+    purchases: Runs<Purchase>,
+    checks: Runs<Check>,
+    pending: Pending,
     pub products: Vec<ProductFact>,
     pub stores: Vec<StoreFact>,
     /// Members who ever bought each product (by product index): a prefilter for `bought(...)`. It may
@@ -127,16 +415,25 @@ pub struct CompanyData {
     pub ever_bought: Vec<RoaringBitmap>,
     pub days: BTreeMap<Day, DayTotals>,
     pub watermark: Watermark,
+    /// Purchases by product and day, kept in step with the runs at every seal.
+    #[serde(skip)]
+    product_days: ProductDays,
+    /// Health checks by kind and day, kept in step with the runs at every seal.
+    #[serde(skip)]
+    check_days: CheckDays,
     /// Members whose facts changed since [`CompanyData::take_touched`] was last called: what an
     /// incremental recompute must look at again.
     #[serde(skip)]
     touched: RoaringBitmap,
     #[serde(skip)]
-    ordinal: FastMap<i64, u32>,
+    ordinal: Ordinals,
     #[serde(skip)]
     product_index: FastMap<i64, u32>,
     #[serde(skip)]
     store_index: FastMap<i64, u32>,
+    /// The last ticket read (ticket id, member id, member ordinal): its lines need no member lookup.
+    #[serde(skip)]
+    last_ticket: Option<(i64, i64, u32)>,
 }
 
 impl CompanyData {
@@ -146,30 +443,41 @@ impl CompanyData {
             offset_minutes,
             members: Vec::new(),
             home_store: Vec::new(),
-            visits: Vec::new(),
-            purchases: Vec::new(),
-            checks: Vec::new(),
+            visits: Runs::default(),
+            purchases: Runs::default(),
+            checks: Runs::default(),
+            pending: Pending::default(),
             products: Vec::new(),
             stores: Vec::new(),
             ever_bought: Vec::new(),
             days: BTreeMap::new(),
             watermark: Watermark::default(),
+            product_days: ProductDays::default(),
+            check_days: CheckDays::default(),
             touched: RoaringBitmap::new(),
-            ordinal: FastMap::default(),
+            ordinal: Ordinals::default(),
             product_index: FastMap::default(),
             store_index: FastMap::default(),
+            last_ticket: None,
         }
     }
 
-    /// Rebuilds the lookup maps after deserialising.
+    /// Rebuilds the lookup maps and the by-day indexes after deserialising.
     pub fn reindex(&mut self) {
-        self.ordinal = self.members.iter().enumerate().map(|(i, m)| (m.id.0, i as u32)).collect();
+        self.ordinal = Ordinals::default();
+        for (i, m) in self.members.iter().enumerate() {
+            self.ordinal.insert(m.id.0, i as u32);
+        }
         self.product_index = self.products.iter().enumerate().map(|(i, p)| (p.id.0, i as u32)).collect();
         self.store_index = self.stores.iter().enumerate().map(|(i, s)| (s.id.0, i as u32)).collect();
+        self.product_days = ProductDays::build(self.products.len(), &self.purchases);
+        self.check_days = CheckDays::build(&self.checks);
     }
 
-    /// The members touched since the last call (and forgets them).
+    /// Makes the facts read since the last seal visible, and returns the members touched since the
+    /// last call (and forgets them).
     pub fn take_touched(&mut self) -> RoaringBitmap {
+        self.seal();
         std::mem::take(&mut self.touched)
     }
 
@@ -181,8 +489,38 @@ impl CompanyData {
         self.members.is_empty()
     }
 
+    /// Member `o`'s tickets, as of the last seal.
+    pub fn visits(&self, o: usize) -> &[Visit] {
+        self.visits.of(o)
+    }
+
+    /// Member `o`'s purchases, as of the last seal.
+    pub fn purchases(&self, o: usize) -> &[Purchase] {
+        self.purchases.of(o)
+    }
+
+    /// Member `o`'s health checks, as of the last seal.
+    pub fn checks(&self, o: usize) -> &[Check] {
+        self.checks.of(o)
+    }
+
+    /// Purchases by product and day (as of the last seal), for `bought(...)`.
+    pub fn product_days(&self) -> &ProductDays {
+        &self.product_days
+    }
+
+    /// Health checks by kind and day (as of the last seal), for `checked(...)`.
+    pub fn check_days(&self) -> &CheckDays {
+        &self.check_days
+    }
+
+    /// Purchases held, over all members.
+    pub fn purchase_count(&self) -> usize {
+        self.purchases.total()
+    }
+
     pub fn ordinal(&self, id: MemberId) -> Option<u32> {
-        self.ordinal.get(&id.0).copied()
+        self.ordinal.get(id.0)
     }
 
     pub fn store_index(&self, id: i64) -> u32 {
@@ -201,7 +539,11 @@ impl CompanyData {
             }
         }
         for (i, m) in self.members.iter().enumerate() {
-            self.home_store[i] = m.store.map(|s| self.store_index(s.0)).unwrap_or(NONE_U32);
+            let home = m.store.map(|s| self.store_index(s.0)).unwrap_or(NONE_U32);
+            if self.home_store[i] != home {
+                self.home_store[i] = home;
+                self.touched.insert(i as u32);
+            }
         }
     }
 
@@ -217,14 +559,15 @@ impl CompanyData {
                 }
             }
         }
+        self.product_days.grow(self.products.len());
     }
 
     /// Adds or updates a member; returns its ordinal and whether it was new.
     pub fn apply_member(&mut self, m: MemberFact) -> (u32, bool) {
         self.watermark.member_updated_at = self.watermark.member_updated_at.max(m.updated_at);
         let home = m.store.map(|s| self.store_index(s.0)).unwrap_or(NONE_U32);
-        match self.ordinal.get(&m.id.0) {
-            Some(&o) => {
+        match self.ordinal.get(m.id.0) {
+            Some(o) => {
                 self.members[o as usize] = m;
                 self.home_store[o as usize] = home;
                 self.touched.insert(o);
@@ -235,22 +578,20 @@ impl CompanyData {
                 self.ordinal.insert(m.id.0, o);
                 self.members.push(m);
                 self.home_store.push(home);
-                self.visits.push(Vec::new());
-                self.purchases.push(Vec::new());
-                self.checks.push(Vec::new());
+                let n = self.members.len();
+                self.visits.grow(n);
+                self.purchases.grow(n);
+                self.checks.grow(n);
                 self.touched.insert(o);
                 (o, true)
             }
         }
     }
 
-    /// Forgets a member's history before it is read again whole.
+    /// Forgets a member's history before it is read again whole (from the next seal on).
     pub fn clear_history(&mut self, o: u32) {
-        self.touched.insert(o);
-        let o = o as usize;
-        self.visits[o].clear();
-        self.purchases[o].clear();
-        self.checks[o].clear();
+        let at = self.pending.lengths();
+        self.pending.cleared.push((o, at));
     }
 
     /// Counts a newly read ticket (member or not) into the day totals and advances the watermark.
@@ -269,36 +610,33 @@ impl CompanyData {
 
     /// Adds a member ticket to its member's visits.
     pub fn apply_ticket_visit(&mut self, t: &TicketFact) {
-        let Some(o) = t.member.and_then(|m| self.ordinal(m)) else { return };
-        self.touched.insert(o);
+        let Some(m) = t.member else { return };
+        let Some(o) = self.ordinal(m) else { return };
+        self.last_ticket = Some((t.id.0, m.0, o));
         let store = self.store_index(t.store.0);
-        self.visits[o as usize].push(Visit {
-            ticket: t.id.0,
+        self.pending.visits.push(PendingVisit {
+            member: o,
             day: day_of(t.sold_at, self.offset_minutes),
             store,
+            items: t.line_count.max(0) as u32,
+            ticket: t.id.0,
             amount: t.amount,
             discount: t.discount,
             cost: t.cost,
-            items: t.line_count.max(0) as u32,
-            returned: 0,
-            returned_cost: 0,
-            returned_lines: 0,
         });
     }
 
     pub fn apply_line(&mut self, l: &LineFact) {
-        let Some(o) = self.ordinal(l.member) else { return };
+        let o = match self.last_ticket {
+            Some((ticket, member, o)) if ticket == l.ticket.0 && member == l.member.0 => o,
+            _ => match self.ordinal(l.member) {
+                Some(o) => o,
+                None => return,
+            },
+        };
         let Some(&p) = self.product_index.get(&l.product.0) else { return };
-        self.touched.insert(o);
         let day = day_of(l.sold_at, self.offset_minutes);
-        let visits = &self.visits[o as usize];
-        let store = visit_index(visits, l.ticket.0).map_or(NONE_U32, |i| visits[i].store);
-        let purchases = &mut self.purchases[o as usize];
-        match purchases.iter_mut().rev().take(8).find(|b| b.ticket == l.ticket.0 && b.product == p) {
-            Some(b) => b.amount += l.amount,
-            None => purchases.push(Purchase { ticket: l.ticket.0, day, product: p, store, amount: l.amount }),
-        }
-        self.ever_bought[p as usize].insert(o);
+        self.pending.lines.push(PendingLine { member: o, day, product: p, ticket: l.ticket.0, amount: l.amount });
     }
 
     /// Takes a newly read return off the day totals of the ticket's day and advances the watermark.
@@ -313,28 +651,20 @@ impl CompanyData {
         }
     }
 
-    /// Nets a return out of its member's visit and purchase.
+    /// Nets a return out of its member's visit and purchase (at the next seal).
     pub fn apply_return_member(&mut self, r: &ReturnFact) {
         let Some(o) = r.member.and_then(|m| self.ordinal(m)) else { return };
-        self.touched.insert(o);
-        let day = day_of(r.sold_at, self.offset_minutes);
-        if let Some(i) = visit_index(&self.visits[o as usize], r.ticket.0) {
-            let v = &mut self.visits[o as usize][i];
-            v.returned += r.amount;
-            v.returned_cost += r.cost;
-            v.returned_lines += 1;
-        }
-        let p = self.product_index.get(&r.product.0).copied().unwrap_or(NONE_U32);
-        if p == NONE_U32 {
-            return;
-        }
-        let purchases = &mut self.purchases[o as usize];
-        match purchases.iter_mut().rev().find(|b| b.ticket == r.ticket.0 && b.product == p) {
-            Some(b) => b.amount -= r.amount,
-            None => {
-                purchases.push(Purchase { ticket: r.ticket.0, day, product: p, store: NONE_U32, amount: -r.amount })
-            }
-        }
+        let product = self.product_index.get(&r.product.0).copied().unwrap_or(NONE_U32);
+        self.pending.returns.push((
+            o,
+            PendingReturn {
+                ticket: r.ticket.0,
+                day: day_of(r.sold_at, self.offset_minutes),
+                product,
+                amount: r.amount,
+                cost: r.cost,
+            },
+        ));
     }
 
     pub fn advance_checks(&mut self, c: &HealthCheckFact) {
@@ -343,19 +673,153 @@ impl CompanyData {
 
     pub fn apply_check(&mut self, c: &HealthCheckFact) {
         let Some(o) = self.ordinal(c.member) else { return };
-        self.touched.insert(o);
         let day = day_of(c.checked_at, self.offset_minutes);
-        self.checks[o as usize].push(Check { id: c.id, day, kind: c.kind, abnormal: c.abnormal });
+        self.pending.checks.push((o, Check { id: c.id, day, kind: c.kind, abnormal: c.abnormal }));
+    }
+
+    /// Writes the facts read since the last seal into their members' runs and the by-day indexes:
+    /// each touched member's run is copied once to the arena's end with its new facts; returns are
+    /// netted after the lines they return. Readers see facts only once sealed.
+    pub fn seal(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let n = self.len();
+        let cleared: FastMap<u32, [usize; 4]> = pending.cleared.iter().copied().collect();
+        let mut cleared_order: Vec<u32> = cleared.keys().copied().collect();
+        cleared_order.sort_unstable();
+        let fresh_build = self.purchases.total() == 0 && self.visits.total() == 0;
+        if fresh_build {
+            self.visits.items.reserve_exact(pending.visits.len());
+            self.purchases.items.reserve_exact(pending.lines.len());
+            self.checks.items.reserve_exact(pending.checks.len());
+        }
+        let mut visits = Groups::new(pending.visits, n, &cleared, 0);
+        let mut lines = Groups::new(pending.lines, n, &cleared, 1);
+        let mut returns = Groups::new(pending.returns, n, &cleared, 2);
+        let mut checks = Groups::new(pending.checks, n, &cleared, 3);
+        let mut touched: Vec<u32> = Vec::new();
+        // A member's runs before the seal, to tell the by-day indexes what changed.
+        let mut old_purchases: Vec<Purchase> = Vec::new();
+        let mut old_checks: Vec<Check> = Vec::new();
+        let mut next_cleared = cleared_order.iter().peekable();
+        loop {
+            let o = visits.head().min(lines.head()).min(returns.head()).min(checks.head());
+            let o = next_cleared.peek().map_or(o, |&&c| c.min(o));
+            if o == u32::MAX {
+                break;
+            }
+            if next_cleared.peek().is_some_and(|&&c| c == o) {
+                next_cleared.next();
+            }
+            touched.push(o);
+            let fresh = cleared.contains_key(&o);
+            let m = o as usize;
+            if !fresh_build {
+                old_purchases.clear();
+                old_purchases.extend_from_slice(self.purchases.of(m));
+                old_checks.clear();
+                old_checks.extend_from_slice(self.checks.of(m));
+            }
+
+            self.visits.reopen(m, fresh);
+            let start = self.visits.start[m] as usize;
+            self.visits.items.extend(visits.take(o).iter().map(|v| Visit {
+                ticket: v.ticket,
+                day: v.day,
+                store: v.store,
+                amount: v.amount,
+                discount: v.discount,
+                cost: v.cost,
+                items: v.items,
+                returned: 0,
+                returned_cost: 0,
+                returned_lines: 0,
+            }));
+            self.visits.close(m);
+
+            self.purchases.reopen(m, fresh);
+            let pstart = self.purchases.start[m] as usize;
+            for l in lines.take(o) {
+                let vs = &self.visits.items[start..];
+                let store = visit_index(vs, l.ticket).map_or(NONE_U32, |i| vs[i].store);
+                let run = &mut self.purchases.items[pstart..];
+                match run.iter_mut().rev().take_while(|b| b.ticket == l.ticket).find(|b| b.product == l.product) {
+                    Some(b) => b.amount += l.amount,
+                    None => self.purchases.items.push(Purchase {
+                        ticket: l.ticket,
+                        day: l.day,
+                        product: l.product,
+                        store,
+                        amount: l.amount,
+                    }),
+                }
+            }
+            for &(_, r) in returns.take(o) {
+                let vs = &mut self.visits.items[start..];
+                if let Some(i) = visit_index(vs, r.ticket) {
+                    vs[i].returned += r.amount;
+                    vs[i].returned_cost += r.cost;
+                    vs[i].returned_lines += 1;
+                }
+                if r.product == NONE_U32 {
+                    continue;
+                }
+                let run = &mut self.purchases.items[pstart..];
+                match run.iter_mut().rev().find(|b| b.ticket == r.ticket && b.product == r.product) {
+                    Some(b) => b.amount -= r.amount,
+                    None => self.purchases.items.push(Purchase {
+                        ticket: r.ticket,
+                        day: r.day,
+                        product: r.product,
+                        store: NONE_U32,
+                        amount: -r.amount,
+                    }),
+                }
+            }
+            self.purchases.close(m);
+
+            self.checks.reopen(m, fresh);
+            self.checks.items.extend(checks.take(o).iter().map(|c| c.1));
+            self.checks.close(m);
+
+            // Only purchases new to the run can add a buyer (a cleared run is new in full).
+            let kept = if fresh || fresh_build { 0 } else { old_purchases.len() };
+            for b in self.purchases.of(m).get(kept..).unwrap_or_default() {
+                let e = &mut self.ever_bought[b.product as usize];
+                if e.try_push(o).is_err() {
+                    e.insert(o);
+                }
+            }
+            if !fresh_build {
+                // A cleared member's old facts all go: the positional comparison removes them.
+                self.product_days.replace(o, &old_purchases, self.purchases.of(m));
+                self.check_days.replace(o, &old_checks, self.checks.of(m));
+            }
+        }
+        self.visits.compact();
+        self.purchases.compact();
+        self.checks.compact();
+        if fresh_build {
+            // Every run was written in member order: the by-day indexes are built in one pass each.
+            self.product_days = ProductDays::build(self.products.len(), &self.purchases);
+            self.check_days = CheckDays::build(&self.checks);
+        }
+        self.touched |= RoaringBitmap::from_sorted_iter(touched).expect("members are visited in order");
     }
 
     /// Members (ordinals) with any health check: a prefilter for `checked(...)`.
     pub fn checked_members(&self) -> RoaringBitmap {
-        self.checks.iter().enumerate().filter(|(_, c)| !c.is_empty()).map(|(i, _)| i as u32).collect()
+        RoaringBitmap::from_sorted_iter(
+            self.checks.len.iter().enumerate().filter(|(_, l)| **l > 0).map(|(i, _)| i as u32),
+        )
+        .expect("ordinals ascend")
     }
 
     /// The ordinals of a set of member ids (unknown ids ignored).
     pub fn ordinals_of(&self, ids: &HashSet<i64>) -> RoaringBitmap {
-        ids.iter().filter_map(|id| self.ordinal.get(id).copied()).collect()
+        ids.iter().filter_map(|id| self.ordinal.get(*id)).collect()
     }
 }
 
@@ -370,6 +834,162 @@ mod tests {
         fn day_arithmetic_agrees_with_the_calendar(ms in -2_000_000_000_000i64..4_000_000_000_000, offset in -720i32..=840) {
             let by_calendar = rxmember_core::time::local_date(ms, offset).num_days_from_ce();
             prop_assert_eq!(day_of(ms, offset), by_calendar);
+        }
+    }
+
+    fn member(id: i64) -> MemberFact {
+        MemberFact {
+            id: MemberId(id),
+            card_no: format!("C{id}"),
+            gender: rxmember_core::member::Gender::Unknown,
+            birthday: None,
+            store: None,
+            registered_at: None,
+            clerk_code: None,
+            source: rxmember_core::member::RegistrationSource::Store,
+            referred: false,
+            has_allergies: false,
+            chronic_conditions: vec![],
+            sms_opt_in: false,
+            health_consent: false,
+            status: rxmember_core::member::MemberStatus::Active,
+            updated_at: 0,
+        }
+    }
+
+    /// Ticket `id` of member `m` on day offset `day`, one line of product 1 per amount.
+    fn sale(data: &mut CompanyData, id: i64, m: i64, day: i64, amounts: &[i64]) {
+        use rxmember_core::{ProductId, StoreId, TicketId};
+        let sold_at = day * 86_400_000;
+        let t = TicketFact {
+            id: TicketId(id),
+            member: Some(MemberId(m)),
+            store: StoreId(1),
+            sold_at,
+            line_count: amounts.len() as i64,
+            amount: amounts.iter().sum(),
+            discount: 0,
+            cost: 0,
+        };
+        data.apply_ticket_visit(&t);
+        for a in amounts {
+            data.apply_line(&LineFact {
+                ticket: t.id,
+                member: MemberId(m),
+                sold_at,
+                product: ProductId(1),
+                amount: *a,
+            });
+        }
+    }
+
+    fn refund(data: &mut CompanyData, id: i64, ticket: i64, m: i64, day: i64, amount: i64) {
+        use rxmember_core::{ProductId, TicketId};
+        data.apply_return_member(&ReturnFact {
+            id,
+            ticket: TicketId(ticket),
+            member: Some(MemberId(m)),
+            sold_at: day * 86_400_000,
+            product: ProductId(1),
+            amount,
+            cost: 0,
+        });
+    }
+
+    fn company() -> CompanyData {
+        let mut data = CompanyData::new(CompanyId(1), 0);
+        data.set_stores(vec![StoreFact { id: rxmember_core::StoreId(1), code: "S1".into(), name: "一店".into() }]);
+        data.set_products(vec![ProductFact {
+            id: rxmember_core::ProductId(1),
+            code: "P1".into(),
+            name: "药".into(),
+            category_code: None,
+            manufacturer: None,
+            brand: None,
+            is_prescription: false,
+        }]);
+        for m in 1..=3 {
+            data.apply_member(member(m));
+        }
+        data
+    }
+
+    fn runs(data: &CompanyData) -> Vec<(Vec<Visit>, Vec<Purchase>)> {
+        (0..data.len()).map(|o| (data.visits(o).to_vec(), data.purchases(o).to_vec())).collect()
+    }
+
+    #[test]
+    fn sealing_in_steps_equals_sealing_once() {
+        let mut once = company();
+        let mut steps = company();
+        for data in [&mut once, &mut steps] {
+            sale(data, 1, 1, 10, &[500, 300]);
+            sale(data, 2, 2, 11, &[200]);
+        }
+        steps.seal();
+        for data in [&mut once, &mut steps] {
+            sale(data, 3, 1, 12, &[100]);
+            refund(data, 1, 1, 1, 10, 300);
+            refund(data, 2, 2, 2, 11, 200);
+        }
+        steps.seal();
+        once.seal();
+        assert_eq!(runs(&once), runs(&steps));
+        let p = steps.purchases(0);
+        assert_eq!(
+            p.iter().map(|p| p.amount).collect::<Vec<_>>(),
+            [500, 100],
+            "lines of one ticket merge, returns net"
+        );
+        assert_eq!(p[0].store, 0, "a purchase takes its visit's store");
+        assert_eq!(steps.visits(1)[0].net(), 0);
+        let mut seen = Vec::new();
+        steps.product_days().each(&[0], Day::MIN, Day::MAX, |d, p| seen.push((d, p.member, p.amount)));
+        seen.sort();
+        assert_eq!(seen, [(719_173, 0, 500), (719_174, 1, 0), (719_175, 0, 100)], "postings follow the runs");
+    }
+
+    #[test]
+    fn a_cleared_history_is_read_again_whole() {
+        let mut data = company();
+        sale(&mut data, 1, 1, 10, &[500]);
+        sale(&mut data, 2, 2, 11, &[200]);
+        data.seal();
+        sale(&mut data, 3, 1, 12, &[100]);
+        data.clear_history(0);
+        sale(&mut data, 1, 1, 10, &[500]);
+        sale(&mut data, 3, 1, 12, &[100]);
+        data.take_touched();
+        assert_eq!(data.visits(0).iter().map(|v| v.ticket).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(data.purchases(0).len(), 2);
+        assert_eq!(data.visits(1).len(), 1);
+        let mut n = 0;
+        data.product_days().each(&[0], Day::MIN, Day::MAX, |_, _| n += 1);
+        assert_eq!(n, 3);
+    }
+
+    proptest! {
+        #[test]
+        fn grouping_by_member_keeps_the_order_read(members in prop::collection::vec(0u32..5000, 0..3000)) {
+            let log: Vec<(u32, usize)> = members.iter().enumerate().map(|(i, &o)| (o, i)).collect();
+            let mut want = log.clone();
+            want.sort_by_key(|e| e.0);
+            prop_assert_eq!(group(log, 5000, &FastMap::default(), 0), want);
+        }
+    }
+
+    #[test]
+    fn member_ids_map_to_ordinals_however_they_come() {
+        let mut ids = Ordinals::default();
+        let order = [1000, 1001, 1003, 50, 1_000_000_000, 1002, 1500];
+        for (o, id) in order.iter().enumerate() {
+            ids.insert(*id, o as u32);
+        }
+        for (o, id) in order.iter().enumerate() {
+            assert_eq!(ids.get(*id), Some(o as u32), "id {id}");
+        }
+        for id in [999, 1004, 49, 2_000_000_000, -5] {
+            assert_eq!(ids.get(id), None, "id {id}");
         }
     }
 

@@ -32,6 +32,7 @@ pub struct GroupMembers {
     pub members: RoaringBitmap,
 }
 
+#[derive(Clone, Default)]
 pub struct Derived {
     pub as_of: Day,
     pub features: Features,
@@ -63,17 +64,20 @@ impl Derived {
 
     /// What `compute` would give after `data` changed only for `touched` members (new members are
     /// always touched), when nothing else changed: the same day, settings, taxonomy and saved tags.
-    /// Per-member features and classes are computed again for those members only; grades (medians),
-    /// the catalogue and saved tags are whole-company and computed again in full.
+    /// Per-member features and classes are computed again for those members only; grades (medians)
+    /// and saved tags are whole-company and computed again in full; the catalogue places again only
+    /// the members whose facts, grade or activity level changed.
+    /// `prev`'s columns and bitmaps are reused, not copied (clone it to keep it).
     pub fn update(
-        prev: &Derived,
+        prev: Derived,
         data: &CompanyData,
         taxonomy: &Taxonomy,
         settings: &Settings,
         saved_tags: &[SavedTag],
         touched: &RoaringBitmap,
     ) -> Derived {
-        Self::derive(data, taxonomy, settings, saved_tags, prev.as_of, Some((prev, touched)))
+        let as_of = prev.as_of;
+        Self::derive(data, taxonomy, settings, saved_tags, as_of, Some((prev, touched)))
     }
 
     fn derive(
@@ -82,8 +86,12 @@ impl Derived {
         settings: &Settings,
         saved_tags: &[SavedTag],
         as_of: Day,
-        prev: Option<(&Derived, &RoaringBitmap)>,
+        prev: Option<(Derived, &RoaringBitmap)>,
     ) -> Derived {
+        let (mut prev, touched) = match prev {
+            Some((p, t)) => (Some(p), Some(t)),
+            None => (None, None),
+        };
         let mut timings = Vec::new();
         let mut clock = std::time::Instant::now();
         let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, f64)>| {
@@ -91,14 +99,19 @@ impl Derived {
             clock = std::time::Instant::now();
         };
         // Features and classes are independent: one thread each.
+        let prev_classes = prev.as_mut().map(|p| std::mem::take(&mut p.classes));
+        let prev_features = prev.as_mut().map(|p| std::mem::take(&mut p.features));
         let (features, classes) = std::thread::scope(|s| {
-            let classes = s.spawn(|| match prev {
-                Some((p, touched)) => classes::update(&p.classes, data, taxonomy, settings, as_of, touched),
-                None => classes::compute(data, taxonomy, settings, as_of),
+            let classes = s.spawn(|| match (prev_classes, touched) {
+                (Some(c), Some(touched)) => classes::update(c, data, taxonomy, settings, as_of, touched),
+                _ => classes::compute(data, taxonomy, settings, as_of),
             });
-            let features = match prev {
-                Some((p, touched)) => p.features.update(data, touched),
-                None => Features::compute(data, as_of),
+            let features = match (prev_features, touched) {
+                (Some(mut f), Some(touched)) => {
+                    f.update(data, touched);
+                    f
+                }
+                _ => Features::compute(data, as_of),
             };
             (features, classes.join().expect("class computation does not panic"))
         });
@@ -133,7 +146,19 @@ impl Derived {
         let groups: Vec<(String, RoaringBitmap)> =
             d.groups.iter().map(|g| (g.name.clone(), g.members.clone())).collect();
         lap("drug groups", &mut timings);
+        // Members whose tag values may differ from the previous catalogue: touched ones, and those
+        // whose grade moved with the medians or whose activity level changed.
+        let changed: Option<RoaringBitmap> = prev.as_ref().zip(touched).map(|(p, touched)| {
+            let n = p.grades.len().min(d.grades.len());
+            let moved = (0..n as u32).filter(|&o| {
+                p.grades[o as usize] != d.grades[o as usize] || p.activity[o as usize] != d.activity[o as usize]
+            });
+            let mut c = RoaringBitmap::from_sorted_iter(moved).expect("ordinals ascend");
+            c |= touched;
+            c
+        });
         d.catalogue = catalogue::build(&catalogue::Inputs {
+            prev: prev.as_ref().zip(changed.as_ref()).map(|(p, c)| (&p.catalogue[..], c)),
             data,
             features: &d.features,
             grades: &d.grades,

@@ -17,6 +17,13 @@ pub const YEAR_DAYS: i32 = 365;
 pub const TRACKED_KINDS: [HealthKind; 4] =
     [HealthKind::BloodPressure, HealthKind::BloodGlucose, HealthKind::BloodLipids, HealthKind::UricAcid];
 
+/// Per-member working space of [`Features::fill`], reused from member to member.
+#[derive(Default)]
+struct Scratch {
+    by_store: Vec<(u32, i64)>,
+    by_day: Vec<(Day, i64)>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Features {
     pub as_of: Day,
@@ -36,36 +43,45 @@ pub struct Features {
     /// Last reading of each of [`TRACKED_KINDS`]: 0 none, 1 normal, 2 abnormal.
     pub last_reading: [Vec<u8>; 4],
     pub age: Vec<i32>,
+    /// Month of birth 1–12, 0 if unknown (a column, so `birthday_month = …` scans no member records).
+    pub birthday_month: Vec<u8>,
     pub registered_day: Vec<Day>,
     pub bought_rx_12m: Vec<bool>,
+    /// The last day (up to the as-of day) whose purchases net to more than zero: answers
+    /// `bought(within = …)` without a product filter as a column comparison.
+    pub last_bought_day: Vec<Day>,
 }
 
 impl Features {
     pub fn compute(data: &CompanyData, as_of: Day) -> Features {
         let mut f = Features { as_of, ..Features::default() };
         f.resize(data.len());
-        let mut by_store: Vec<(u32, i64)> = Vec::new();
+        let mut scratch = Scratch::default();
         for o in 0..data.len() {
-            f.fill(data, o, &mut by_store);
+            f.fill(data, o, &mut scratch);
         }
         f
     }
 
-    /// The same features after `data` changed only for `touched` members (new members are always
-    /// touched), as of the same day: only those members are computed again.
-    pub fn update(&self, data: &CompanyData, touched: &roaring::RoaringBitmap) -> Features {
-        let mut f = self.clone();
-        f.resize(data.len());
-        let mut by_store: Vec<(u32, i64)> = Vec::new();
+    /// Brings the features up to date, in place, after `data` changed only for `touched` members (new
+    /// members are always touched), as of the same day: only those members are computed again.
+    pub fn update(&mut self, data: &CompanyData, touched: &roaring::RoaringBitmap) {
+        self.resize(data.len());
+        let mut scratch = Scratch::default();
         for o in touched {
-            f.fill(data, o as usize, &mut by_store);
+            self.fill(data, o as usize, &mut scratch);
         }
-        f
     }
 
     /// Every column to `n` members (values for new members are set by `fill`).
     fn resize(&mut self, n: usize) {
-        for v in [&mut self.first_day, &mut self.last_day, &mut self.age, &mut self.registered_day] {
+        for v in [
+            &mut self.first_day,
+            &mut self.last_day,
+            &mut self.age,
+            &mut self.registered_day,
+            &mut self.last_bought_day,
+        ] {
             v.resize(n, NONE_I32);
         }
         for v in [
@@ -83,11 +99,13 @@ impl Features {
         self.preferred_store.resize(n, NONE_U32);
         self.last_reading.iter_mut().for_each(|v| v.resize(n, 0));
         self.bought_rx_12m.resize(n, false);
+        self.birthday_month.resize(n, 0);
     }
 
     /// Computes member `o`'s features from scratch.
-    fn fill(&mut self, data: &CompanyData, o: usize, by_store: &mut Vec<(u32, i64)>) {
+    fn fill(&mut self, data: &CompanyData, o: usize, scratch: &mut Scratch) {
         let f = self;
+        let by_store = &mut scratch.by_store;
         let as_of = f.as_of;
         let from = as_of - YEAR_DAYS;
         let as_of_date = crate::data::date_of_day(as_of);
@@ -109,7 +127,7 @@ impl Features {
         f.age[o] = NONE_I32;
         f.registered_day[o] = NONE_I32;
         by_store.clear();
-        for v in data.visits[o].iter().filter(|v| v.day <= as_of) {
+        for v in data.visits(o).iter().filter(|v| v.day <= as_of) {
             let net = v.net();
             if net <= 0 {
                 continue;
@@ -136,7 +154,8 @@ impl Features {
             }
         }
         // Tickets returned in full still count as returns.
-        f.returns_12m[o] += data.visits[o]
+        f.returns_12m[o] += data
+            .visits(o)
             .iter()
             .filter(|v| v.day > from && v.day <= as_of && v.net() <= 0)
             .map(|v| v.returned_lines)
@@ -145,11 +164,21 @@ impl Features {
         if let Some(&(s, _)) = by_store.iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))) {
             f.preferred_store[o] = s;
         }
-        f.bought_rx_12m[o] = data.purchases[o].iter().any(|p| {
+        f.bought_rx_12m[o] = data.purchases(o).iter().any(|p| {
             p.day > from && p.day <= as_of && p.amount > 0 && data.products[p.product as usize].is_prescription
         });
+        // Net per day, for the last day bought.
+        let by_day = &mut scratch.by_day;
+        by_day.clear();
+        for p in data.purchases(o).iter().filter(|p| p.day <= as_of) {
+            match by_day.iter_mut().rev().find(|(d, _)| *d == p.day) {
+                Some((_, a)) => *a += p.amount,
+                None => by_day.push((p.day, p.amount)),
+            }
+        }
+        f.last_bought_day[o] = by_day.iter().filter(|(_, a)| *a > 0).map(|(d, _)| *d).max().unwrap_or(NONE_I32);
         let mut last = [NONE_I32; 4];
-        for c in data.checks[o].iter().filter(|c| c.day <= as_of) {
+        for c in data.checks(o).iter().filter(|c| c.day <= as_of) {
             if c.day > from {
                 f.checks_12m[o] += 1;
             }
@@ -161,6 +190,7 @@ impl Features {
             }
         }
         let m = &data.members[o];
+        f.birthday_month[o] = m.birthday.map_or(0, |b| chrono::Datelike::month(&b) as u8);
         if let Some(b) = m.birthday
             && b <= as_of_date
         {

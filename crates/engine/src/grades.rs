@@ -85,7 +85,7 @@ impl RfmGrade {
 }
 
 /// The thresholds in force: each as the value a member must beat.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct RfmThresholds {
     pub r_days: i64,
     pub f_tickets: i64,

@@ -14,4 +14,5 @@ pub mod derived;
 pub mod features;
 pub mod grades;
 pub mod lang;
+pub mod postings;
 pub mod settings;

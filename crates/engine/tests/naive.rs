@@ -111,6 +111,9 @@ fn expr() -> impl Strategy<Value = String> {
         (0usize..3, 1i64..700, prop_oneof![Just(">="), Just("<"), Just("=")], 0i64..4).prop_map(|(c, w, op, k)| {
             format!("bought(category = \"{}\", within = {w}d, times {op} {k})", CATEGORY_NAMES[c].0)
         }),
+        (1i64..700).prop_map(|w| format!("bought(within = {w}d)")),
+        (1i64..700, prop_oneof![Just(">="), Just("<")], 0i64..4)
+            .prop_map(|(w, op, k)| format!("bought(within = {w}d, times {op} {k})")),
         (0usize..2, 1i64..700, 0i64..3)
             .prop_map(|(k, w, t)| format!("checked(kind = \"{}\", within = {w}d, times >= {t})", KIND_NAMES[k])),
         (1i64..800).prop_map(|w| format!("registered(within = {w}d)")),
@@ -289,10 +292,15 @@ fn naive(w: &World, text: &str, m: usize) -> bool {
     };
     let (field, rest) = text.split_once(' ').unwrap_or((text, ""));
     if let Some(args) = text.strip_prefix("bought(").and_then(|s| s.strip_suffix(')')) {
-        let cat = args.split('"').nth(1).unwrap();
-        let products = CATEGORY_NAMES.iter().find(|c| c.0 == cat).unwrap().1;
+        let products: &[usize] = match args.strip_prefix("category = ") {
+            Some(_) => {
+                let cat = args.split('"').nth(1).unwrap();
+                CATEGORY_NAMES.iter().find(|c| c.0 == cat).unwrap().1
+            }
+            None => &[0, 1, 2],
+        };
         let within = num(args.split("within = ").nth(1).unwrap().split('d').next().unwrap()) as i64;
-        let (op, k) = args.split("times ").nth(1).unwrap().split_once(' ').unwrap();
+        let (op, k) = args.split("times ").nth(1).map_or((">=", "1"), |t| t.split_once(' ').unwrap());
         let mut days: Vec<(i64, i64)> = Vec::new();
         for t in &mine {
             if t.days_ago >= within {

@@ -1,0 +1,261 @@
+//! Facts by key and day (posting lists): purchases by product and day, health checks by kind and
+//! day. A `bought(category = …, within = …)` or `checked(kind = …, within = …)` question reads only
+//! the postings of its products or kind inside its window, days ascending, instead of every
+//! candidate member's whole history. Kept in step with the members' runs at every seal
+//! ([`crate::data::CompanyData::seal`]), so they are never persisted; a restore builds them again.
+
+use crate::data::{Check, Day, Purchase, Runs};
+use rxmember_core::health::HealthKind;
+
+/// One purchase as seen from its product and day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Posting {
+    pub member: u32,
+    pub store: u32,
+    /// Net of returns, fen.
+    pub amount: i64,
+}
+
+/// Postings of one key on one day, in no particular order.
+#[derive(Debug, Clone, Default)]
+struct Bucket<T> {
+    postings: Vec<T>,
+    /// Postings with a negative amount (a return without its purchase): while there are none, a
+    /// day with any positive posting is a day with a positive net.
+    negative: u32,
+}
+
+/// Buckets per key and day: `keys[k][day - first_day]` (a key's days may end early).
+#[derive(Debug, Clone)]
+struct ByDay<T> {
+    first_day: Day,
+    keys: Vec<Vec<Bucket<T>>>,
+}
+
+impl<T> Default for ByDay<T> {
+    fn default() -> Self {
+        ByDay { first_day: Day::MAX, keys: Vec::new() }
+    }
+}
+
+impl<T: Copy + PartialEq> ByDay<T> {
+    fn grow(&mut self, keys: usize) {
+        if self.keys.len() < keys {
+            self.keys.resize_with(keys, Vec::new);
+        }
+    }
+
+    /// Bulk build from (key, day, posting) triples: counted first, so each bucket is allocated once.
+    fn build(keys: usize, facts: impl Fn(&mut dyn FnMut(usize, Day, T)), negative: impl Fn(&T) -> bool) -> Self {
+        let mut first = Day::MAX;
+        let mut last = Day::MIN;
+        facts(&mut |_, d, _| {
+            first = first.min(d);
+            last = last.max(d);
+        });
+        let mut by = ByDay { first_day: first, keys: Vec::new() };
+        by.grow(keys);
+        if first > last {
+            return by;
+        }
+        let span = (last - first + 1) as usize;
+        let mut counts = vec![vec![0u32; span]; keys];
+        facts(&mut |k, d, _| counts[k][(d - first) as usize] += 1);
+        by.keys = counts
+            .into_iter()
+            .map(|c| {
+                let end = c.iter().rposition(|&x| x > 0).map_or(0, |i| i + 1);
+                c[..end].iter().map(|&x| Bucket { postings: Vec::with_capacity(x as usize), negative: 0 }).collect()
+            })
+            .collect();
+        facts(&mut |k, d, t| {
+            let b = &mut by.keys[k][(d - first) as usize];
+            b.negative += negative(&t) as u32;
+            b.postings.push(t);
+        });
+        by
+    }
+
+    fn bucket_mut(&mut self, k: usize, d: Day) -> &mut Bucket<T> {
+        if d < self.first_day {
+            if self.first_day != Day::MAX {
+                let shift = (self.first_day - d) as usize;
+                for days in &mut self.keys {
+                    if !days.is_empty() {
+                        days.splice(0..0, (0..shift).map(|_| Bucket { postings: Vec::new(), negative: 0 }));
+                    }
+                }
+            }
+            self.first_day = d;
+        }
+        let days = &mut self.keys[k];
+        let i = (d - self.first_day) as usize;
+        if days.len() <= i {
+            days.resize_with(i + 1, || Bucket { postings: Vec::new(), negative: 0 });
+        }
+        &mut days[i]
+    }
+
+    fn add(&mut self, k: usize, d: Day, t: T, negative: bool) {
+        let b = self.bucket_mut(k, d);
+        b.negative += negative as u32;
+        b.postings.push(t);
+    }
+
+    fn remove(&mut self, k: usize, d: Day, t: T, negative: bool) {
+        let b = self.bucket_mut(k, d);
+        if let Some(i) = b.postings.iter().position(|x| *x == t) {
+            b.postings.swap_remove(i);
+            b.negative -= negative as u32;
+        }
+    }
+
+    /// The buckets of `keys` on days `from..=to`, days ascending (keys in the given order per day).
+    fn each<'a>(&'a self, keys: &'a [u32], from: Day, to: Day) -> impl Iterator<Item = (Day, &'a Bucket<T>)> + 'a {
+        let from = from.max(self.first_day);
+        let last = self.first_day.saturating_add(self.keys.iter().map(Vec::len).max().unwrap_or(0) as Day - 1);
+        let to = to.min(last);
+        (from..=to).flat_map(move |d| {
+            let i = (d - self.first_day) as usize;
+            keys.iter()
+                .filter_map(move |&k| self.keys.get(k as usize).and_then(|days| days.get(i)))
+                .map(move |b| (d, b))
+        })
+    }
+}
+
+/// Purchases by product and day.
+#[derive(Debug, Clone, Default)]
+pub struct ProductDays(ByDay<Posting>);
+
+impl ProductDays {
+    pub fn build(products: usize, runs: &Runs<Purchase>) -> ProductDays {
+        ProductDays(ByDay::build(
+            products,
+            |f| {
+                for (o, run) in runs.iter().enumerate() {
+                    for p in run {
+                        f(p.product as usize, p.day, Posting { member: o as u32, store: p.store, amount: p.amount });
+                    }
+                }
+            },
+            |p| p.amount < 0,
+        ))
+    }
+
+    pub(crate) fn grow(&mut self, products: usize) {
+        self.0.grow(products);
+    }
+
+    /// Member `o`'s purchases were `old` and are now `new` (the same order, `new` possibly longer).
+    pub(crate) fn replace(&mut self, o: u32, old: &[Purchase], new: &[Purchase]) {
+        let posting = |p: &Purchase| Posting { member: o, store: p.store, amount: p.amount };
+        for i in 0..old.len().max(new.len()) {
+            let (a, b) = (old.get(i), new.get(i));
+            if a == b {
+                continue;
+            }
+            if let Some(a) = a {
+                self.0.remove(a.product as usize, a.day, posting(a), a.amount < 0);
+            }
+            if let Some(b) = b {
+                self.0.add(b.product as usize, b.day, posting(b), b.amount < 0);
+            }
+        }
+    }
+
+    /// Calls `f` with each posting of `products` on days `from..=to`, days ascending: a member's
+    /// postings therefore come day by day.
+    pub fn each(&self, products: &[u32], from: Day, to: Day, mut f: impl FnMut(Day, &Posting)) {
+        for (d, b) in self.0.each(products, from, to) {
+            for p in &b.postings {
+                f(d, p);
+            }
+        }
+    }
+
+    /// The first day with any posting (`Day::MAX` when there is none).
+    pub fn first_day(&self) -> Day {
+        self.0.first_day
+    }
+
+    /// How many postings [`ProductDays::each`] would visit, and whether any has a negative amount.
+    pub fn size(&self, products: &[u32], from: Day, to: Day) -> (usize, bool) {
+        self.0
+            .each(products, from, to)
+            .fold((0, false), |(n, neg), (_, b)| (n + b.postings.len(), neg || b.negative > 0))
+    }
+}
+
+/// A health check as seen from its kind and day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckPosting {
+    pub member: u32,
+    pub abnormal: bool,
+}
+
+/// Index of a health kind among the check postings' keys.
+pub fn kind_index(k: HealthKind) -> u32 {
+    match k {
+        HealthKind::BloodPressure => 0,
+        HealthKind::BloodGlucose => 1,
+        HealthKind::BloodLipids => 2,
+        HealthKind::UricAcid => 3,
+        HealthKind::Weight => 4,
+        HealthKind::Bmi => 5,
+        HealthKind::BoneDensity => 6,
+        HealthKind::Other => 7,
+    }
+}
+
+/// Every key of [`kind_index`].
+pub const ALL_KINDS: [u32; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
+
+/// Health checks by kind and day.
+#[derive(Debug, Clone, Default)]
+pub struct CheckDays(ByDay<CheckPosting>);
+
+impl CheckDays {
+    pub fn build(runs: &Runs<Check>) -> CheckDays {
+        CheckDays(ByDay::build(
+            ALL_KINDS.len(),
+            |f| {
+                for (o, run) in runs.iter().enumerate() {
+                    for c in run {
+                        f(kind_index(c.kind) as usize, c.day, CheckPosting { member: o as u32, abnormal: c.abnormal });
+                    }
+                }
+            },
+            |_| false,
+        ))
+    }
+
+    pub(crate) fn replace(&mut self, o: u32, old: &[Check], new: &[Check]) {
+        self.0.grow(ALL_KINDS.len());
+        let posting = |c: &Check| CheckPosting { member: o, abnormal: c.abnormal };
+        for i in 0..old.len().max(new.len()) {
+            let (a, b) = (old.get(i), new.get(i));
+            if a == b {
+                continue;
+            }
+            if let Some(a) = a {
+                self.0.remove(kind_index(a.kind) as usize, a.day, posting(a), false);
+            }
+            if let Some(b) = b {
+                self.0.add(kind_index(b.kind) as usize, b.day, posting(b), false);
+            }
+        }
+    }
+
+    /// How many checks [`CheckDays::each`] would visit.
+    pub fn size(&self, kinds: &[u32], from: Day, to: Day) -> usize {
+        self.0.each(kinds, from, to).map(|(_, b)| b.postings.len()).sum()
+    }
+
+    /// Calls `f` with each check of `kinds` on days `from..=to`.
+    pub fn each(&self, kinds: &[u32], from: Day, to: Day, mut f: impl FnMut(&CheckPosting)) {
+        for (_, b) in self.0.each(kinds, from, to) {
+            b.postings.iter().for_each(&mut f);
+        }
+    }
+}
