@@ -4,6 +4,7 @@ mod audience_cmd;
 mod bench;
 mod bench_chain;
 mod bench_engine;
+mod bench_pos;
 mod config;
 mod import_cmd;
 mod loyalty_cmd;
@@ -157,6 +158,23 @@ enum BenchCommand {
         /// A PostgreSQL admin URL; a scratch database is created and dropped.
         #[arg(long)]
         pg: Option<String>,
+    },
+    /// POS API latency (identify, quote, commit) over HTTP with wrk, on a scratch SQLite database
+    /// and, with --pg, a scratch PostgreSQL database holding the demo chain.
+    Pos {
+        #[arg(long, default_value = "small")]
+        size: String,
+        /// A PostgreSQL admin URL; a scratch database is created and dropped.
+        #[arg(long)]
+        pg: Option<String>,
+        /// Duration of each wrk run.
+        #[arg(long, default_value = "10s")]
+        duration: String,
+        #[arg(long, value_delimiter = ',', default_value = "8,64")]
+        connections: Vec<u32>,
+        /// wrk threads.
+        #[arg(long, default_value_t = 2)]
+        threads: u32,
     },
 }
 
@@ -371,6 +389,19 @@ async fn run(cli: Cli) -> Result<()> {
         let size = rxmember_demo::Size::parse(size).context("--size must be tiny, small or large")?;
         let rows = bench::import(files, size, pg.as_deref()).await?;
         bench::print(&rows);
+        return Ok(());
+    }
+    if let Command::Bench { command: BenchCommand::Pos { size, pg, duration, connections, threads } } = &cli.command {
+        let size = rxmember_demo::Size::parse(size).context("--size must be tiny or small")?;
+        let b = bench_pos::PosBench {
+            size,
+            pg: pg.clone(),
+            duration: duration.clone(),
+            connections: connections.clone(),
+            threads: *threads,
+        };
+        let (rows, inproc) = bench_pos::run(&b).await?;
+        bench_pos::print(&rows, &inproc);
         return Ok(());
     }
     if let Command::Bench {

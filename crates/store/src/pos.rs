@@ -397,6 +397,7 @@ impl Store {
         if ticket_no.trim().is_empty() {
             return Err(StoreError::Invalid("ticket_no 不能为空".into()));
         }
+        let _turn = self.pos_commit_turn().await;
         let mut tx = self.begin_write().await?;
         let prior: Option<(Vec<u8>, String)> = sqlx::query_as(
             "SELECT request_hash, response FROM pos_commits WHERE company_id = $1 AND kind = 'sale' AND number = $2",
@@ -608,6 +609,7 @@ impl Store {
         }
         let offset = self.company(scope, company).await?.utc_offset_minutes;
         let rules = self.loyalty_rules(scope, company).await?;
+        let _turn = self.pos_commit_turn().await;
         let mut tx = self.begin_write().await?;
         let ticket: Option<(i64, Option<i64>)> =
             sqlx::query_as("SELECT id, member_id FROM tickets WHERE company_id = $1 AND ticket_no = $2")
