@@ -12,7 +12,7 @@ use crate::coupons::{CouponLine, CouponRules, NotApplicable, apply_in_order, bes
 use crate::loyalty::LoyaltyRules;
 use crate::member_days::member_day_on;
 use crate::money::Fen;
-use crate::points::{EarnContext, EarnLine, Earning};
+use crate::points::{EarnLine, Earning};
 use chrono::NaiveDate;
 use serde::Serialize;
 
@@ -297,14 +297,7 @@ pub fn quote(rules: &LoyaltyRules, req: &QuoteRequest) -> Result<Quote, QuoteErr
                 paid: q.amount,
             })
             .collect();
-        let cx = EarnContext {
-            date: req.date,
-            tier: tier.map(|t| t.code.clone()),
-            tier_percent: tier.map_or(100, |t| t.benefits.points_percent),
-            birthday: m.birthday,
-            member_day: day.is_some(),
-            member_day_percent: day.map_or(100, |d| d.points_percent.max(1)),
-        };
+        let cx = rules.earn_context(req.date, tier.map(|t| t.code.as_str()), m.birthday);
         rules.points.earn(&earn_lines, &cx)
     });
     if let Some(e) = &earning {

@@ -2,8 +2,9 @@
 //! TOML (`rxmember loyalty export/import`), the console edits them as JSON; both are this type.
 
 use crate::member_days::MemberDay;
-use crate::points::PointsRules;
+use crate::points::{EarnContext, PointsRules};
 use crate::tiers::TierRules;
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +29,21 @@ impl Default for LoyaltyRules {
 pub struct RulesError(pub String);
 
 impl LoyaltyRules {
+    /// Who earns on `date`: the member's tier (the base level when none is recorded), its points
+    /// multiplier, and whether the date is a member day with its multiplier.
+    pub fn earn_context(&self, date: NaiveDate, tier: Option<&str>, birthday: Option<NaiveDate>) -> EarnContext {
+        let level = tier.and_then(|t| self.tiers.level(t)).or_else(|| self.tiers.base());
+        let day = crate::member_days::member_day_on(&self.member_days, date);
+        EarnContext {
+            date,
+            tier: level.map(|l| l.code.clone()),
+            tier_percent: level.map_or(100, |l| l.benefits.points_percent),
+            birthday,
+            member_day: day.is_some(),
+            member_day_percent: day.map_or(100, |d| d.points_percent.max(1)),
+        }
+    }
+
     pub fn from_toml(s: &str) -> Result<LoyaltyRules, RulesError> {
         let r: LoyaltyRules = toml::from_str(s).map_err(|e| RulesError(format!("规则文件有误: {e}")))?;
         r.validate()?;

@@ -123,6 +123,15 @@ pub struct IssueReport {
     pub codes: Vec<String>,
 }
 
+impl IssueReport {
+    fn add(&mut self, r: &IssueReport) {
+        self.issued += r.issued;
+        self.unchanged += r.unchanged;
+        self.over_limit += r.over_limit;
+        self.exhausted += r.exhausted;
+    }
+}
+
 fn status_label(s: &str) -> &'static str {
     match s {
         "draft" => "草稿",
@@ -217,10 +226,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict { what: format!("优惠券模板 {}", t.code) },
-            _ => StoreError::Database(e),
-        })?;
+        .map_err(|e| crate::conflict_on_unique(e, || format!("优惠券模板 {}", t.code)))?;
         tx.commit().await?;
         self.audit(scope, Some(company), "coupon_template.create", Some(&t.code), None).await?;
         Ok(id)
@@ -446,10 +452,7 @@ impl Store {
             let r = self
                 .issue_coupons(scope, company, code, &members, &format!("tier-birthday:{}", day.format("%Y")), day)
                 .await?;
-            total.issued += r.issued;
-            total.unchanged += r.unchanged;
-            total.over_limit += r.over_limit;
-            total.exhausted += r.exhausted;
+            total.add(&r);
         }
         let start = rxmember_core::time::local_to_epoch_ms(day.and_hms_opt(0, 0, 0).unwrap_or_default(), offset);
         let end = start + 86_400_000;
@@ -499,20 +502,14 @@ impl Store {
                                 day,
                             )
                             .await?;
-                        total.issued += r.issued;
-                        total.unchanged += r.unchanged;
-                        total.over_limit += r.over_limit;
-                        total.exhausted += r.exhausted;
+                        total.add(&r);
                     }
                     continue;
                 }
                 _ => continue,
             };
             let r = self.issue_coupons(scope, company, &code, &members, &cause, day).await?;
-            total.issued += r.issued;
-            total.unchanged += r.unchanged;
-            total.over_limit += r.over_limit;
-            total.exhausted += r.exhausted;
+            total.add(&r);
         }
         Ok(total)
     }
@@ -833,10 +830,7 @@ pub(crate) async fn redeem_in(
     .bind(now)
     .execute(&mut **tx)
     .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict { what: "优惠券核销".into() },
-        _ => StoreError::Database(e),
-    })?;
+    .map_err(|e| crate::conflict_on_unique(e, || "优惠券核销".into()))?;
     Ok(())
 }
 

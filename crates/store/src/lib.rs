@@ -68,3 +68,12 @@ impl From<AccessDenied> for StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A database error, with a unique-key violation read as a conflict on `what` (a cause applied
+/// already, a ticket number taken, a coupon redeemed): the database is what enforces exactly-once.
+pub(crate) fn conflict_on_unique(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict { what: what() },
+        _ => StoreError::Database(e),
+    }
+}

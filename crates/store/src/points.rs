@@ -12,7 +12,7 @@ use crate::{Backend, Result, Store, StoreError, counters};
 use chrono::{Datelike, NaiveDate};
 use rxmember_core::loyalty::LoyaltyRules;
 use rxmember_core::org::Scope;
-use rxmember_core::points::{Account, EarnContext, EarnLine, Earning, Entry, EntryKind, Lot, take_back};
+use rxmember_core::points::{Account, EarnLine, Earning, Entry, EntryKind, Lot, take_back};
 use rxmember_core::time::{local_date, now_ms};
 use rxmember_core::{CompanyId, Fen, MemberId};
 use serde::Serialize;
@@ -183,10 +183,7 @@ pub(crate) async fn persist(
         .bind(now)
         .execute(&mut **tx)
         .await
-        .map_err(|err| match &err {
-            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict { what: format!("积分来源 {}", cause.key) },
-            _ => StoreError::Database(err),
-        })?;
+        .map_err(|e| crate::conflict_on_unique(e, || format!("积分来源 {}", cause.key)))?;
         if e.points > 0 {
             created.push(id);
         }
@@ -288,16 +285,7 @@ impl Store {
         .fetch_optional(&mut **tx)
         .await?
         .unwrap_or((None, None));
-        let level = tier.as_deref().and_then(|c| rules.tiers.level(c)).or_else(|| rules.tiers.base());
-        let day = rxmember_core::member_days::member_day_on(&rules.member_days, on);
-        let cx = EarnContext {
-            date: on,
-            tier: level.map(|l| l.code.clone()),
-            tier_percent: level.map_or(100, |l| l.benefits.points_percent),
-            birthday: birthday.as_deref().and_then(parse_date),
-            member_day: day.is_some(),
-            member_day_percent: day.map_or(100, |d| d.points_percent.max(1)),
-        };
+        let cx = rules.earn_context(on, tier.as_deref(), birthday.as_deref().and_then(parse_date));
         let earning = rules.points.earn(&t.lines, &cx);
         let key = format!("ticket:{}", t.ticket_no);
         let cause = Cause {
@@ -517,18 +505,9 @@ impl Store {
         )
         .await?
         {
-            let mut categories = Vec::new();
-            if let Some(x) = r.try_get::<Option<String>, _>("category_code")? {
-                categories.push(x);
-            }
-            if let Some(m) = r.try_get::<Option<String>, _>("major_code")?
-                && !categories.contains(&m)
-            {
-                categories.push(m);
-            }
             lines.entry(r.try_get("ticket_id")?).or_default().push(EarnLine {
                 product_code: r.try_get("code")?,
-                categories,
+                categories: categories_of(&r)?,
                 excluded: crate::db::flag(&r, "points_excluded")?,
                 paid: Fen(r.try_get("amount")?),
             });
@@ -623,16 +602,7 @@ impl Store {
         for (tid, ticket_no, member, sold_at) in &todo {
             let on = local_date(*sold_at, offset);
             let level = tier.get(member).cloned().flatten();
-            let lvl = level.as_deref().and_then(|t| rules.tiers.level(t)).or_else(|| rules.tiers.base());
-            let day = rxmember_core::member_days::member_day_on(&rules.member_days, on);
-            let cx = EarnContext {
-                date: on,
-                tier: lvl.map(|l| l.code.clone()),
-                tier_percent: lvl.map_or(100, |l| l.benefits.points_percent),
-                birthday: birthday.get(member).cloned().flatten(),
-                member_day: day.is_some(),
-                member_day_percent: day.map_or(100, |d| d.points_percent.max(1)),
-            };
+            let cx = rules.earn_context(on, level.as_deref(), birthday.get(member).cloned().flatten());
             let earning = rules.points.earn(lines.get(tid).map_or(&[][..], |v| v.as_slice()), &cx);
             if earning.points <= 0 {
                 continue;
@@ -821,7 +791,6 @@ impl Store {
     /// Expires every lot whose last valid day is before `today` (the daily job). Returns (lots, points).
     pub async fn expire_points(&self, scope: &Scope, company: CompanyId, today: NaiveDate) -> Result<(u64, i64)> {
         scope.require_company_admin(company)?;
-        let offset = self.company(scope, company).await?.utc_offset_minutes;
         let c = company.0;
         let (mut lots, mut points) = (0u64, 0i64);
         loop {
@@ -852,7 +821,6 @@ impl Store {
                 }
             }
             tx.commit().await?;
-            let _ = offset;
         }
         Ok((lots, points))
     }
@@ -1036,4 +1004,19 @@ pub(crate) async fn tier_stats_of(
         .collect();
     v.sort_by_key(|(m, _)| *m);
     Ok(v)
+}
+
+/// A product's minor category and its major category, from a row with `category_code` and
+/// `major_code` (products joined to categories): what category rules match against.
+pub(crate) fn categories_of(r: &sqlx::any::AnyRow) -> Result<Vec<String>> {
+    let mut categories = Vec::new();
+    if let Some(x) = r.try_get::<Option<String>, _>("category_code")? {
+        categories.push(x);
+    }
+    if let Some(m) = r.try_get::<Option<String>, _>("major_code")?
+        && !categories.contains(&m)
+    {
+        categories.push(m);
+    }
+    Ok(categories)
 }

@@ -272,22 +272,13 @@ impl Store {
         }
         let mut found: HashMap<String, PosProduct> = HashMap::new();
         for r in q.fetch_all(&self.pool).await? {
-            let mut categories = Vec::new();
-            if let Some(x) = r.try_get::<Option<String>, _>("category_code")? {
-                categories.push(x);
-            }
-            if let Some(m) = r.try_get::<Option<String>, _>("major_code")?
-                && !categories.contains(&m)
-            {
-                categories.push(m);
-            }
             let ingredients: Option<String> = r.try_get("ingredients")?;
             let p = PosProduct {
                 id: r.try_get("id")?,
                 code: r.try_get("code")?,
                 name: r.try_get("name")?,
                 generic_name: r.try_get("generic_name")?,
-                categories,
+                categories: crate::points::categories_of(&r)?,
                 retail_price: r.try_get::<Option<i64>, _>("retail_price")?.map(Fen),
                 cost_price: r.try_get::<Option<i64>, _>("cost_price")?.map(Fen),
                 points_excluded: crate::db::flag(&r, "points_excluded")?,
@@ -389,9 +380,9 @@ impl Store {
         quote: &Quote,
         hash: &[u8],
     ) -> Result<SaleReceipt> {
-        scope.require_company_admin(ctx.company).or_else(|_| {
-            if scope.data.touches_company(ctx.company) { Ok(()) } else { Err(StoreError::AccessDenied) }
-        })?;
+        if !scope.data.touches_company(ctx.company) {
+            return Err(StoreError::AccessDenied);
+        }
         let c = ctx.company.0;
         let actor = scope.actor.as_str();
         if ticket_no.trim().is_empty() {
@@ -484,10 +475,7 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict { what: format!("小票号 {ticket_no}") },
-            _ => StoreError::Database(e),
-        })?;
+        .map_err(|e| crate::conflict_on_unique(e, || format!("小票号 {ticket_no}")))?;
 
         let mut receipt = SaleReceipt {
             ticket_no: ticket_no.to_string(),
@@ -532,12 +520,11 @@ impl Store {
                 })
                 .collect();
             let t = TicketForPoints { member: m.member_id, ticket_no: ticket_no.to_string(), sold_at, lines };
-            let (applied, earning) =
+            let (applied, _) =
                 self.earn_ticket_in(&mut tx, ctx.company, ctx.offset_minutes, &ctx.rules, &t, actor).await?;
             if let Applied::Done { points, .. } = applied {
                 receipt.points_earned = points;
             }
-            let _ = earning;
             // 5. Tier.
             if let Some(change) = crate::tiers::upgrade_after_sale_in(
                 &mut tx,
@@ -575,10 +562,7 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict { what: format!("小票号 {ticket_no}") },
-            _ => StoreError::Database(e),
-        })?;
+        .map_err(|e| crate::conflict_on_unique(e, || format!("小票号 {ticket_no}")))?;
         tx.commit().await?;
         Ok(receipt)
     }
@@ -663,12 +647,7 @@ impl Store {
             .bind(now_ms())
             .execute(&mut *tx)
             .await
-            .map_err(|e| match &e {
-                sqlx::Error::Database(d) if d.is_unique_violation() => {
-                    StoreError::Conflict { what: format!("退货单 {return_no} 的商品 {code}") }
-                }
-                _ => StoreError::Database(e),
-            })?;
+            .map_err(|e| crate::conflict_on_unique(e, || format!("退货单 {return_no} 的商品 {code}")))?;
             if let Applied::Done { points, .. } =
                 self.take_back_return_in(&mut tx, company, offset, &rules, id, &scope.actor).await?
             {
@@ -702,10 +681,7 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict { what: format!("退货单号 {return_no}") },
-            _ => StoreError::Database(e),
-        })?;
+        .map_err(|e| crate::conflict_on_unique(e, || format!("退货单号 {return_no}")))?;
         tx.commit().await?;
         Ok(receipt)
     }

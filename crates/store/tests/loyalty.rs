@@ -193,7 +193,18 @@ async fn opening_balances_adjustments_and_clawback_policy() {
     s.accrue_points(&cli, c).await.unwrap();
     let sum = s.points_summary(&cli, c, m, today).await.unwrap();
     assert_eq!((sum.balance, sum.debt), (110, 0));
-    // Opening balances from the ERP card's legacy points.
+    // Opening balances from the ERP card's legacy points: credited once per card.
+    let legacy = MemberInput {
+        card_no: "C1".into(),
+        phone: Some("13800000001".into()),
+        points: Some(350),
+        ..Default::default()
+    };
+    s.upsert_members(&cli, c, &Default::default(), &[legacy]).await.unwrap();
+    assert_eq!(s.open_points_balances(&cli, c).await.unwrap(), 1);
+    assert_eq!(s.open_points_balances(&cli, c).await.unwrap(), 0);
+    let c1 = member_id(s, c, "C1").await;
+    assert_eq!(s.points_summary(&cli, c, c1, today).await.unwrap().balance, 350);
     assert!(s.check_points(&cli, c).await.unwrap().is_empty());
     db.cleanup().await;
 }
