@@ -97,3 +97,21 @@ pub struct StoreFact {
     pub code: String,
     pub name: String,
 }
+
+/// A member's loyalty state as it stands now: points balance, the unspent points that will expire
+/// (by last valid day), and the tier code. Lots without an expiry date are in the balance only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoyaltyFact {
+    pub member: MemberId,
+    pub balance: i64,
+    /// Unspent points by the last day they are valid on, one entry per lot.
+    pub expiring: Vec<(NaiveDate, i64)>,
+    pub tier: Option<String>,
+}
+
+/// A tier level the company's rules define, lowest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierLevelFact {
+    pub code: String,
+    pub name: String,
+}

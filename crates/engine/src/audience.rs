@@ -333,6 +333,7 @@ impl<'a> Evaluator<'a> {
                 Func::Bought => self.bought(args, *span, u)?,
                 Func::Checked => self.checked(args, *span, u)?,
                 Func::Registered => self.registered(args, *span, u)?,
+                Func::PointsExpiring => self.points_expiring(args, u)?,
             },
         })
     }
@@ -346,7 +347,7 @@ impl<'a> Evaluator<'a> {
                 if self.categorical(field).is_some() || Self::flag(field).is_some() { 1 } else { 2 }
             }
             Expr::Between { .. } => 2,
-            Expr::Call { func: Func::Registered, .. } => 2,
+            Expr::Call { func: Func::Registered | Func::PointsExpiring, .. } => 2,
             Expr::Call { func: Func::Checked, .. } => 3,
             Expr::Call { func: Func::Bought, .. } => 4,
             Expr::Not { arg } => self.cost(arg),
@@ -427,6 +428,7 @@ impl<'a> Evaluator<'a> {
             "preferred_store" => {
                 u.iter().filter(|&o| self.d.features.preferred_store[o as usize] != NONE_U32).collect()
             }
+            "tier" => u.iter().filter(|&o| self.data.loyalty.level(o as usize).is_some()).collect(),
             _ => u.clone(),
         }
     }
@@ -523,6 +525,18 @@ impl<'a> Evaluator<'a> {
                     },
                 ))
             },
+            "tier" => |s: &Self, v: &str, span| {
+                let levels = &s.data.loyalty.levels;
+                let i = s.data.loyalty.level_named(v).ok_or_else(|| {
+                    let known: Vec<&str> = levels.iter().map(|l| l.name.as_str()).collect();
+                    err(
+                        span,
+                        format!("未知的会员等级 \"{v}\"（可选：{}）", known.join("、")),
+                        format!("unknown tier \"{v}\" (known: {})", known.join(", ")),
+                    )
+                })?;
+                Ok(s.dim_value("tier", i))
+            },
             "chronic" => |s: &Self, v: &str, _| {
                 let v = v.trim();
                 Ok(s.dim("chronic").and_then(|d| d.value(v)).map(|t| t.members.clone()).unwrap_or_default())
@@ -581,6 +595,10 @@ impl<'a> Evaluator<'a> {
             "first_purchase_days" => scan(u, n, |o| f.first_purchase_days(o).is_some_and(|x| keep(x as f64))),
             "returns_12m" => scan(u, n, |o| keep(f.returns_12m[o] as f64)),
             "checks_12m" => scan(u, n, |o| keep(f.checks_12m[o] as f64)),
+            "points_balance" => {
+                let balance = &self.data.loyalty.balance;
+                scan(u, n, |o| keep(balance[o] as f64))
+            }
             _ => {
                 return Err(err(
                     span,
@@ -929,6 +947,65 @@ impl<'a> Evaluator<'a> {
         } else {
             hit & u
         })
+    }
+
+    /// `points_expiring(within = 30d, points >= 100)`: unspent points whose last valid day falls in
+    /// the window starting on the as-of day (lots already past their day are expired, whether or not
+    /// the expiry job has run). A member with nothing expiring has 0 points in the window.
+    fn points_expiring(&self, args: &[Arg], u: &RoaringBitmap) -> Result<RoaringBitmap, EvalError> {
+        let as_of = self.d.as_of;
+        let mut to = Day::MAX;
+        let mut points: Conditions = Vec::new();
+        for a in args {
+            let bad = || err(a.span, format!("参数 {} 的值不对", a.name), format!("bad value for {}", a.name));
+            match a.name.as_str() {
+                "within" => {
+                    if a.cmp != Cmp::Eq && a.cmp != Cmp::Le {
+                        return Err(err(a.span, "within 只能用 =".to_string(), "within takes =".to_string()));
+                    }
+                    let date = date_of_day(as_of);
+                    let last = match &a.value {
+                        Value::Duration { amount, unit } if *amount > 0 => match unit {
+                            DurationUnit::Day => as_of + *amount as i32 - 1,
+                            DurationUnit::Week => as_of + *amount as i32 * 7 - 1,
+                            DurationUnit::Month => day_of_date(date + Months::new(*amount as u32)) - 1,
+                            DurationUnit::Year => day_of_date(date + Months::new(*amount as u32 * 12)) - 1,
+                        },
+                        Value::Num(n) if *n >= 1.0 => as_of + *n as i32 - 1,
+                        _ => return Err(bad()),
+                    };
+                    to = to.min(last);
+                }
+                "before" => match &a.value {
+                    Value::Date(d) => to = to.min(day_of_date(*d) - 1),
+                    _ => return Err(bad()),
+                },
+                "points" => match a.value {
+                    Value::Num(x) => points.push((a.cmp, x)),
+                    _ => {
+                        return Err(err(
+                            a.span,
+                            "参数 points 的值应为数字".to_string(),
+                            "points takes a number".to_string(),
+                        ));
+                    }
+                },
+                _ => {}
+            }
+        }
+        if points.is_empty() {
+            points.push((Cmp::Ge, 1.0));
+        }
+        let keep = |x: i64| points.iter().all(|(c, t)| cmp_f64(x as f64, *c, *t));
+        let expiring = self.data.loyalty.expiring_between(as_of, to);
+        if keep(0) {
+            // Members with nothing expiring pass too: take away those whose amount fails.
+            let fail: RoaringBitmap = expiring.iter().filter(|(_, p)| !keep(**p)).map(|(o, _)| *o).collect();
+            Ok(u - fail)
+        } else {
+            let hit: RoaringBitmap = expiring.iter().filter(|(_, p)| keep(**p)).map(|(o, _)| *o).collect();
+            Ok(hit & u)
+        }
     }
 
     fn registered(&self, args: &[Arg], _span: Span, u: &RoaringBitmap) -> Result<RoaringBitmap, EvalError> {

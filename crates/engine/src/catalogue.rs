@@ -9,6 +9,7 @@ use crate::grades::{ActivityLevel, RfmGrade};
 use roaring::RoaringBitmap;
 use rxmember_core::member::{Gender, MemberStatus, RegistrationSource};
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// Registration sources in the order of the `source` dimension's values.
 pub const SOURCES: [RegistrationSource; 5] = [
@@ -98,6 +99,8 @@ pub struct Inputs<'a> {
     pub activity: &'a [ActivityLevel],
     pub classes: &'a [Class],
     pub groups: &'a [(String, RoaringBitmap)],
+    /// Points expiring per member within 30 days of the as-of day.
+    pub expiring_30d: &'a HashMap<u32, i64>,
 }
 
 /// Builds the dimensions one by one, each incrementally from the previous catalogue when it had the
@@ -393,6 +396,25 @@ pub fn build(i: &Inputs) -> Vec<Dimension> {
             MemberStatus::Active => 0,
             MemberStatus::Cancelled => 1,
         })
+    });
+    let loyalty = &data.loyalty;
+    let levels: Vec<String> = loyalty.levels.iter().map(|l| l.name.clone()).collect();
+    b.split("tier", "会员等级", Member, &levels, |o| loyalty.level(o));
+    b.split(
+        "points_band",
+        "积分余额",
+        Member,
+        &names(&["无积分", "1-99分", "100-499分", "500-999分", "1000-4999分", "5000分及以上"]),
+        |o| {
+            Some(if loyalty.balance[o] <= 0 {
+                0
+            } else {
+                1 + band(loyalty.balance[o] as f64, &[100.0, 500.0, 1000.0, 5000.0])
+            })
+        },
+    );
+    b.split("points_expiring", "积分到期", Member, &names(&["30天内有积分到期"]), |o| {
+        i.expiring_30d.contains_key(&(o as u32)).then_some(0)
     });
     b.dims
 }

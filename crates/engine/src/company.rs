@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Bumped whenever [`CompanyData`]'s layout changes: an older snapshot is ignored and rebuilt.
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 
 pub struct CompanyEngine {
     pub data: CompanyData,
@@ -54,6 +54,9 @@ pub const COLUMNS: &[(&str, &str, bool)] = &[
     ("returns_12m", "近12月退货笔数", true),
     ("checks_12m", "近12月检测次数", true),
     ("sms_opt_in", "接收短信", false),
+    ("tier", "会员等级", false),
+    ("points_balance", "积分余额", true),
+    ("points_expiring_30d", "30天内到期积分", true),
 ];
 
 pub const DEFAULT_COLUMNS: &[&str] =
@@ -333,6 +336,9 @@ impl CompanyEngine {
             "returns_12m" => f.returns_12m[o].to_string(),
             "checks_12m" => f.checks_12m[o].to_string(),
             "sms_opt_in" => if m.sms_opt_in { "是" } else { "否" }.to_string(),
+            "tier" => self.data.loyalty.level(o).map(|l| self.data.loyalty.levels[l].name.clone()).unwrap_or_default(),
+            "points_balance" => self.data.loyalty.balance[o].to_string(),
+            "points_expiring_30d" => d.expiring_30d.get(&(o as u32)).copied().unwrap_or(0).to_string(),
             _ => String::new(),
         }
     }

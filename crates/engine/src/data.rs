@@ -9,10 +9,13 @@
 //! member's new run: a full build writes every run once, in member order; a day's update copies only
 //! the touched members' runs. Returns are netted at the seal, after the lines they return.
 
+use crate::loyalty::{Loyalty, MemberLoyalty};
 use crate::postings::{CheckDays, ProductDays};
 use chrono::NaiveDate;
 use roaring::RoaringBitmap;
-use rxmember_core::facts::{HealthCheckFact, LineFact, MemberFact, ProductFact, ReturnFact, StoreFact, TicketFact};
+use rxmember_core::facts::{
+    HealthCheckFact, LineFact, LoyaltyFact, MemberFact, ProductFact, ReturnFact, StoreFact, TicketFact,
+};
 use rxmember_core::health::HealthKind;
 use rxmember_core::{CompanyId, MemberId};
 use serde::{Deserialize, Serialize};
@@ -115,6 +118,9 @@ pub struct Watermark {
     pub ticket_id: i64,
     pub return_id: i64,
     pub check_id: i64,
+    /// The last points ledger entry and tier change read into [`CompanyData::loyalty`].
+    pub ledger_id: i64,
+    pub tier_id: i64,
 }
 
 /// One kind of fact for every member in one arena: member `o`'s facts are one contiguous run, in
@@ -414,6 +420,8 @@ pub struct CompanyData {
     /// keep a member whose purchase was later corrected away; the purchase scan decides.
     pub ever_bought: Vec<RoaringBitmap>,
     pub days: BTreeMap<Day, DayTotals>,
+    /// Points, expiring points and tiers as the store has them now.
+    pub loyalty: Loyalty,
     pub watermark: Watermark,
     /// Purchases by product and day, kept in step with the runs at every seal.
     #[serde(skip)]
@@ -451,6 +459,7 @@ impl CompanyData {
             stores: Vec::new(),
             ever_bought: Vec::new(),
             days: BTreeMap::new(),
+            loyalty: Loyalty::default(),
             watermark: Watermark::default(),
             product_days: ProductDays::default(),
             check_days: CheckDays::default(),
@@ -582,10 +591,25 @@ impl CompanyData {
                 self.visits.grow(n);
                 self.purchases.grow(n);
                 self.checks.grow(n);
+                self.loyalty.grow(n);
                 self.touched.insert(o);
                 (o, true)
             }
         }
+    }
+
+    /// Replaces the loyalty state of the members given (members not known yet are skipped: their
+    /// state is read with them) and marks them touched.
+    pub fn apply_loyalty(&mut self, facts: Vec<LoyaltyFact>) {
+        let states: Vec<MemberLoyalty> = facts
+            .into_iter()
+            .filter_map(|f| {
+                let o = self.ordinal.get(f.member.0)?;
+                self.touched.insert(o);
+                Some(MemberLoyalty { ordinal: o, balance: f.balance, expiring: f.expiring, tier: f.tier })
+            })
+            .collect();
+        self.loyalty.apply(states);
     }
 
     /// Forgets a member's history before it is read again whole (from the next seal on).

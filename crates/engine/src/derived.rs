@@ -13,6 +13,7 @@ use roaring::RoaringBitmap;
 use rxmember_core::MemberId;
 use rxmember_core::taxonomy::Taxonomy;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// A saved tag (保存的标签): an audience expression under a name, or a list of members (uploaded card
 /// numbers, resolved to members by the server).
@@ -47,6 +48,8 @@ pub struct Derived {
     pub universe: RoaringBitmap,
     /// Members with any health check (prefilter for `checked(...)`).
     pub checked: RoaringBitmap,
+    /// Points expiring per member within 30 days from the as-of day (members with some only).
+    pub expiring_30d: HashMap<u32, i64>,
     /// How long each phase of the computation took (milliseconds), for benchmarks.
     pub timings: Vec<(&'static str, f64)>,
 }
@@ -132,6 +135,7 @@ impl Derived {
             saved: Vec::new(),
             universe,
             checked: data.checked_members(),
+            expiring_30d: data.loyalty.expiring_between(as_of, as_of + 29),
             timings: Vec::new(),
         };
         d.groups = settings
@@ -165,6 +169,7 @@ impl Derived {
             activity: &d.activity,
             classes: &d.classes,
             groups: &groups,
+            expiring_30d: &d.expiring_30d,
         });
         lap("catalogue", &mut timings);
         for t in saved_tags {

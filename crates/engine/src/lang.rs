@@ -120,6 +120,9 @@ pub enum Func {
     Checked,
     /// Registration: `within`, `since`, `before`, `source`, `store`.
     Registered,
+    /// Unspent points that expire from the as-of day on: `within` (a window starting on the as-of
+    /// day), `before` (a date), `points` (the amount; default `points >= 1`).
+    PointsExpiring,
 }
 
 /// One argument of a call: `name <cmp> value`.
@@ -148,6 +151,9 @@ pub const FIELDS: &[&str] = &[
     "health_consent",
     "has_allergies",
     "chronic",
+    // loyalty (the store's current state)
+    "tier",
+    "points_balance",
     // grades and classes
     "grade",
     "activity",
@@ -176,6 +182,7 @@ impl Func {
             Func::Bought => "bought",
             Func::Checked => "checked",
             Func::Registered => "registered",
+            Func::PointsExpiring => "points_expiring",
         }
     }
 
@@ -197,6 +204,7 @@ impl Func {
             ],
             Func::Checked => &["kind", "abnormal", "within", "since", "before", "times"],
             Func::Registered => &["within", "since", "before", "source", "store"],
+            Func::PointsExpiring => &["within", "before", "points"],
         }
     }
 }
@@ -204,7 +212,9 @@ impl Func {
 impl Func {
     /// The function of this name, ASCII case-insensitively.
     pub fn from_name(name: &str) -> Option<Func> {
-        [Func::Bought, Func::Checked, Func::Registered].into_iter().find(|f| f.name().eq_ignore_ascii_case(name))
+        [Func::Bought, Func::Checked, Func::Registered, Func::PointsExpiring]
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -1552,7 +1562,7 @@ mod tests {
 
     fn leaf() -> impl Strategy<Value = Expr> {
         let field = || prop::sample::select(FIELDS).prop_map(str::to_string);
-        let func = prop::sample::select(vec![Func::Bought, Func::Checked, Func::Registered]);
+        let func = prop::sample::select(vec![Func::Bought, Func::Checked, Func::Registered, Func::PointsExpiring]);
         let arg =
             |func: Func| {
                 (prop::sample::select(func.arg_names()), any_cmp(), canonical_value())

@@ -14,5 +14,6 @@ pub mod derived;
 pub mod features;
 pub mod grades;
 pub mod lang;
+pub mod loyalty;
 pub mod postings;
 pub mod settings;

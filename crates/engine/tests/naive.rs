@@ -3,7 +3,9 @@
 
 use chrono::NaiveDate;
 use proptest::prelude::*;
-use rxmember_core::facts::{HealthCheckFact, LineFact, MemberFact, ProductFact, ReturnFact, StoreFact, TicketFact};
+use rxmember_core::facts::{
+    HealthCheckFact, LineFact, LoyaltyFact, MemberFact, ProductFact, ReturnFact, StoreFact, TicketFact, TierLevelFact,
+};
 use rxmember_core::health::HealthKind;
 use rxmember_core::member::{Gender, MemberStatus, RegistrationSource, age_on};
 use rxmember_core::taxonomy::Taxonomy;
@@ -29,7 +31,13 @@ struct M {
     gender: Gender,
     birthday: Option<NaiveDate>,
     registered_days_ago: Option<i64>,
+    /// Points balance, lots (days from the as-of day to their last valid day, points), tier.
+    balance: i64,
+    lots: Vec<(i64, i64)>,
+    tier: Option<usize>,
 }
+
+const TIERS: [(&str, &str); 3] = [("normal", "普通"), ("silver", "银卡"), ("gold", "金卡")];
 
 #[derive(Debug, Clone)]
 struct T {
@@ -61,11 +69,15 @@ fn members() -> impl Strategy<Value = Vec<M>> {
             prop_oneof![Just(Gender::Male), Just(Gender::Female), Just(Gender::Unknown)],
             prop::option::of(0i64..30_000),
             prop::option::of(0i64..800),
+            (0i64..2_000, prop::collection::vec((-10i64..400, 1i64..500), 0..4), prop::option::of(0usize..3)),
         )
-            .prop_map(|(gender, b, r)| M {
+            .prop_map(|(gender, b, r, (balance, lots, tier))| M {
                 gender,
                 birthday: b.map(|d| NaiveDate::from_ymd_opt(1940, 1, 1).unwrap() + chrono::Duration::days(d)),
                 registered_days_ago: r,
+                balance,
+                lots,
+                tier,
             }),
         1..25,
     )
@@ -117,6 +129,12 @@ fn expr() -> impl Strategy<Value = String> {
         (0usize..2, 1i64..700, 0i64..3)
             .prop_map(|(k, w, t)| format!("checked(kind = \"{}\", within = {w}d, times >= {t})", KIND_NAMES[k])),
         (1i64..800).prop_map(|w| format!("registered(within = {w}d)")),
+        (prop_oneof![Just("<"), Just(">="), Just("=")], 0i64..2_000)
+            .prop_map(|(c, n)| format!("points_balance {c} {n}")),
+        (prop_oneof![Just("="), Just("!=")], 0usize..3).prop_map(|(c, t)| format!("tier {c} \"{}\"", TIERS[t].1)),
+        (1i64..400).prop_map(|w| format!("points_expiring(within = {w}d)")),
+        (1i64..400, prop_oneof![Just(">="), Just("<")], 0i64..800)
+            .prop_map(|(w, op, k)| format!("points_expiring(within = {w}d, points {op} {k})")),
     ];
     leaf.prop_recursive(3, 12, 3, |inner| {
         prop_oneof![
@@ -138,6 +156,7 @@ impl World {
         let mut data = self.members_data();
         self.apply_tickets(&mut data, 0..self.tickets.len());
         self.apply_returns_and_checks(&mut data);
+        self.apply_loyalty(&mut data, false);
         CompanyEngine::new(data, Taxonomy::default_pharmacy(), Settings::default(), vec![], day_of_date(as_of()))
     }
 
@@ -146,10 +165,13 @@ impl World {
         let split = split.min(self.tickets.len());
         let mut data = self.members_data();
         self.apply_tickets(&mut data, 0..split);
+        // An earlier loyalty state, replaced by the current one in the update.
+        self.apply_loyalty(&mut data, true);
         let mut engine =
             CompanyEngine::new(data, Taxonomy::default_pharmacy(), Settings::default(), vec![], day_of_date(as_of()));
         self.apply_tickets(&mut engine.data, split..self.tickets.len());
         self.apply_returns_and_checks(&mut engine.data);
+        self.apply_loyalty(&mut engine.data, false);
         engine.update(day_of_date(as_of()));
         engine
     }
@@ -256,6 +278,29 @@ impl World {
         }
     }
 
+    /// Every member's points and tier (`earlier`: a different, older state of the same members).
+    fn apply_loyalty(&self, data: &mut CompanyData, earlier: bool) {
+        data.loyalty.set_levels(
+            TIERS.iter().map(|(c, n)| TierLevelFact { code: c.to_string(), name: n.to_string() }).collect(),
+        );
+        let facts = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| LoyaltyFact {
+                member: MemberId(i as i64 + 1),
+                balance: if earlier { m.balance / 2 + 7 } else { m.balance },
+                expiring: m
+                    .lots
+                    .iter()
+                    .map(|(ahead, p)| (as_of() + chrono::Duration::days(if earlier { ahead + 3 } else { *ahead }), *p))
+                    .collect(),
+                tier: if earlier { Some("silver".into()) } else { m.tier.map(|t| TIERS[t].0.to_string()) },
+            })
+            .collect();
+        data.apply_loyalty(facts);
+    }
+
     /// Net amount of a ticket's line after returns.
     fn line_net(t: &T, i: usize) -> i64 {
         if t.returned.contains(&i) { 0 } else { t.lines[i].1 }
@@ -288,6 +333,7 @@ fn naive(w: &World, text: &str, m: usize) -> bool {
         ">=" => x >= y,
         ">" => x > y,
         "=" => x == y,
+        "!=" => x != y,
         _ => unreachable!("{op}"),
     };
     let (field, rest) = text.split_once(' ').unwrap_or((text, ""));
@@ -329,6 +375,13 @@ fn naive(w: &World, text: &str, m: usize) -> bool {
     if let Some(args) = text.strip_prefix("registered(within = ").and_then(|s| s.strip_suffix("d)")) {
         return member.registered_days_ago.is_some_and(|r| r < num(args) as i64);
     }
+    if let Some(args) = text.strip_prefix("points_expiring(within = ").and_then(|s| s.strip_suffix(')')) {
+        let (within, cond) = args.split_once("d").unwrap();
+        let within = num(within) as i64;
+        let (op, k) = cond.strip_prefix(", points ").map_or((">=", "1"), |c| c.split_once(' ').unwrap());
+        let expiring: i64 = member.lots.iter().filter(|(ahead, _)| (0..within).contains(ahead)).map(|l| l.1).sum();
+        return cmp(expiring as f64, op, num(k));
+    }
     let (op, value) = rest.split_once(' ').unwrap();
     match field {
         "gender" => {
@@ -343,6 +396,13 @@ fn naive(w: &World, text: &str, m: usize) -> bool {
         "frequency_12m" => cmp(year.len() as f64, op, num(value)),
         "monetary_12m" => cmp(year.iter().map(|t| World::ticket_net(t)).sum::<i64>() as f64 / 100.0, op, num(value)),
         "recency_days" => kept.iter().map(|t| t.days_ago).min().is_some_and(|r| cmp(r as f64, op, num(value))),
+        "points_balance" => cmp(member.balance as f64, op, num(value)),
+        "tier" => {
+            // No recorded tier is the base (lowest) level, as at the till.
+            let want = TIERS.iter().position(|t| t.1 == value.trim_matches('"')).unwrap();
+            let level = member.tier.unwrap_or(0);
+            if op == "=" { level == want } else { level != want }
+        }
         other => panic!("naive evaluator does not know {other}"),
     }
 }

@@ -48,13 +48,17 @@ pub struct Refresh {
     pub lines: u64,
     pub returns: u64,
     pub checks: u64,
+    /// Members whose points or tier were read again.
+    pub loyalty: u64,
+    /// The rules' tier levels changed.
+    pub tier_levels: bool,
     pub from_snapshot: bool,
     pub millis: u64,
 }
 
 impl Refresh {
     fn changed(&self) -> bool {
-        self.members + self.tickets + self.returns + self.checks > 0
+        self.members + self.tickets + self.returns + self.checks + self.loyalty > 0 || self.tier_levels
     }
 }
 
@@ -308,5 +312,48 @@ async fn catch_up_data(store: &Store, scope: &Scope, data: &mut CompanyData) -> 
             }
         }
     }
+    catch_up_loyalty(store, scope, data, &reload, &mut r).await?;
     Ok(r)
+}
+
+/// Reads the points and tiers of members whose loyalty state changed since the watermarks (of every
+/// member with any, the first time), and of the members read again in this catch-up: a member who
+/// registered and earned between the member read and the ledger read of the previous catch-up was
+/// unknown to the engine when its ledger entry went past.
+async fn catch_up_loyalty(
+    store: &Store,
+    scope: &Scope,
+    data: &mut CompanyData,
+    reloaded: &[MemberId],
+    r: &mut Refresh,
+) -> Result<()> {
+    let company = data.company;
+    r.tier_levels = data.loyalty.set_levels(store.fact_tier_levels(scope, company).await?);
+    let (mut ledger_id, mut tier_id) = (data.watermark.ledger_id, data.watermark.tier_id);
+    if ledger_id == 0 && tier_id == 0 {
+        // First read: the watermarks before the state, so what is written meanwhile is read again
+        // next time rather than missed.
+        (ledger_id, tier_id) = store.fact_loyalty_marks(scope, company).await?;
+        let mut after = 0;
+        loop {
+            let members = store.fact_loyalty_members(scope, company, after, PAGE).await?;
+            let Some(last) = members.last() else { break };
+            after = last.0;
+            r.loyalty += members.len() as u64;
+            data.apply_loyalty(store.fact_loyalty_of_members(scope, company, &members).await?);
+        }
+    } else {
+        let mut changes = store.fact_loyalty_changes(scope, company, ledger_id, tier_id).await?;
+        (ledger_id, tier_id) = (changes.ledger_id, changes.tier_id);
+        changes.members.extend_from_slice(reloaded);
+        changes.members.sort_unstable_by_key(|m| m.0);
+        changes.members.dedup();
+        for chunk in changes.members.chunks(PAGE as usize) {
+            r.loyalty += chunk.len() as u64;
+            data.apply_loyalty(store.fact_loyalty_of_members(scope, company, chunk).await?);
+        }
+    }
+    data.watermark.ledger_id = ledger_id;
+    data.watermark.tier_id = tier_id;
+    Ok(())
 }

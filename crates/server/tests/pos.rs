@@ -190,3 +190,129 @@ async fn the_openapi_document_describes_the_pos_flow() {
     }
     app.db.cleanup().await;
 }
+
+/// What the till writes (points, their expiry, the tier) is what audiences select on, at the next
+/// count: `points_balance`, `points_expiring(...)`, `tier`, and the loyalty columns of a list.
+#[tokio::test]
+async fn points_and_tiers_from_the_till_reach_audiences() {
+    let app = app().await;
+    let cli = Scope::cli();
+    let company = app.db.store.company_by_code(&cli, "TJG").await.unwrap();
+    let token = app.db.store.create_api_token(&cli, company.id, "pos").await.unwrap();
+    let admin = login(&app, "tjg-admin").await;
+    // Points valid one month (rolling); the default tiers (普通/银卡/金卡/钻石).
+    let rules = "[points]\npoints_per_yuan = 1\n[points.expiry]\nrolling_months = 1\n";
+    let (status, body, _) =
+        call(&app, "PUT", "/api/v1/loyalty/rules", Some(&admin), None, Some(json!({ "toml": rules }))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let list = |expr: String| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let (status, body, _) = call(
+                app,
+                "POST",
+                "/api/v1/audiences/members",
+                Some(&admin),
+                None,
+                Some(json!({ "company": "TJG", "expression": expr, "limit": 500,
+                    "columns": ["card_no", "tier", "points_balance", "points_expiring_30d"] })),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{expr}: {body}");
+            body
+        }
+    };
+    let row_of = |body: &Value, card: &str| -> Option<Vec<String>> {
+        body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[0] == card)
+            .map(|r| r.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect())
+    };
+
+    // A member and a product of the demo; the member's points before the sale.
+    let (_, page, _) = call(&app, "GET", "/api/v1/members?per_page=1", Some(&admin), None, None).await;
+    let card = page["members"][0]["card_no"].as_str().unwrap().to_string();
+    let (_, stores, _) = call(&app, "GET", "/api/v1/stores", Some(&admin), None, None).await;
+    let store = stores["stores"][0]["code"].as_str().unwrap().to_string();
+    let (_, products, _) = call(&app, "GET", "/api/v1/products?per_page=50", Some(&admin), None, None).await;
+    let product = products["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["retail_price"].as_i64().is_some_and(|v| v >= 3000) && p["points_excluded"] == json!(false))
+        .unwrap()
+        .clone();
+    let (_, m, _) = call(&app, "GET", &format!("/api/v1/pos/members?card_no={card}"), None, Some(&token), None).await;
+    let before = m["points_balance"].as_i64().unwrap();
+    let everyone = list("all".into()).await;
+    let row = row_of(&everyone, &card).expect("the member is listed");
+    assert_eq!(row[2], before.to_string(), "{row:?}");
+    let expiring_before = count_of(&app, &admin, "points_expiring(within = 40d)").await;
+    // (On some dates the demo's own points expire within 40 days.)
+    let was_expiring = row_of(&list("points_expiring(within = 40d)".into()).await, &card).is_some() as u64;
+
+    // A sale of 2000 yuan at the till: points now, valid one month, and an immediate upgrade.
+    let sale = json!({ "ticket_no": "POS-AUD-1", "store_code": store, "card_no": card,
+        "lines": [{ "product_code": product["code"], "quantity": 200_000 / product["retail_price"].as_i64().unwrap() + 1 }] });
+    let (status, r, _) = call(&app, "POST", "/api/v1/pos/sales", None, Some(&token), Some(sale)).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let earned = r["receipt"]["points_earned"].as_i64().unwrap();
+    let balance = r["receipt"]["points_balance"].as_i64().unwrap();
+    assert!(earned >= 1_000 && balance == before + earned, "{r}");
+    let tier = r["receipt"]["tier"].as_str().unwrap().to_string();
+    assert_ne!(tier, "normal", "2000 yuan in a year upgrades at once: {r}");
+    let tier_name = match tier.as_str() {
+        "silver" => "银卡",
+        "gold" => "金卡",
+        "diamond" => "钻石",
+        other => panic!("tier {other}"),
+    };
+
+    let hit = list(format!(
+        "points_balance = {balance} and points_expiring(within = 40d, points >= {earned}) and tier = \"{tier_name}\""
+    ))
+    .await;
+    let row = row_of(&hit, &card).expect("the member now matches");
+    assert_eq!(row[1], tier_name);
+    assert_eq!(row[2], balance.to_string());
+    assert_eq!(count_of(&app, &admin, "points_expiring(within = 40d)").await, expiring_before + 1 - was_expiring);
+    // Not yet expiring within a day; a later window does not pass on points that expire sooner.
+    let soon = list(format!("points_expiring(within = 1d, points >= {earned})")).await;
+    assert!(row_of(&soon, &card).is_none());
+    let not_gold = list(format!("tier != \"{tier_name}\"")).await;
+    assert!(row_of(&not_gold, &card).is_none());
+    // The tier catalogue counts every member once.
+    let (_, tags, _) = call(&app, "GET", "/api/v1/tags", Some(&admin), None, None).await;
+    let dim = tags["dimensions"].as_array().unwrap().iter().find(|d| d["key"] == "tier").unwrap().clone();
+    let sum: u64 = dim["values"].as_array().unwrap().iter().map(|v| v["count"].as_u64().unwrap()).sum();
+    assert_eq!(sum, count_of(&app, &admin, "all").await);
+    assert_eq!(dim["values"][0]["name"], "普通");
+
+    // A return of the whole ticket takes the points back: the audience follows.
+    let ret = json!({ "return_no": "RET-AUD-1", "ticket_no": "POS-AUD-1",
+        "lines": [{ "product_code": product["code"], "quantity": 200_000 / product["retail_price"].as_i64().unwrap() + 1 }] });
+    let (status, rr, _) = call(&app, "POST", "/api/v1/pos/returns", None, Some(&token), Some(ret)).await;
+    assert_eq!(status, StatusCode::OK, "{rr}");
+    let after = list("all".into()).await;
+    assert_eq!(row_of(&after, &card).unwrap()[2], before.to_string());
+    assert_eq!(count_of(&app, &admin, "points_expiring(within = 40d)").await, expiring_before);
+    app.db.cleanup().await;
+}
+
+async fn count_of(app: &common::App, cookie: &str, expr: &str) -> u64 {
+    let (status, body, _) = call(
+        app,
+        "POST",
+        "/api/v1/audiences/count",
+        Some(cookie),
+        None,
+        Some(json!({ "company": "TJG", "expression": expr })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{expr}: {body}");
+    body["count"].as_u64().unwrap()
+}

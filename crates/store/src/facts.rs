@@ -4,13 +4,26 @@
 
 use crate::db::{flag, select_in};
 use crate::{Result, Store, StoreError};
-use rxmember_core::facts::{HealthCheckFact, LineFact, MemberFact, ProductFact, ReturnFact, StoreFact, TicketFact};
+use rxmember_core::facts::{
+    HealthCheckFact, LineFact, LoyaltyFact, MemberFact, ProductFact, ReturnFact, StoreFact, TicketFact, TierLevelFact,
+};
 use rxmember_core::health::HealthKind;
 use rxmember_core::member::{Gender, MemberStatus, RegistrationSource};
 use rxmember_core::org::Scope;
 use rxmember_core::{CompanyId, MemberId, ProductId, StoreId, TicketId};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
+
+/// Members whose loyalty state changed after a pair of watermarks, and the watermarks to read from
+/// next time.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LoyaltyChanges {
+    pub members: Vec<MemberId>,
+    /// The last points ledger entry covered.
+    pub ledger_id: i64,
+    /// The last tier change covered.
+    pub tier_id: i64,
+}
 
 /// Tickets of one page, and the lines of its member tickets.
 #[derive(Debug, Default)]
@@ -242,6 +255,158 @@ impl Store {
             )
             .await?;
         rows.iter().map(check_fact).collect()
+    }
+    /// The last points ledger entry and tier change ids: where a first full read of loyalty state
+    /// starts the watermarks (read them before the state, so nothing written meanwhile is missed).
+    pub async fn fact_loyalty_marks(&self, scope: &Scope, company: CompanyId) -> Result<(i64, i64)> {
+        Self::require_whole_company(scope, company)?;
+        let ledger: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM points_ledger WHERE company_id = $1")
+            .bind(company.0)
+            .fetch_one(&self.pool)
+            .await?;
+        let tier: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM tier_history WHERE company_id = $1")
+            .bind(company.0)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((ledger, tier))
+    }
+
+    /// Up to `limit` members with any loyalty state (a points account or a tier), in id order after
+    /// `after_id`: a first full read of loyalty state goes through these pages.
+    pub async fn fact_loyalty_members(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<MemberId>> {
+        Self::require_whole_company(scope, company)?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT member_id FROM (\
+               SELECT member_id FROM points_accounts WHERE company_id = $1 AND member_id > $2 \
+               UNION SELECT member_id FROM member_tiers WHERE company_id = $1 AND member_id > $2\
+             ) m ORDER BY member_id LIMIT $3",
+        )
+        .bind(company.0)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(MemberId).collect())
+    }
+
+    /// Members whose points or tier changed after the watermarks: every change of a balance or a
+    /// lot writes a ledger entry, every tier change a history row, and both take their ids from the
+    /// company's counter inside the writing transaction, so ids become visible in order.
+    pub async fn fact_loyalty_changes(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        after_ledger: i64,
+        after_tier: i64,
+    ) -> Result<LoyaltyChanges> {
+        let (ledger_id, tier_id) = self.fact_loyalty_marks(scope, company).await?;
+        let mut members: Vec<i64> = Vec::new();
+        if ledger_id > after_ledger {
+            members.extend(
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT DISTINCT member_id FROM points_ledger WHERE company_id = $1 AND id > $2 AND id <= $3",
+                )
+                .bind(company.0)
+                .bind(after_ledger)
+                .bind(ledger_id)
+                .fetch_all(&self.pool)
+                .await?,
+            );
+        }
+        if tier_id > after_tier {
+            members.extend(
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT DISTINCT member_id FROM tier_history WHERE company_id = $1 AND id > $2 AND id <= $3",
+                )
+                .bind(company.0)
+                .bind(after_tier)
+                .bind(tier_id)
+                .fetch_all(&self.pool)
+                .await?,
+            );
+        }
+        members.sort_unstable();
+        members.dedup();
+        Ok(LoyaltyChanges {
+            members: members.into_iter().map(MemberId).collect(),
+            ledger_id: ledger_id.max(after_ledger),
+            tier_id: tier_id.max(after_tier),
+        })
+    }
+
+    /// The loyalty state of these members now (one fact per member asked for, in the order asked;
+    /// a member without any is a zero balance with no tier).
+    pub async fn fact_loyalty_of_members(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        members: &[MemberId],
+    ) -> Result<Vec<LoyaltyFact>> {
+        let mut facts: Vec<LoyaltyFact> =
+            members.iter().map(|m| LoyaltyFact { member: *m, balance: 0, expiring: Vec::new(), tier: None }).collect();
+        let at: std::collections::HashMap<i64, usize> = members.iter().enumerate().map(|(i, m)| (m.0, i)).collect();
+        let slot = |id: i64| at.get(&id).copied();
+        let accounts = self
+            .rows_of_members(
+                scope,
+                company,
+                members,
+                "SELECT member_id, balance FROM points_accounts WHERE company_id = {company} AND member_id IN ({keys})",
+            )
+            .await?;
+        for r in &accounts {
+            if let Some(i) = slot(r.try_get("member_id")?) {
+                facts[i].balance = r.try_get("balance")?;
+            }
+        }
+        let lots = self
+            .rows_of_members(
+                scope,
+                company,
+                members,
+                "SELECT member_id, expires_on, remaining FROM points_ledger WHERE company_id = {company} \
+                 AND member_id IN ({keys}) AND remaining > 0 AND expires_on IS NOT NULL",
+            )
+            .await?;
+        for r in &lots {
+            let expires: String = r.try_get("expires_on")?;
+            let Some(day) = crate::points::parse_date(&expires) else {
+                return Err(StoreError::Invalid(format!("points lot with a bad expiry date {expires:?}")));
+            };
+            if let Some(i) = slot(r.try_get("member_id")?) {
+                facts[i].expiring.push((day, r.try_get("remaining")?));
+            }
+        }
+        let tiers = self
+            .rows_of_members(
+                scope,
+                company,
+                members,
+                "SELECT member_id, tier FROM member_tiers WHERE company_id = {company} AND member_id IN ({keys})",
+            )
+            .await?;
+        for r in &tiers {
+            if let Some(i) = slot(r.try_get("member_id")?) {
+                facts[i].tier = Some(r.try_get("tier")?);
+            }
+        }
+        for f in &mut facts {
+            f.expiring.sort_unstable();
+        }
+        Ok(facts)
+    }
+
+    /// The tier levels of the company's rules, lowest first.
+    pub async fn fact_tier_levels(&self, scope: &Scope, company: CompanyId) -> Result<Vec<TierLevelFact>> {
+        Self::require_whole_company(scope, company)?;
+        let rules = self.loyalty_rules(scope, company).await?;
+        Ok(rules.tiers.levels.into_iter().map(|l| TierLevelFact { code: l.code, name: l.name }).collect())
     }
 }
 
