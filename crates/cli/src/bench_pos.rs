@@ -322,7 +322,7 @@ async fn quote_in_process(store: &Store, scope: &Scope, company: CompanyId, b: &
     let t0 = Instant::now();
     let member = store.pos_identify(scope, company, &MemberKey::Card(b.card_no.clone())).await?;
     let t1 = Instant::now();
-    let ctx = store.pos_context(scope, company, &b.store_code, Some(member), &b.line_inputs(), now_ms()).await?;
+    let ctx = store.pos_context(scope, company, &b.store_code, Some(member), &b.line_inputs(), None).await?;
     let t2 = Instant::now();
     let held: Vec<HeldCoupon> = ctx
         .held
@@ -341,10 +341,6 @@ async fn quote_in_process(store: &Store, scope: &Scope, company: CompanyId, b: &
     let q = quote(&ctx.rules, &req).map_err(|e| anyhow::anyhow!("{e}"))?;
     std::hint::black_box(q);
     Ok([t1 - t0, t2 - t1, t2.elapsed()])
-}
-
-fn now_ms() -> i64 {
-    rxmember_core::time::now_ms()
 }
 
 /// A wrk script. `mode` is `identify`, `quote` or `commit:PREFIX`: identify rotates query strings,

@@ -208,7 +208,6 @@ pub struct SaleResponse {
 struct Prepared {
     ctx: PosContext,
     quote: Quote,
-    sold_at: i64,
 }
 
 fn quantity_milli(q: f64, line: usize) -> Result<i64, ApiError> {
@@ -220,8 +219,6 @@ fn quantity_milli(q: f64, line: usize) -> Result<i64, ApiError> {
 
 async fn prepare(s: &AppState, scope: &Scope, body: &BasketBody) -> Result<Prepared, ApiError> {
     let company = company_for(s, scope, body.company.as_deref()).await?;
-    let offset = s.store.company(scope, company).await?.utc_offset_minutes;
-    let sold_at = body.sold_at.map_or_else(now_ms, |t| local_to_epoch_ms(t, offset));
     let member: Option<PosMember> = match key_of(body.card_no.as_deref(), body.phone.as_deref(), body.code.as_deref())?
     {
         Some(k) => Some(s.store.pos_identify(scope, company, &k).await?),
@@ -241,7 +238,7 @@ async fn prepare(s: &AppState, scope: &Scope, body: &BasketBody) -> Result<Prepa
     if lines.is_empty() {
         return Err(ApiError::BadRequest("购物篮为空 (no lines)".into()));
     }
-    let ctx = s.store.pos_context(scope, company, &body.store_code, member, &lines, sold_at).await?;
+    let ctx = s.store.pos_context(scope, company, &body.store_code, member, &lines, body.sold_at).await?;
     let held: Vec<HeldCoupon> = ctx
         .held
         .iter()
@@ -258,7 +255,7 @@ async fn prepare(s: &AppState, scope: &Scope, body: &BasketBody) -> Result<Prepa
         use_points: body.use_points.max(0),
     };
     let q = quote(&ctx.rules, &req).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    Ok(Prepared { ctx, quote: q, sold_at })
+    Ok(Prepared { ctx, quote: q })
 }
 
 fn brief(m: &Option<PosMember>) -> Option<PosMemberBrief> {
@@ -316,7 +313,7 @@ pub async fn commit_sale(
     let p = prepare(&s, &scope, &body).await?;
     let receipt = s
         .store
-        .pos_commit_sale(&scope, &p.ctx, ticket_no.trim(), p.sold_at, body.clerk_code.as_deref(), &p.quote, &hash)
+        .pos_commit_sale(&scope, &p.ctx, ticket_no.trim(), p.ctx.at_ms, body.clerk_code.as_deref(), &p.quote, &hash)
         .await?;
     Ok(Json(SaleResponse { receipt, warnings: p.ctx.allergy_warnings }))
 }

@@ -3,7 +3,7 @@
 //! both in the redeeming transaction), sharing to a friend, and statistics per template with the
 //! columns of seed 000's coupon table.
 
-use crate::{Result, Store, StoreError, counters};
+use crate::{Backend, Result, Store, StoreError, counters};
 use chrono::NaiveDate;
 use rxmember_core::coupons::{
     CouponKind, CouponRules, IssueEvent, Validity, code_from_random, display_code, normalize_code,
@@ -12,7 +12,7 @@ use rxmember_core::org::Scope;
 use rxmember_core::time::{local_date, now_ms};
 use rxmember_core::{CompanyId, Fen, MemberId, StoreId};
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
 /// A template as an operator writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -526,46 +526,48 @@ impl Store {
         self.member_coupons_unchecked(company, member, usable_at).await
     }
 
+    /// The member's coupons, soonest-expiring first; with `usable_at`, only those usable at that
+    /// store on that day (issued, template enabled, in validity, the store among the template's),
+    /// chosen by the database in one statement.
     pub(crate) async fn member_coupons_unchecked(
         &self,
         company: CompanyId,
         member: MemberId,
         usable_at: Option<(StoreId, NaiveDate)>,
     ) -> Result<Vec<HeldCouponRow>> {
-        let rows = sqlx::query(
-            "SELECT c.id AS coupon_id, c.code AS coupon_code, c.status AS coupon_status, c.valid_from, c.valid_to, t.* \
-             FROM coupons c JOIN coupon_templates t ON t.company_id = c.company_id AND t.id = c.template_id \
-             WHERE c.company_id = $1 AND c.member_id = $2 ORDER BY c.valid_to, c.id",
-        )
-        .bind(company.0)
-        .bind(member.0)
-        .fetch_all(&self.pool)
-        .await?;
+        let select = "SELECT c.id AS coupon_id, c.code AS coupon_code, c.status AS coupon_status, c.valid_from, \
+             c.valid_to, t.* FROM coupons c JOIN coupon_templates t ON t.company_id = c.company_id AND t.id = c.template_id \
+             WHERE c.company_id = $1 AND c.member_id = $2";
+        let rows = match usable_at {
+            None => {
+                sqlx::query(AssertSqlSafe(format!("{select} ORDER BY c.valid_to, c.id")))
+                    .bind(company.0)
+                    .bind(member.0)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Some((store, day)) => {
+                let all_stores = if self.backend == Backend::Postgres { "t.all_stores" } else { "t.all_stores <> 0" };
+                sqlx::query(AssertSqlSafe(format!(
+                    "{select} AND c.status = 'issued' AND t.status = 'enabled' AND c.valid_from <= $4 AND c.valid_to >= $4 \
+                     AND ({all_stores} OR EXISTS (SELECT 1 FROM coupon_template_stores s \
+                       WHERE s.company_id = c.company_id AND s.template_id = c.template_id AND s.store_id = $3)) \
+                     ORDER BY c.valid_to, c.id"
+                )))
+                .bind(company.0)
+                .bind(member.0)
+                .bind(store.0)
+                .bind(day.format("%Y-%m-%d").to_string())
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
         let mut out = Vec::new();
         for r in &rows {
-            let (input, template_id, t_status, all_stores) = rules_of(r)?;
+            let (input, _, _, _) = rules_of(r)?;
             let status: String = r.try_get("coupon_status")?;
             let from: String = r.try_get("valid_from")?;
             let to: String = r.try_get("valid_to")?;
-            if let Some((store, day)) = usable_at {
-                let d = day.format("%Y-%m-%d").to_string();
-                if status != "issued" || t_status != "enabled" || d < from || d > to {
-                    continue;
-                }
-                if !all_stores {
-                    let n: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM coupon_template_stores WHERE company_id = $1 AND template_id = $2 AND store_id = $3",
-                    )
-                    .bind(company.0)
-                    .bind(template_id)
-                    .bind(store.0)
-                    .fetch_one(&self.pool)
-                    .await?;
-                    if n == 0 {
-                        continue;
-                    }
-                }
-            }
             let code: String = r.try_get("coupon_code")?;
             out.push(HeldCouponRow {
                 id: r.try_get("coupon_id")?,

@@ -52,6 +52,9 @@ pub struct Store {
     /// (up to 100 ms a try) and lets later arrivals overtake: measured, POS commits at 8 concurrent
     /// tills had p50 11 ms but p99 over 1 s (`rxmember bench pos`).
     pub(crate) pos_commits: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Each company's rules as last parsed, with the stored text they were parsed from: a read that
+    /// finds the same text skips the TOML parse (the till reads the rules on every quote).
+    pub(crate) parsed_rules: crate::loyalty_rules::RulesCache,
 }
 
 /// Settings of every SQLite connection: WAL, checkpoints every 64 MB of WAL, a 64 MB page cache.
@@ -99,7 +102,14 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Store { pool, backend, crypto, sqlite_url, pos_commits: Default::default() })
+        Ok(Store {
+            pool,
+            backend,
+            crypto,
+            sqlite_url,
+            pos_commits: Default::default(),
+            parsed_rules: Default::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {

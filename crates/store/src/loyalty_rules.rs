@@ -6,8 +6,29 @@ use rxmember_core::CompanyId;
 use rxmember_core::loyalty::LoyaltyRules;
 use rxmember_core::org::Scope;
 use rxmember_core::time::now_ms;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Parsed rules per company, keyed by the exact text they came from. The text is always read from
+/// the database, so a change by another process is seen at once; only the parse is saved.
+pub(crate) type RulesCache = Arc<Mutex<HashMap<CompanyId, (String, Arc<LoyaltyRules>)>>>;
 
 impl Store {
+    /// The rules stored as `text` for `company` (defaults for none), parsed once per distinct text.
+    pub(crate) fn rules_from_text(&self, company: CompanyId, text: Option<String>) -> Result<LoyaltyRules> {
+        let Some(text) = text else { return Ok(LoyaltyRules::default()) };
+        let cached = {
+            let cache = self.parsed_rules.lock().unwrap_or_else(|e| e.into_inner());
+            cache.get(&company).filter(|(t, _)| *t == text).map(|(_, r)| Arc::clone(r))
+        };
+        if let Some(rules) = cached {
+            return Ok((*rules).clone());
+        }
+        let rules = LoyaltyRules::from_toml(&text).map_err(|e| StoreError::Invalid(e.0))?;
+        self.parsed_rules.lock().unwrap_or_else(|e| e.into_inner()).insert(company, (text, Arc::new(rules.clone())));
+        Ok(rules)
+    }
+
     /// The company's rules (defaults when none were saved).
     pub async fn loyalty_rules(&self, scope: &Scope, company: CompanyId) -> Result<LoyaltyRules> {
         if !scope.data.touches_company(company) {
@@ -17,10 +38,7 @@ impl Store {
             .bind(company.0)
             .fetch_optional(&self.pool)
             .await?;
-        match text {
-            Some(t) => LoyaltyRules::from_toml(&t).map_err(|e| StoreError::Invalid(e.0)),
-            None => Ok(LoyaltyRules::default()),
-        }
+        self.rules_from_text(company, text)
     }
 
     /// Replaces the company's rules (company admins); validated first, audited.

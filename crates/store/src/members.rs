@@ -472,14 +472,14 @@ pub struct MemberPage {
     pub members: Vec<Member>,
 }
 
-enum Bind {
+pub(crate) enum Bind {
     I(i64),
     S(String),
     B(Vec<u8>),
 }
 
 /// The WHERE clause of the caller's data scope over `members` (aliased `m`).
-fn scope_filter(scope: &Scope, asked: Option<CompanyId>, binds: &mut Vec<Bind>) -> Result<String> {
+pub(crate) fn scope_filter(scope: &Scope, asked: Option<CompanyId>, binds: &mut Vec<Bind>) -> Result<String> {
     let mut p = |b: Bind| {
         binds.push(b);
         format!("${}", binds.len())
@@ -517,7 +517,7 @@ fn scope_filter(scope: &Scope, asked: Option<CompanyId>, binds: &mut Vec<Bind>) 
     })
 }
 
-fn apply<'q>(
+pub(crate) fn apply<'q>(
     mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
     binds: &[Bind],
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {

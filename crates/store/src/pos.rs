@@ -4,19 +4,20 @@
 //! answer and a different request under the same number is refused.
 
 use crate::coupons::HeldCouponRow;
+use crate::members::{Bind, apply, scope_filter};
 use crate::points::{Applied, Cause, TicketForPoints};
 use crate::{Result, Store, StoreError, counters};
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveDateTime};
 use rxmember_core::checkout::{BasketLine, MemberAtTill, Quote};
 use rxmember_core::loyalty::LoyaltyRules;
 use rxmember_core::org::Scope;
 use rxmember_core::points::{EarnLine, EntryKind};
 use rxmember_core::sale::SaleLineInput;
-use rxmember_core::time::{local_date, now_ms};
+use rxmember_core::time::{local_date, local_to_epoch_ms, now_ms};
 use rxmember_core::{CompanyId, Fen, MemberId, StoreId};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashMap;
 
 /// How the cashier names the member.
@@ -67,6 +68,8 @@ pub struct PosProduct {
 pub struct PosContext {
     pub company: CompanyId,
     pub offset_minutes: i32,
+    /// When the sale happens (epoch milliseconds).
+    pub at_ms: i64,
     pub store: StoreId,
     pub day: NaiveDate,
     pub rules: LoyaltyRules,
@@ -160,56 +163,51 @@ impl Store {
             .then_some(MemberId(member))
     }
 
-    /// Finds the member at the till by card, phone or e-card code.
+    /// Finds the member at the till by card, phone or e-card code: one statement, which also tells
+    /// whether the member is in the caller's data scope.
     pub async fn pos_identify(&self, scope: &Scope, company: CompanyId, key: &MemberKey) -> Result<PosMember> {
         if !scope.data.touches_company(company) {
             return Err(StoreError::AccessDenied);
         }
-        let c = company.0;
         let not_found = || StoreError::NotFound { what: "会员".into() };
-        let member: i64 = match key {
+        let mut binds = vec![Bind::I(company.0)];
+        let key_sql = match key {
             MemberKey::Card(card) => {
-                sqlx::query_scalar("SELECT member_id FROM member_cards WHERE company_id = $1 AND card_no = $2")
-                    .bind(c)
-                    .bind(card.trim())
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .ok_or_else(not_found)?
+                binds.push(Bind::S(card.trim().to_string()));
+                "m.id = (SELECT member_id FROM member_cards WHERE company_id = $1 AND card_no = $2)"
             }
             MemberKey::Phone(p) => {
                 let phone = rxmember_core::clean::phone(p).map_err(|e| StoreError::Invalid(e.to_string()))?;
-                let hash = self.crypto.blind_index(company, "phone", &phone);
-                let ids: Vec<i64> = sqlx::query_scalar(
-                    "SELECT id FROM members WHERE company_id = $1 AND phone_hash = $2 AND status = 'active' ORDER BY id LIMIT 2",
-                )
-                .bind(c)
-                .bind(hash)
-                .fetch_all(&self.pool)
-                .await?;
-                match ids.as_slice() {
-                    [one] => *one,
-                    [] => return Err(not_found()),
-                    _ => return Err(StoreError::Invalid("该手机号对应多个会员，请用卡号识别".into())),
-                }
+                binds.push(Bind::B(self.crypto.blind_index(company, "phone", &phone)));
+                "m.phone_hash = $2 AND m.status = 'active'"
             }
             MemberKey::ECard(code) => {
-                self.ecard_member(company, code, now_ms())
-                    .ok_or_else(|| StoreError::Invalid("电子会员码无效或已过期，请会员刷新后重新出示".into()))?
-                    .0
+                let member = self
+                    .ecard_member(company, code, now_ms())
+                    .ok_or_else(|| StoreError::Invalid("电子会员码无效或已过期，请会员刷新后重新出示".into()))?;
+                binds.push(Bind::I(member.0));
+                "m.id = $2"
             }
         };
-        self.require_member(scope, company, MemberId(member)).await?;
-        let row = sqlx::query(
-            "SELECT m.card_no, m.name_enc, m.birthday, m.status, m.allergies_enc, \
+        let in_scope = scope_filter(scope, Some(company), &mut binds)?;
+        let sql = format!(
+            "SELECT m.id, m.card_no, m.name_enc, m.birthday, m.status, m.allergies_enc, \
              (SELECT tier FROM member_tiers t WHERE t.company_id = m.company_id AND t.member_id = m.id) AS tier, \
-             (SELECT balance FROM points_accounts a WHERE a.company_id = m.company_id AND a.member_id = m.id) AS balance \
-             FROM members m WHERE m.company_id = $1 AND m.id = $2",
-        )
-        .bind(c)
-        .bind(member)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(not_found)?;
+             (SELECT balance FROM points_accounts a WHERE a.company_id = m.company_id AND a.member_id = m.id) AS balance, \
+             CAST(CASE WHEN {in_scope} THEN 1 ELSE 0 END AS BIGINT) AS in_scope \
+             FROM members m WHERE m.company_id = $1 AND {key_sql} ORDER BY m.id LIMIT 2"
+        );
+        let rows = apply(sqlx::query(AssertSqlSafe(sql)), &binds).fetch_all(&self.pool).await?;
+        let row = match rows.as_slice() {
+            [one] => one,
+            [] => return Err(not_found()),
+            _ => return Err(StoreError::Invalid("该手机号对应多个会员，请用卡号识别".into())),
+        };
+        // Outside the caller's stores (or own members) is the same answer as no such member.
+        if row.try_get::<i64, _>("in_scope")? == 0 {
+            return Err(not_found());
+        }
+        let member: i64 = row.try_get("id")?;
         let dec = |col: &str| -> Result<Option<String>> {
             let v: Option<Vec<u8>> = row.try_get(col)?;
             v.map(|b| self.crypto.decrypt(company, col.trim_end_matches("_enc"), &b)).transpose()
@@ -233,7 +231,9 @@ impl Store {
         })
     }
 
-    /// Loads what a quote of `lines` at `store_code` needs.
+    /// Loads what a quote of `lines` at `store_code` needs, for a sale at `sold_at` (the company's
+    /// local time; now when `None`). Four statements: the company, store and rules; the products;
+    /// the member's usable coupons; nothing else.
     pub async fn pos_context(
         &self,
         scope: &Scope,
@@ -241,20 +241,29 @@ impl Store {
         store_code: &str,
         member: Option<PosMember>,
         lines: &[PosLineInput],
-        at_ms: i64,
+        sold_at: Option<NaiveDateTime>,
     ) -> Result<PosContext> {
         if !scope.data.touches_company(company) {
             return Err(StoreError::AccessDenied);
         }
         let c = company.0;
-        let offset = self.company(scope, company).await?.utc_offset_minutes;
+        let head = sqlx::query(
+            "SELECT c.utc_offset_minutes, s.id AS store_id, r.rules FROM companies c \
+             LEFT JOIN stores s ON s.company_id = c.id AND s.code = $2 \
+             LEFT JOIN loyalty_rules r ON r.company_id = c.id WHERE c.id = $1",
+        )
+        .bind(c)
+        .bind(store_code)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound { what: format!("company {company}") })?;
+        let offset = head.try_get::<i64, _>("utc_offset_minutes")? as i32;
+        let at_ms = sold_at.map_or_else(now_ms, |t| local_to_epoch_ms(t, offset));
         let day = local_date(at_ms, offset);
-        let store: i64 = sqlx::query_scalar("SELECT id FROM stores WHERE company_id = $1 AND code = $2")
-            .bind(c)
-            .bind(store_code)
-            .fetch_optional(&self.pool)
-            .await?
+        let store: i64 = head
+            .try_get::<Option<i64>, _>("store_id")?
             .ok_or_else(|| StoreError::Invalid(format!("门店编码“{store_code}”不存在")))?;
+        let rules = self.rules_from_text(company, head.try_get("rules")?)?;
         let mut codes: Vec<&str> = lines.iter().map(|l| l.product_code.as_str()).collect();
         codes.sort_unstable();
         codes.dedup();
@@ -338,9 +347,10 @@ impl Store {
         Ok(PosContext {
             company,
             offset_minutes: offset,
+            at_ms,
             store: StoreId(store),
             day,
-            rules: self.loyalty_rules(scope, company).await?,
+            rules,
             member,
             products,
             basket,

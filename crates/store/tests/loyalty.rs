@@ -10,7 +10,7 @@ use rxmember_core::org::{Scope, StoreInput};
 use rxmember_core::points::{Deduction, Expiry, ReturnPolicy};
 use rxmember_core::product::ProductInput;
 use rxmember_core::sale::{ReturnInput, SaleLineInput};
-use rxmember_core::time::local_to_epoch_ms;
+use rxmember_core::time::{epoch_ms_to_local, local_to_epoch_ms};
 use rxmember_core::{CompanyId, Fen, MemberId};
 use rxmember_store::Store;
 use rxmember_store::coupons::CouponTemplateInput;
@@ -272,7 +272,10 @@ async fn pos_quote_and_commit_with_coupon_points_and_allergy_warning() {
         PosLineInput { product_code: "P2".into(), quantity_milli: 1_000, unit_price: None },
     ];
     let sold_at = at(2026, 3, 3);
-    let ctx = s.pos_context(&pos, c, "S1", Some(member.clone()), &lines, sold_at).await.unwrap();
+    let ctx = s
+        .pos_context(&pos, c, "S1", Some(member.clone()), &lines, Some(epoch_ms_to_local(sold_at, 480)))
+        .await
+        .unwrap();
     assert_eq!(ctx.allergy_warnings.len(), 1, "{:?}", ctx.allergy_warnings);
     assert!(ctx.allergy_warnings[0].contains("阿莫西林"));
     let held: Vec<HeldCoupon> = ctx
@@ -301,7 +304,10 @@ async fn pos_quote_and_commit_with_coupon_points_and_allergy_warning() {
     assert_eq!(q.points_to_earn, (7_700 - p2_paid) / 100);
 
     // In S2 the coupon is not usable.
-    let ctx2 = s.pos_context(&pos, c, "S2", Some(member.clone()), &lines, sold_at).await.unwrap();
+    let ctx2 = s
+        .pos_context(&pos, c, "S2", Some(member.clone()), &lines, Some(epoch_ms_to_local(sold_at, 480)))
+        .await
+        .unwrap();
     assert!(ctx2.held.is_empty());
 
     let hash = request_hash(b"body-1");
@@ -542,5 +548,75 @@ async fn event_coupons_for_birthdays_registrations_referrals_and_tier_gifts() {
     assert_eq!(s.issue_event_coupons(&cli, c, d(2027, 5, 3)).await.unwrap().issued, 4);
     let r = s.issue_event_coupons(&cli, c, d(2028, 5, 3)).await.unwrap();
     assert_eq!((r.issued, r.over_limit), (0, 4));
+    db.cleanup().await;
+}
+
+/// The till's one-statement member read keeps the caller's data scope (a store's staff find only
+/// their stores' members, as the member pages do), and a rules edit reaches the next quote although
+/// parsed rules are kept between quotes.
+#[tokio::test]
+async fn till_reads_keep_scope_and_see_rule_edits_at_once() {
+    let db = TestDb::new().await;
+    let s = &db.store;
+    let cli = Scope::cli();
+    let c = setup(s).await;
+    let member = |card: &str, phone: &str, store: &str| MemberInput {
+        card_no: card.into(),
+        phone: Some(phone.into()),
+        store_code: Some(store.into()),
+        ..Default::default()
+    };
+    let stores: std::collections::HashMap<String, rxmember_core::StoreId> =
+        s.stores(&cli, Some(c)).await.unwrap().into_iter().map(|x| (x.code, x.id)).collect();
+    s.upsert_members(&cli, c, &stores, &[member("C3", "13900000003", "S1"), member("C4", "13900000004", "S2")])
+        .await
+        .unwrap();
+    let s1 = stores["S1"];
+    let staff = Scope {
+        staff: None,
+        role: rxmember_core::org::Role::StoreManager,
+        data: rxmember_core::org::DataScope::Stores { company: c, stores: vec![s1] },
+        actor: "staff:s1".into(),
+    };
+    let found = s.pos_identify(&staff, c, &MemberKey::Card("C3".into())).await.unwrap();
+    assert_eq!(found.card_no, "C3");
+    let other_store = s.pos_identify(&staff, c, &MemberKey::Card("C4".into())).await;
+    assert!(matches!(other_store, Err(rxmember_store::StoreError::NotFound { .. })), "{other_store:?}");
+    let by_phone = s.pos_identify(&staff, c, &MemberKey::Phone("13900000004".into())).await;
+    assert!(matches!(by_phone, Err(rxmember_store::StoreError::NotFound { .. })), "{by_phone:?}");
+    assert_eq!(s.pos_identify(&staff, c, &MemberKey::Phone("13900000003".into())).await.unwrap().card_no, "C3");
+    let unknown = s.pos_identify(&cli, c, &MemberKey::Card("NO-SUCH".into())).await;
+    assert!(matches!(unknown, Err(rxmember_store::StoreError::NotFound { .. })), "{unknown:?}");
+    // Another company's token finds nothing of this company.
+    let other = s.create_company(&cli, "B", "乙公司", None).await.unwrap().id;
+    let foreign = Scope::company_token(other, "pos");
+    assert!(s.pos_identify(&foreign, c, &MemberKey::Card("C3".into())).await.is_err());
+
+    // Two cards with one phone are one member (merged on import): the phone finds that member.
+    s.upsert_members(&cli, c, &stores, &[member("C5", "13900000009", "S1")]).await.unwrap();
+    s.upsert_members(&cli, c, &stores, &[member("C6", "13900000009", "S1")]).await.unwrap();
+    let by_shared = s.pos_identify(&staff, c, &MemberKey::Phone("13900000009".into())).await.unwrap();
+    assert_eq!(member_id(s, c, "C5").await.0, by_shared.member_id);
+    assert_eq!(member_id(s, c, "C6").await.0, by_shared.member_id);
+
+    // Rules: the quote's context follows every edit.
+    let lines = vec![PosLineInput { product_code: "P3".into(), quantity_milli: 1_000, unit_price: None }];
+    let when = Some(d(2026, 3, 3).and_hms_opt(10, 0, 0).unwrap());
+    for rate in [1, 3, 2] {
+        let mut rules = LoyaltyRules::default();
+        rules.points.points_per_yuan = rate;
+        s.set_loyalty_rules(&cli, c, &rules).await.unwrap();
+        for _ in 0..2 {
+            let ctx = s.pos_context(&cli, c, "S1", None, &lines, when).await.unwrap();
+            assert_eq!(ctx.rules.points.points_per_yuan, rate);
+            assert_eq!(ctx.day, d(2026, 3, 3));
+        }
+    }
+    let bad_store = s.pos_context(&cli, c, "S9", None, &lines, when).await;
+    assert!(
+        matches!(bad_store, Err(rxmember_store::StoreError::Invalid(ref m)) if m.contains("S9")),
+        "{:?}",
+        bad_store.err()
+    );
     db.cleanup().await;
 }

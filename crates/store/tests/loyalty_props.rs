@@ -10,7 +10,7 @@ use rxmember_core::member::MemberInput;
 use rxmember_core::org::{Scope, StoreInput};
 use rxmember_core::points::{Deduction, Expiry, ReturnPolicy};
 use rxmember_core::product::ProductInput;
-use rxmember_core::time::local_to_epoch_ms;
+use rxmember_core::time::{epoch_ms_to_local, local_to_epoch_ms};
 use rxmember_core::{CompanyId, Fen, MemberId};
 use rxmember_store::Store;
 use rxmember_store::pos::{MemberKey, PosLineInput, request_hash};
@@ -98,7 +98,10 @@ async fn run(ops: Vec<Op>, policy: ReturnPolicy) -> Result<(), TestCaseError> {
                     quantity_milli: qty * 1000,
                     unit_price: None,
                 }];
-                let ctx = s.pos_context(&cli, c, "S1", Some(m.clone()), &lines, at).await.unwrap();
+                let ctx = s
+                    .pos_context(&cli, c, "S1", Some(m.clone()), &lines, Some(epoch_ms_to_local(at, 480)))
+                    .await
+                    .unwrap();
                 let till = m.at_till();
                 let probe = QuoteRequest {
                     date: ctx.day,
@@ -183,7 +186,10 @@ async fn run(ops: Vec<Op>, policy: ReturnPolicy) -> Result<(), TestCaseError> {
                 let sl = &sales[sale % sales.len()];
                 let before: Vec<i64> = balances(s, c).await;
                 let m = s.pos_identify(&cli, c, &MemberKey::Card(format!("C{}", sl.member))).await.unwrap();
-                let ctx = s.pos_context(&cli, c, "S1", Some(m.clone()), &sl.lines, sl.at).await.unwrap();
+                let ctx = s
+                    .pos_context(&cli, c, "S1", Some(m.clone()), &sl.lines, Some(epoch_ms_to_local(sl.at, 480)))
+                    .await
+                    .unwrap();
                 let till = m.at_till();
                 let req = QuoteRequest {
                     date: ctx.day,
