@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/loyalty/members/{company_id}/{member_id}/adjust", post(adjust))
         .route("/api/v1/loyalty/members/{company_id}/{member_id}/exchange", post(exchange))
         .route("/api/v1/loyalty/coupons", get(templates).post(create_template))
+        .route("/api/v1/loyalty/coupons/{code}", get(template).put(update_template).delete(delete_template))
         .route("/api/v1/loyalty/coupons/{code}/enable", post(enable))
         .route("/api/v1/loyalty/coupons/{code}/disable", post(disable))
         .route("/api/v1/loyalty/coupons/{code}/issue", post(issue))
@@ -199,6 +200,51 @@ pub async fn create_template(
 ) -> Result<Json<Value>, ApiError> {
     let company = require_company(&s, &scope, b.company.as_deref()).await?;
     Ok(Json(json!({ "id": s.store.create_coupon_template(&scope, company, &b.template).await? })))
+}
+
+/// One coupon template with its statistics.
+#[utoipa::path(get, path = "/api/v1/loyalty/coupons/{code}", params(("code" = String, Path), CompanyQuery), tag = "loyalty",
+    responses((status = 200, description = "the template, as one entry of GET /api/v1/loyalty/coupons"), (status = 404, body = ErrorBody)))]
+pub async fn template(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    Path(code): Path<String>,
+    Query(q): Query<CompanyQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let company = require_company(&s, &scope, q.company.as_deref()).await?;
+    let day = today(&s, &scope, company).await?;
+    Ok(Json(json!(s.store.coupon_template(&scope, company, &code, day).await?)))
+}
+
+/// Rewrites a draft template's terms (same body as creating it; the code cannot change). An
+/// enabled or disabled template is 409: its coupons are redeemed under the terms they were issued
+/// with.
+#[utoipa::path(put, path = "/api/v1/loyalty/coupons/{code}", request_body = TemplateBody, tag = "loyalty",
+    params(("code" = String, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn update_template(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    Path(code): Path<String>,
+    Json(b): Json<TemplateBody>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let company = require_company(&s, &scope, b.company.as_deref()).await?;
+    s.store.update_coupon_template(&scope, company, &code, &b.template).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// Deletes a draft template; one that was ever enabled can only be disabled (409).
+#[utoipa::path(delete, path = "/api/v1/loyalty/coupons/{code}", params(("code" = String, Path), CompanyQuery), tag = "loyalty",
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_template(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    Path(code): Path<String>,
+    Query(q): Query<CompanyQuery>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let company = require_company(&s, &scope, q.company.as_deref()).await?;
+    s.store.delete_coupon_template(&scope, company, &code).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, ToSchema)]

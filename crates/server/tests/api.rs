@@ -262,6 +262,8 @@ async fn console_has_the_loyalty_pages() {
         ("PUT", "/api/v1/loyalty/rules"),
         ("GET", "/api/v1/loyalty/coupons"),
         ("POST", "/api/v1/loyalty/coupons"),
+        ("PUT", "/api/v1/loyalty/coupons/{code}"),
+        ("DELETE", "/api/v1/loyalty/coupons/{code}"),
         ("POST", "/api/v1/loyalty/coupons/{code}/enable"),
         ("POST", "/api/v1/loyalty/coupons/{code}/disable"),
         ("POST", "/api/v1/loyalty/coupons/{code}/issue"),
@@ -361,8 +363,36 @@ async fn console_has_the_loyalty_pages() {
         "code": "ZK88", "name": "慢病关怀 88折券", "kind": "percentage", "face_value": 0, "percent": 88, "gift_product": null,
         "min_spend": 5990, "validity": {"kind": "days", "days": 30}, "categories": [], "products": [], "stackable": false,
         "per_member_limit": 1, "total_quantity": 100, "issue_event": null}});
-    let (status, body, _) = post("POST", "/api/v1/loyalty/coupons".into(), template).await;
+    let (status, body, _) = post("POST", "/api/v1/loyalty/coupons".into(), template.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // A draft's terms can be rewritten (not its code); the form fills itself from the template.
+    let mut edited = template.clone();
+    edited["template"]["min_spend"] = json!(6990);
+    edited["template"]["name"] = json!("慢病关怀 88折券（满69.9）");
+    let (status, body, _) = post("PUT", "/api/v1/loyalty/coupons/ZK88".into(), edited.clone()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let one = get("/api/v1/loyalty/coupons/ZK88?company=TJG".into(), admin.clone()).await;
+    assert_eq!(
+        (&one["min_spend"], &one["name"], &one["status"]),
+        (&json!(6990), &edited["template"]["name"], &json!("draft"))
+    );
+    for key in ["validity", "categories", "products", "stackable", "gift_product", "issue_event"] {
+        assert!(page.contains(&format!("c.{key}")), "the edit form reads {key}");
+    }
+    let mut renamed = edited.clone();
+    renamed["template"]["code"] = json!("ZK89");
+    let (status, _, _) = post("PUT", "/api/v1/loyalty/coupons/ZK88".into(), renamed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A draft can be deleted; a deleted or unknown template is 404.
+    let mut other = template.clone();
+    other["template"]["code"] = json!("ZK99");
+    let (status, body, _) = post("POST", "/api/v1/loyalty/coupons".into(), other).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, _) =
+        call(&app, "DELETE", "/api/v1/loyalty/coupons/ZK99?company=TJG", Some(&admin), None, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = call(&app, "GET", "/api/v1/loyalty/coupons/ZK99?company=TJG", Some(&admin), None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body, _) = post(
         "POST",
         "/api/v1/loyalty/coupons/ZK88/enable?company=TJG".into(),
@@ -373,7 +403,13 @@ async fn console_has_the_loyalty_pages() {
     let list = get("/api/v1/loyalty/coupons?company=TJG".into(), admin.clone()).await;
     let zk = list["templates"].as_array().unwrap().iter().find(|t| t["code"] == "ZK88").unwrap().clone();
     assert_eq!((&zk["status"], &zk["all_stores"], &zk["stores"]), (&json!("enabled"), &json!(false), &json!([store])));
-    assert_eq!((&zk["min_spend"], &zk["percent"], &zk["total_quantity"]), (&json!(5990), &json!(88), &json!(100)));
+    assert_eq!((&zk["min_spend"], &zk["percent"], &zk["total_quantity"]), (&json!(6990), &json!(88), &json!(100)));
+    // Enabled, its terms are fixed and it cannot be deleted: coupons are redeemed under them.
+    let (status, body, _) = post("PUT", "/api/v1/loyalty/coupons/ZK88".into(), edited).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _, _) =
+        call(&app, "DELETE", "/api/v1/loyalty/coupons/ZK88?company=TJG", Some(&admin), None, None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
     let found = get("/api/v1/members?company=TJG&q=100000001&per_page=20&page=1".into(), admin.clone()).await;
     let m = found["members"][0].clone();
     for key in ["company_id", "id", "card_no", "name", "phone", "birthday"] {

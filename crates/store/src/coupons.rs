@@ -241,6 +241,98 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound { what: format!("优惠券模板 {code}") })
     }
 
+    /// Rewrites a draft template's terms (the code stays). Once enabled a template's terms are
+    /// fixed, since coupons issued from it are redeemed under them: disable it and create another.
+    pub async fn update_coupon_template(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        code: &str,
+        t: &CouponTemplateInput,
+    ) -> Result<()> {
+        scope.require_company_admin(company)?;
+        if t.code.trim() != code {
+            return Err(StoreError::Invalid(format!("模板编码不能修改（{code} → {}）", t.code.trim())));
+        }
+        t.validate()?;
+        let id = self.template_id(company, code).await?;
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE coupon_templates SET name = $3, kind = $4, face_value = $5, percent = $6, gift_product = $7, \
+             min_spend = $8, validity = $9, products = $10, categories = $11, stackable = $12, per_member_limit = $13, \
+             total_quantity = $14, issue_event = $15, updated_at = $16 WHERE company_id = $1 AND id = $2 AND status = 'draft'",
+        )
+        .bind(company.0)
+        .bind(id)
+        .bind(t.name.trim())
+        .bind(t.kind.as_str())
+        .bind(t.face_value.0)
+        .bind(t.percent as i64)
+        .bind(t.gift_product.clone())
+        .bind(t.min_spend.0)
+        .bind(serde_json::to_string(&t.validity).unwrap_or_default())
+        .bind(serde_json::to_string(&t.products).unwrap_or_default())
+        .bind(serde_json::to_string(&t.categories).unwrap_or_default())
+        .bind(t.stackable)
+        .bind(t.per_member_limit.map(|v| v as i64))
+        .bind(t.total_quantity.map(|v| v as i64))
+        .bind(t.issue_event.map(|e| e.as_str()))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::Conflict {
+                what: format!("优惠券模板 {code} 已启用过，条款不能再改（可停用后新建）"),
+            });
+        }
+        tx.commit().await?;
+        self.audit(scope, Some(company), "coupon_template.update", Some(code), None).await
+    }
+
+    /// Deletes a draft template (never enabled, so no coupon was issued from it).
+    pub async fn delete_coupon_template(&self, scope: &Scope, company: CompanyId, code: &str) -> Result<()> {
+        scope.require_company_admin(company)?;
+        let id = self.template_id(company, code).await?;
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query(
+            "DELETE FROM coupon_templates WHERE company_id = $1 AND id = $2 AND status = 'draft' \
+             AND NOT EXISTS (SELECT 1 FROM coupons c WHERE c.company_id = $1 AND c.template_id = $2)",
+        )
+        .bind(company.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::Conflict {
+                what: format!("优惠券模板 {code} 已启用过，只能停用，不能删除")
+            });
+        }
+        sqlx::query("DELETE FROM coupon_template_stores WHERE company_id = $1 AND template_id = $2")
+            .bind(company.0)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.audit(scope, Some(company), "coupon_template.delete", Some(code), None).await
+    }
+
+    /// One template with its statistics.
+    pub async fn coupon_template(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        code: &str,
+        today: NaiveDate,
+    ) -> Result<CouponTemplate> {
+        self.coupon_templates(scope, company, today)
+            .await?
+            .into_iter()
+            .find(|t| t.input.code == code)
+            .ok_or_else(|| StoreError::NotFound { what: format!("优惠券模板 {code}") })
+    }
+
     /// Enables a template for the given stores (by code; `None`: every store of the company) —
     /// 启用优惠券，启用时选择适用门店 (seed 000).
     pub async fn enable_coupon_template(
