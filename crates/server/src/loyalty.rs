@@ -16,6 +16,7 @@ use rxmember_core::org::Scope;
 use rxmember_core::time::{local_date, now_ms};
 use rxmember_core::{CompanyId, MemberId};
 use rxmember_store::coupons::{CouponTemplateInput, IssueReport};
+use rxmember_store::points::LedgerQuery;
 use rxmember_store::pos::MemberKey;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -25,6 +26,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/loyalty/rules", get(rules).put(set_rules))
         .route("/api/v1/loyalty/members/{company_id}/{member_id}", get(member))
+        .route("/api/v1/loyalty/members/{company_id}/{member_id}/ledger", get(ledger))
         .route("/api/v1/loyalty/members/{company_id}/{member_id}/adjust", post(adjust))
         .route("/api/v1/loyalty/members/{company_id}/{member_id}/exchange", post(exchange))
         .route("/api/v1/loyalty/coupons", get(templates).post(create_template))
@@ -104,7 +106,7 @@ pub async fn member(
     let (company, m) = (CompanyId(company_id), MemberId(member_id));
     let day = today(&s, &scope, company).await?;
     let points = s.store.points_summary(&scope, company, m, day).await?;
-    let ledger = s.store.points_ledger(&scope, company, m, 100).await?;
+    let ledger = s.store.points_ledger(&scope, company, m, &LedgerQuery::latest(100)).await?;
     let (tier, history) = s.store.member_tier(&scope, company, m).await?;
     let rules = s.store.loyalty_rules(&scope, company).await?;
     let tier = tier.or_else(|| rules.tiers.base().map(|l| l.code.clone()));
@@ -114,6 +116,40 @@ pub async fn member(
         "points": points, "ledger": ledger, "tier": tier, "tier_name": tier_name,
         "tier_history": history, "coupons": coupons,
     })))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct LedgerParams {
+    /// Entries older than this entry id (the last id of the previous page).
+    before_id: Option<i64>,
+    /// One kind: opening, earn, redeem, expire, adjust, reverse.
+    kind: Option<String>,
+    /// From this day (the entry's local day), inclusive.
+    from: Option<NaiveDate>,
+    /// To this day, inclusive.
+    to: Option<NaiveDate>,
+    /// Page size, 1–500 (default 100).
+    limit: Option<i64>,
+}
+
+/// A member's points ledger, newest first, a page at a time (`before_id` = the last id shown),
+/// optionally of one kind and within dates.
+#[utoipa::path(get, path = "/api/v1/loyalty/members/{company_id}/{member_id}/ledger", tag = "loyalty",
+    params(("company_id" = i64, Path), ("member_id" = i64, Path), LedgerParams),
+    responses((status = 200, description = "{entries: [...], more}"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn ledger(
+    State(s): State<AppState>,
+    Caller(scope): Caller,
+    Path((company_id, member_id)): Path<(i64, i64)>,
+    Query(p): Query<LedgerParams>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = p.limit.unwrap_or(100).clamp(1, 500);
+    // One more than asked tells whether another page follows.
+    let q = LedgerQuery { before_id: p.before_id, kind: p.kind, from: p.from, to: p.to, limit: limit + 1 };
+    let mut entries = s.store.points_ledger(&scope, CompanyId(company_id), MemberId(member_id), &q).await?;
+    let more = entries.len() as i64 > limit;
+    entries.truncate(limit as usize);
+    Ok(Json(json!({ "entries": entries, "more": more })))
 }
 
 #[derive(Deserialize, ToSchema)]

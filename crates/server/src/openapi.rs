@@ -42,6 +42,7 @@ use utoipa::OpenApi;
         crate::loyalty::rules,
         crate::loyalty::set_rules,
         crate::loyalty::member,
+        crate::loyalty::ledger,
         crate::loyalty::adjust,
         crate::loyalty::exchange,
         crate::loyalty::templates,

@@ -268,6 +268,7 @@ async fn console_has_the_loyalty_pages() {
         ("POST", "/api/v1/loyalty/coupons/{code}/disable"),
         ("POST", "/api/v1/loyalty/coupons/{code}/issue"),
         ("GET", "/api/v1/loyalty/members/{company_id}/{member_id}"),
+        ("GET", "/api/v1/loyalty/members/{company_id}/{member_id}/ledger"),
         ("POST", "/api/v1/loyalty/members/{company_id}/{member_id}/adjust"),
         ("POST", "/api/v1/loyalty/members/{company_id}/{member_id}/exchange"),
         ("POST", "/api/v1/loyalty/jobs/{job}"),
@@ -501,6 +502,18 @@ async fn console_has_the_loyalty_pages() {
     }
     let kinds: Vec<&str> = ledger.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"adjust") && kinds.contains(&"redeem"), "{kinds:?}");
+    // The ledger call pages by id (the page's “older entries”) and filters by kind.
+    let first = get(format!("{uri}/ledger?limit=1"), admin.clone()).await;
+    assert_eq!(first["entries"].as_array().unwrap().len(), 1);
+    assert_eq!((&first["entries"][0]["id"], &first["more"]), (&ledger[0]["id"], &json!(ledger.len() > 1)));
+    assert!(page.contains("r.entries") && page.contains("r.more") && page.contains("before_id"));
+    let next = get(format!("{uri}/ledger?limit=1&before_id={}", ledger[0]["id"]), admin.clone()).await;
+    assert_eq!(next["entries"][0]["id"], ledger[1]["id"]);
+    let adjusts = get(format!("{uri}/ledger?kind=adjust"), admin.clone()).await;
+    assert!(adjusts["entries"].as_array().unwrap().iter().all(|e| e["kind"] == "adjust"));
+    assert_eq!(adjusts["entries"].as_array().unwrap().len(), kinds.iter().filter(|k| **k == "adjust").count());
+    let (status, _, _) = call(&app, "GET", &format!("{uri}/ledger?kind=bogus"), Some(&admin), None, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     for e in ledger {
         let (kind, cause) = (e["kind"].as_str().unwrap(), e["cause"].as_str().unwrap());
         assert!(page.contains(&format!("ek_{kind}: [")), "ek_{kind}");

@@ -34,6 +34,24 @@ pub struct LedgerEntry {
     pub actor: String,
 }
 
+/// Which ledger entries to list: a page older than `before_id`, of one kind, within dates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerQuery {
+    pub before_id: Option<i64>,
+    /// An entry kind (`earn`, `redeem`, `expire`, `adjust`, `reverse`, `opening`, …).
+    pub kind: Option<String>,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub limit: i64,
+}
+
+impl LedgerQuery {
+    /// The newest `limit` entries.
+    pub fn latest(limit: i64) -> LedgerQuery {
+        LedgerQuery { before_id: None, kind: None, from: None, to: None, limit }
+    }
+}
+
 /// A member's points summary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PointsSummary {
@@ -863,22 +881,33 @@ impl Store {
         Ok(PointsSummary { balance, debt, expiring_30d: expiring.unwrap_or(0), next_expiry: next })
     }
 
-    /// A member's ledger, newest first.
+    /// A member's ledger, newest first: one page of `q.limit` entries (at most 1,000) older than
+    /// `q.before_id`, optionally only of one kind and within dates (by the entry's local day).
     pub async fn points_ledger(
         &self,
         scope: &Scope,
         company: CompanyId,
         member: MemberId,
-        limit: i64,
+        q: &LedgerQuery,
     ) -> Result<Vec<LedgerEntry>> {
         self.require_member(scope, company, member).await?;
+        if let Some(k) = &q.kind
+            && EntryKind::parse(k).is_none()
+        {
+            return Err(StoreError::Invalid(format!("未知的积分类型“{k}”")));
+        }
         let rows = sqlx::query(
             "SELECT id, kind, points, cause, at, on_date, expires_on, remaining, detail, actor FROM points_ledger \
-             WHERE company_id = $1 AND member_id = $2 ORDER BY id DESC LIMIT $3",
+             WHERE company_id = $1 AND member_id = $2 AND id < $3 AND ($4 = '' OR kind = $4) \
+             AND on_date >= $5 AND on_date <= $6 ORDER BY id DESC LIMIT $7",
         )
         .bind(company.0)
         .bind(member.0)
-        .bind(limit)
+        .bind(q.before_id.unwrap_or(i64::MAX))
+        .bind(q.kind.clone().unwrap_or_default())
+        .bind(q.from.map_or_else(|| "0000-01-01".to_string(), date_str))
+        .bind(q.to.map_or_else(|| "9999-12-31".to_string(), date_str))
+        .bind(q.limit.clamp(1, 1_000))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

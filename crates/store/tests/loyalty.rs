@@ -14,6 +14,7 @@ use rxmember_core::time::{epoch_ms_to_local, local_to_epoch_ms};
 use rxmember_core::{CompanyId, Fen, MemberId};
 use rxmember_store::Store;
 use rxmember_store::coupons::CouponTemplateInput;
+use rxmember_store::points::LedgerQuery;
 use rxmember_store::pos::{MemberKey, PosLineInput, request_hash};
 use rxmember_store::testing::TestDb;
 
@@ -143,9 +144,28 @@ async fn imported_sales_earn_once_returns_take_back_and_lots_expire() {
     assert_eq!(s.expire_points(&cli, c, d(2026, 4, 1)).await.unwrap(), (1, 123));
     assert_eq!(s.expire_points(&cli, c, d(2026, 4, 1)).await.unwrap(), (0, 0));
     assert_eq!(s.points_summary(&cli, c, m, today).await.unwrap().balance, 0);
-    let ledger = s.points_ledger(&cli, c, m, 50).await.unwrap();
+    let ledger = s.points_ledger(&cli, c, m, &LedgerQuery::latest(50)).await.unwrap();
     let kinds: Vec<&str> = ledger.iter().rev().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, vec!["earn", "earn", "reverse", "reverse", "expire"]);
+    // Paging by id walks the same entries two at a time; kind and date filters narrow them.
+    let mut paged = Vec::new();
+    let mut q = LedgerQuery::latest(2);
+    loop {
+        let page = s.points_ledger(&cli, c, m, &q).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        q.before_id = Some(last.id);
+        paged.extend(page.iter().map(|e| e.id));
+    }
+    assert_eq!(paged, ledger.iter().map(|e| e.id).collect::<Vec<_>>());
+    let reverses = LedgerQuery { kind: Some("reverse".into()), ..LedgerQuery::latest(50) };
+    assert_eq!(s.points_ledger(&cli, c, m, &reverses).await.unwrap().len(), 2);
+    let april = LedgerQuery { from: Some(d(2026, 4, 1)), to: Some(d(2026, 4, 30)), ..LedgerQuery::latest(50) };
+    let in_april: Vec<String> =
+        s.points_ledger(&cli, c, m, &april).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(in_april, vec!["expire".to_string()]);
+    let bad = LedgerQuery { kind: Some("bogus".into()), ..LedgerQuery::latest(5) };
+    assert!(matches!(s.points_ledger(&cli, c, m, &bad).await, Err(rxmember_store::StoreError::Invalid(_))));
     assert!(s.check_points(&cli, c).await.unwrap().is_empty());
     db.cleanup().await;
 }
@@ -454,7 +474,7 @@ async fn a_company_token_cannot_touch_another_company() {
     assert!(s.set_loyalty_rules(&b, c, &LoyaltyRules::default()).await.is_err());
     assert!(s.create_coupon_template(&b, c, &cash_template("X", 100, 0)).await.is_err());
     let m = member_id(s, c, "C1").await;
-    assert!(s.points_ledger(&b, c, m, 10).await.is_err());
+    assert!(s.points_ledger(&b, c, m, &LedgerQuery::latest(10)).await.is_err());
     // Rules are per company.
     let mut r = LoyaltyRules::default();
     r.points.points_per_yuan = 2;
