@@ -16,8 +16,10 @@ use rxmember_core::checkout::{HeldCoupon, Quote, QuoteRequest, quote};
 use rxmember_core::coupons::normalize_code;
 use rxmember_core::org::Scope;
 use rxmember_core::time::{local_to_epoch_ms, now_ms};
-use rxmember_core::{CompanyId, Fen, MemberId};
-use rxmember_store::pos::{MemberKey, PosContext, PosLineInput, PosMember, ReturnReceipt, SaleReceipt, request_hash};
+use rxmember_core::{CompanyId, Fen};
+use rxmember_store::pos::{
+    MemberKey, PosContext, PosLineInput, PosLookup, PosMember, ReturnReceipt, SaleReceipt, request_hash,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -106,12 +108,8 @@ pub async fn identify(
     let company = company_for(&s, &scope, p.company.as_deref()).await?;
     let key = key_of(p.card_no.as_deref(), p.phone.as_deref(), p.code.as_deref())?
         .ok_or_else(|| ApiError::BadRequest("请提供 card_no、phone 或 code".into()))?;
-    let m = s.store.pos_identify(&scope, company, &key).await?;
-    let offset = s.store.company(&scope, company).await?.utc_offset_minutes;
-    let today = rxmember_core::time::local_date(now_ms(), offset);
-    let rules = s.store.loyalty_rules(&scope, company).await?;
-    let summary = s.store.points_summary(&scope, company, MemberId(m.member_id), today).await?;
-    let coupons = s.store.member_coupons(&scope, company, MemberId(m.member_id), None).await?;
+    let PosLookup { member: m, points: summary, coupons, rules, day: today } =
+        s.store.pos_lookup(&scope, company, &key).await?;
     let today_s = today.format("%Y-%m-%d").to_string();
     let tier = m.tier.clone().or_else(|| rules.tiers.base().map(|l| l.code.clone()));
     Ok(Json(PosMemberResponse {

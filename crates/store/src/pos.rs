@@ -82,6 +82,16 @@ pub struct PosContext {
     pub allergy_warnings: Vec<String>,
 }
 
+/// A member as identified at the till, with what the cashier sees.
+pub struct PosLookup {
+    pub member: PosMember,
+    pub points: crate::points::PointsSummary,
+    pub coupons: Vec<HeldCouponRow>,
+    pub rules: LoyaltyRules,
+    /// The company's local day now.
+    pub day: NaiveDate,
+}
+
 /// A basket line as the POS sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PosLineInput {
@@ -229,6 +239,26 @@ impl Store {
                 })
                 .unwrap_or_default(),
         })
+    }
+
+    /// What the till shows when a member is identified: the member, the points summary, the
+    /// coupons held, and the company's rules and local day — with the scope checked once.
+    pub async fn pos_lookup(&self, scope: &Scope, company: CompanyId, key: &MemberKey) -> Result<PosLookup> {
+        let member = self.pos_identify(scope, company, key).await?;
+        let head = sqlx::query(
+            "SELECT c.utc_offset_minutes, r.rules FROM companies c \
+             LEFT JOIN loyalty_rules r ON r.company_id = c.id WHERE c.id = $1",
+        )
+        .bind(company.0)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound { what: format!("company {company}") })?;
+        let day = local_date(now_ms(), head.try_get::<i64, _>("utc_offset_minutes")? as i32);
+        let rules = self.rules_from_text(company, head.try_get("rules")?)?;
+        let id = MemberId(member.member_id);
+        let points = self.points_summary_unchecked(company, id, day).await?;
+        let coupons = self.member_coupons_unchecked(company, id, None).await?;
+        Ok(PosLookup { member, points, coupons, rules, day })
     }
 
     /// Loads what a quote of `lines` at `store_code` needs, for a sale at `sold_at` (the company's
