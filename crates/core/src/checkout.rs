@@ -44,6 +44,7 @@ pub struct HeldCoupon {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuotedLine {
     pub product_code: String,
     pub quantity_milli: i64,
@@ -58,6 +59,7 @@ pub struct QuotedLine {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CouponOption {
     pub code: String,
     pub name: String,
@@ -67,6 +69,7 @@ pub struct CouponOption {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CouponRefused {
     pub code: String,
     pub name: String,
@@ -75,6 +78,7 @@ pub struct CouponRefused {
 
 /// The outcome of a quote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Quote {
     pub lines: Vec<QuotedLine>,
     pub list_total: Fen,

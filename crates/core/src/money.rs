@@ -7,6 +7,7 @@ use std::ops::{Add, AddAssign, Neg, Sub};
 /// An amount of money in fen (1 yuan = 100 fen).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Fen(pub i64);
 
 impl Fen {

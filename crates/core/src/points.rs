@@ -245,6 +245,7 @@ pub struct EarnContext {
 
 /// What one line earns: `weight` is paid fen × percent / 100 (the basis in fen).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LineEarning {
     pub product_code: String,
     pub paid: Fen,
@@ -262,6 +263,7 @@ impl LineEarning {
 /// What a ticket earns, with the per-line detail kept in the ledger so a return can take back exactly
 /// the points of the returned lines.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Earning {
     pub points: i64,
     pub lines: Vec<LineEarning>,

@@ -177,7 +177,6 @@ pub struct BasketBody {
 pub struct QuoteResponse {
     /// The member, if any.
     member: Option<PosMemberBrief>,
-    #[schema(value_type = Object, example = json!({"total": 7700, "lines": [], "points_to_earn": 57}))]
     /// Lines (list amount, member discount, coupon discount, points deduction, amount paid, points
     /// percent), totals in fen, tier, member day, coupons applied / applicable / not applicable with
     /// reasons, the suggested best coupons, points balance / usable / used / to earn.
@@ -196,9 +195,8 @@ pub struct PosMemberBrief {
 
 #[derive(Serialize, ToSchema)]
 pub struct SaleResponse {
-    #[schema(value_type = Object)]
-    /// ticket_no, total, member_discount, coupon_discount, points_deduction (fen), points_used,
-    /// points_earned, points_balance, coupons_redeemed, tier, tier_changed_to.
+    /// What was committed: amounts in fen, points used and earned, the balance after, the coupons
+    /// redeemed, the tier (and the new tier if the sale raised it).
     receipt: SaleReceipt,
     warnings: Vec<String>,
 }
@@ -337,7 +335,7 @@ pub struct ReturnBody {
 /// Commits a return against a ticket: the refund of each line is its paid amount pro rata, and the
 /// points it earned are taken back (company policy decides what happens if they were spent).
 #[utoipa::path(post, path = "/api/v1/pos/returns", request_body = ReturnBody, tag = "pos",
-    responses((status = 200, description = "return_no, ticket_no, refund (fen), points_taken_back, points_balance"),
+    responses((status = 200, body = ReturnReceipt),
         (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn commit_return(
     State(s): State<AppState>,

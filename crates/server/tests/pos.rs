@@ -3,10 +3,12 @@
 //! rules and coupons, and tenant separation.
 
 mod common;
+mod schema;
 
 use axum::http::StatusCode;
 use common::{app, call, login};
 use rxmember_core::org::Scope;
+use schema::check_response;
 use serde_json::{Value, json};
 
 const RULES: &str = r#"
@@ -29,6 +31,8 @@ async fn a_pos_identifies_quotes_commits_and_returns() {
     let company = app.db.store.company_by_code(&cli, "TJG").await.unwrap();
     let token = app.db.store.create_api_token(&cli, company.id, "pos").await.unwrap();
     let admin = login(&app, "tjg-admin").await;
+    // Every answer of the till's flow below is checked against the OpenAPI document.
+    let (_, doc, _) = call(&app, "GET", "/api/openapi.json", None, None, None).await;
 
     // The operator sets rules (TOML) and a coupon template for every store.
     let (status, body, _) =
@@ -82,6 +86,7 @@ async fn a_pos_identifies_quotes_commits_and_returns() {
     let (status, m, _) =
         call(&app, "GET", &format!("/api/v1/pos/members?card_no={card}"), None, Some(&token), None).await;
     assert_eq!(status, StatusCode::OK, "{m}");
+    check_response(&doc, "get", "/api/v1/pos/members", 200, &m);
     assert_eq!(m["coupons"][0]["code"], json!(coupon));
     assert!(m["name_masked"].as_str().is_none_or(|n| n.contains('*')));
     let balance = m["points_balance"].as_i64().unwrap();
@@ -94,6 +99,16 @@ async fn a_pos_identifies_quotes_commits_and_returns() {
     });
     let (status, q, _) = call(&app, "POST", "/api/v1/pos/quote", None, Some(&token), Some(basket.clone())).await;
     assert_eq!(status, StatusCode::OK, "{q}");
+    check_response(&doc, "post", "/api/v1/pos/quote", 200, &q);
+    // The check has teeth: a missing, a mistyped and an undocumented field are each found.
+    let mut wrong = q.clone();
+    wrong["quote"].as_object_mut().unwrap().remove("total");
+    wrong["quote"]["points_to_earn"] = json!("57");
+    wrong["quote"]["lines"][0]["bogus"] = json!(1);
+    let found = schema::response_errors(&doc, "post", "/api/v1/pos/quote", 200, &wrong);
+    for needle in ["$.quote.total: required", "$.quote.points_to_earn: \"57\"", "$.quote.lines[0].bogus"] {
+        assert!(found.iter().any(|e| e.starts_with(needle)), "{needle} not in {found:#?}");
+    }
     let quote = &q["quote"];
     assert_eq!(quote["list_total"], json!(2 * price));
     assert_eq!(quote["coupon_discount"], json!(1000));
@@ -108,6 +123,7 @@ async fn a_pos_identifies_quotes_commits_and_returns() {
     sale["ticket_no"] = json!("POS-T-1");
     let (status, r, _) = call(&app, "POST", "/api/v1/pos/sales", None, Some(&token), Some(sale.clone())).await;
     assert_eq!(status, StatusCode::OK, "{r}");
+    check_response(&doc, "post", "/api/v1/pos/sales", 200, &r);
     assert_eq!(r["receipt"]["total"], json!(total));
     assert_eq!(r["receipt"]["points_earned"], json!(to_earn));
     assert_eq!(r["receipt"]["points_balance"], json!(balance + to_earn));
@@ -117,15 +133,18 @@ async fn a_pos_identifies_quotes_commits_and_returns() {
     other["lines"][0]["quantity"] = json!(3);
     let (status, body, _) = call(&app, "POST", "/api/v1/pos/sales", None, Some(&token), Some(other)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    check_response(&doc, "post", "/api/v1/pos/sales", 409, &body);
     // The coupon is used: quoting with it now fails with a reason.
     let (status, body, _) = call(&app, "POST", "/api/v1/pos/quote", None, Some(&token), Some(basket)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    check_response(&doc, "post", "/api/v1/pos/quote", 400, &body);
 
     // Return one unit: half the points come back out.
     let ret =
         json!({ "return_no": "RET-T-1", "ticket_no": "POS-T-1", "lines": [{ "product_code": code, "quantity": 1 }] });
     let (status, rr, _) = call(&app, "POST", "/api/v1/pos/returns", None, Some(&token), Some(ret)).await;
     assert_eq!(status, StatusCode::OK, "{rr}");
+    check_response(&doc, "post", "/api/v1/pos/returns", 200, &rr);
     assert_eq!(rr["points_taken_back"], json!(to_earn / 2));
 
     // The operator sees the ledger and the coupon statistics.

@@ -103,6 +103,7 @@ pub struct PosLineInput {
 
 /// The answer to a committed sale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SaleReceipt {
     pub ticket_no: String,
     pub total: Fen,
@@ -119,6 +120,7 @@ pub struct SaleReceipt {
 
 /// The answer to a committed return.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReturnReceipt {
     pub return_no: String,
     pub ticket_no: String,
