@@ -116,6 +116,11 @@ async fn erp_pushes_rows_with_an_api_token() {
     let manager = login(&app, "tjg-manager").await;
     let (status, _, _) = call(&app, "POST", "/api/v1/import/members", Some(&manager), None, Some(json!([]))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // Revoked (through this server's store), the token stops at once although checked tokens are
+    // trusted for a few seconds.
+    app.db.store.revoke_api_token(&cli, company.id, "erp").await.unwrap();
+    let (status, _, _) = call(&app, "POST", "/api/v1/import/members", None, Some(&token), Some(json!([]))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     app.db.cleanup().await;
 }
 

@@ -55,6 +55,8 @@ pub struct Store {
     /// Each company's rules as last parsed, with the stored text they were parsed from: a read that
     /// finds the same text skips the TOML parse (the till reads the rules on every quote).
     pub(crate) parsed_rules: crate::loyalty_rules::RulesCache,
+    /// API tokens this process checked in the last [`crate::tokens::TOKEN_RECHECK`].
+    pub(crate) api_tokens: crate::tokens::TokenCache,
 }
 
 /// Settings of every SQLite connection: WAL, checkpoints every 64 MB of WAL, a 64 MB page cache.
@@ -109,6 +111,7 @@ impl Store {
             sqlite_url,
             pos_commits: Default::default(),
             parsed_rules: Default::default(),
+            api_tokens: Default::default(),
         })
     }
 

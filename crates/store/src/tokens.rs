@@ -6,7 +6,18 @@ use crate::{Result, Store, counters};
 use rxmember_core::CompanyId;
 use rxmember_core::org::Scope;
 use rxmember_core::time::now_ms;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
+
+/// How long this process trusts a token it has checked before asking the database again. A token
+/// revoked by another process (the CLI) stops working on a running server within this time; one
+/// revoked through this process stops at once.
+pub const TOKEN_RECHECK: Duration = Duration::from_secs(5);
+
+/// Tokens checked recently, by their hash: the till sends its token with every call.
+pub(crate) type TokenCache = Arc<Mutex<HashMap<Vec<u8>, (Scope, Instant)>>>;
 
 impl Store {
     /// Creates a token for `company` (company admins). Returns the token: show it once.
@@ -38,6 +49,15 @@ impl Store {
             return Ok(None);
         };
         let hash = token_hash(token);
+        if let Some((scope, _)) = self
+            .api_tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+            .filter(|(_, at)| at.elapsed() < TOKEN_RECHECK)
+        {
+            return Ok(Some(scope.clone()));
+        }
         let row: Option<(Vec<u8>, String)> = sqlx::query_as(
             "SELECT token_hash, name FROM api_tokens WHERE company_id = $1 AND token_hash = $2 AND revoked_at IS NULL",
         )
@@ -45,9 +65,17 @@ impl Store {
         .bind(hash.clone())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row
+        let scope = row
             .filter(|(stored, _)| bool::from(stored.ct_eq(&hash)))
-            .map(|(_, name)| Scope::company_token(CompanyId(company), &name)))
+            .map(|(_, name)| Scope::company_token(CompanyId(company), &name));
+        if let Some(scope) = &scope {
+            let mut cache = self.api_tokens.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= 10_000 {
+                cache.retain(|_, (_, at)| at.elapsed() < TOKEN_RECHECK);
+            }
+            cache.insert(hash, (scope.clone(), Instant::now()));
+        }
+        Ok(scope)
     }
 
     /// Revokes a company's token by name.
@@ -64,6 +92,8 @@ impl Store {
         .await?
         .rows_affected();
         tx.commit().await?;
+        let prefix = format!("token:{}/", company.0);
+        self.api_tokens.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, (s, _)| !s.actor.starts_with(&prefix));
         self.audit(scope, Some(company), "api_token.revoke", Some(name), None).await?;
         Ok(n)
     }
