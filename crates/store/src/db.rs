@@ -65,6 +65,9 @@ pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synch
      PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 1073741824; \
      PRAGMA wal_autocheckpoint = 16384;";
 
+/// A pooled connection idle longer than this is pinged before it is used again.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -81,9 +84,23 @@ impl Store {
         })?;
         let sqlite_url = (backend == Backend::Sqlite)
             .then(|| if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") });
+        // sqlx pings every connection it hands out by default: one more round trip per statement,
+        // which on PostgreSQL doubled the till's round trips. Only a connection idle long enough
+        // to have been dropped by the server or a proxy is checked; a broken one is replaced.
+        let options = || {
+            AnyPoolOptions::new().test_before_acquire(false).before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > IDLE_CHECK {
+                        use sqlx::Connection;
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
+        };
         let pool = match &sqlite_url {
             Some(url) => {
-                AnyPoolOptions::new()
+                options()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect(|conn, _meta| {
@@ -96,9 +113,7 @@ impl Store {
                     .connect(url)
                     .await?
             }
-            None => {
-                AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30)).connect(url).await?
-            }
+            None => options().max_connections(16).acquire_timeout(Duration::from_secs(30)).connect(url).await?,
         };
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,

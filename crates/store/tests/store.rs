@@ -280,3 +280,45 @@ fn any_batching_of_sales_gives_the_naive_totals_and_reruns_change_nothing() {
     });
     rt.block_on(db.cleanup());
 }
+
+/// Pooled connections are not pinged before every statement (a round trip each), but one idle for
+/// over a second is: on PostgreSQL, connections the server dropped (a restart, an idle timeout in a
+/// proxy) are replaced without a failed request.
+#[tokio::test]
+async fn connections_dropped_by_the_server_are_replaced() {
+    let db = TestDb::new().await;
+    let s = &db.store;
+    let cli = Scope::cli();
+    s.create_company(&cli, "A", "甲公司", None).await.unwrap();
+    // Several connections in the pool.
+    for r in count_companies_at_once(s, 6).await {
+        assert_eq!(r.unwrap(), 1);
+    }
+    if TestDb::backend() == rxmember_store::Backend::Postgres {
+        let other = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&other)
+        .await
+        .unwrap();
+        assert!(!killed.is_empty(), "the store's connections were there to drop");
+        other.close().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    for r in count_companies_at_once(s, 6).await {
+        assert_eq!(r.expect("a dropped connection is replaced, not used"), 1);
+    }
+    db.cleanup().await;
+}
+
+/// Counts the companies from `n` tasks at once, so that they hold several pool connections.
+async fn count_companies_at_once(s: &rxmember_store::Store, n: usize) -> Vec<rxmember_store::Result<usize>> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let s = s.clone();
+        set.spawn(async move { s.companies(&Scope::cli()).await.map(|c| c.len()) });
+    }
+    set.join_all().await
+}
