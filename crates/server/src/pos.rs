@@ -108,9 +108,8 @@ pub async fn identify(
     let company = company_for(&s, &scope, p.company.as_deref()).await?;
     let key = key_of(p.card_no.as_deref(), p.phone.as_deref(), p.code.as_deref())?
         .ok_or_else(|| ApiError::BadRequest("请提供 card_no、phone 或 code".into()))?;
-    let PosLookup { member: m, points: summary, coupons, rules, day: today } =
+    let PosLookup { member: m, points: summary, coupons, rules, .. } =
         s.store.pos_lookup(&scope, company, &key).await?;
-    let today_s = today.format("%Y-%m-%d").to_string();
     let tier = m.tier.clone().or_else(|| rules.tiers.base().map(|l| l.code.clone()));
     Ok(Json(PosMemberResponse {
         member_id: m.member_id,
@@ -123,7 +122,6 @@ pub async fn identify(
         status: m.status,
         coupons: coupons
             .into_iter()
-            .filter(|c| c.status == "issued" && c.valid_from <= today_s && c.valid_to >= today_s)
             .map(|c| CouponBrief {
                 display_code: c.display_code,
                 code: c.code,

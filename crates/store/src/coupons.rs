@@ -612,20 +612,20 @@ impl Store {
         scope: &Scope,
         company: CompanyId,
         member: MemberId,
-        usable_at: Option<(StoreId, NaiveDate)>,
+        usable_at: Option<(Option<StoreId>, NaiveDate)>,
     ) -> Result<Vec<HeldCouponRow>> {
         self.require_member(scope, company, member).await?;
         self.member_coupons_unchecked(company, member, usable_at).await
     }
 
-    /// The member's coupons, soonest-expiring first; with `usable_at`, only those usable at that
-    /// store on that day (issued, template enabled, in validity, the store among the template's),
-    /// chosen by the database in one statement.
+    /// The member's coupons, soonest-expiring first; with `usable_at`, only those usable on that
+    /// day (issued, template enabled, in validity) — at that store (the template's stores) if one is
+    /// given, else at any — chosen by the database in one statement.
     pub(crate) async fn member_coupons_unchecked(
         &self,
         company: CompanyId,
         member: MemberId,
-        usable_at: Option<(StoreId, NaiveDate)>,
+        usable_at: Option<(Option<StoreId>, NaiveDate)>,
     ) -> Result<Vec<HeldCouponRow>> {
         let select = "SELECT c.id AS coupon_id, c.code AS coupon_code, c.status AS coupon_status, c.valid_from, \
              c.valid_to, t.* FROM coupons c JOIN coupon_templates t ON t.company_id = c.company_id AND t.id = c.template_id \
@@ -640,15 +640,16 @@ impl Store {
             }
             Some((store, day)) => {
                 let all_stores = if self.backend == Backend::Postgres { "t.all_stores" } else { "t.all_stores <> 0" };
+                // Store -1 (none) with the check skipped when no store is given.
                 sqlx::query(AssertSqlSafe(format!(
                     "{select} AND c.status = 'issued' AND t.status = 'enabled' AND c.valid_from <= $4 AND c.valid_to >= $4 \
-                     AND ({all_stores} OR EXISTS (SELECT 1 FROM coupon_template_stores s \
+                     AND ($3 < 0 OR {all_stores} OR EXISTS (SELECT 1 FROM coupon_template_stores s \
                        WHERE s.company_id = c.company_id AND s.template_id = c.template_id AND s.store_id = $3)) \
                      ORDER BY c.valid_to, c.id"
                 )))
                 .bind(company.0)
                 .bind(member.0)
-                .bind(store.0)
+                .bind(store.map_or(-1, |s| s.0))
                 .bind(day.format("%Y-%m-%d").to_string())
                 .fetch_all(&self.pool)
                 .await?
@@ -791,7 +792,7 @@ impl Store {
         self.require_member(scope, company, MemberId(member)).await?;
         let offset = self.company(scope, company).await?.utc_offset_minutes;
         let today = local_date(now_ms(), offset);
-        let held = self.member_coupons_unchecked(company, MemberId(member), Some((store, today))).await?;
+        let held = self.member_coupons_unchecked(company, MemberId(member), Some((Some(store), today))).await?;
         let Some(c) = held.into_iter().find(|c| c.code == code) else {
             return Err(StoreError::Invalid(format!(
                 "优惠券 {} 不可用（已使用、已过期、已停用或不适用于本门店）",

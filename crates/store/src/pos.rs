@@ -244,7 +244,8 @@ impl Store {
     }
 
     /// What the till shows when a member is identified: the member, the points summary, the
-    /// coupons held, and the company's rules and local day — with the scope checked once.
+    /// coupons usable today (at some store), and the company's rules and local day — with the scope
+    /// checked once.
     pub async fn pos_lookup(&self, scope: &Scope, company: CompanyId, key: &MemberKey) -> Result<PosLookup> {
         let member = self.pos_identify(scope, company, key).await?;
         let head = sqlx::query(
@@ -259,7 +260,7 @@ impl Store {
         let rules = self.rules_from_text(company, head.try_get("rules")?)?;
         let id = MemberId(member.member_id);
         let points = self.points_summary_unchecked(company, id, day).await?;
-        let coupons = self.member_coupons_unchecked(company, id, None).await?;
+        let coupons = self.member_coupons_unchecked(company, id, Some((None, day))).await?;
         Ok(PosLookup { member, points, coupons, rules, day })
     }
 
@@ -355,7 +356,9 @@ impl Store {
         let mut warnings = Vec::new();
         let mut held = Vec::new();
         if let Some(m) = &member {
-            held = self.member_coupons_unchecked(company, MemberId(m.member_id), Some((StoreId(store), day))).await?;
+            held = self
+                .member_coupons_unchecked(company, MemberId(m.member_id), Some((Some(StoreId(store)), day)))
+                .await?;
             for a in &m.allergies {
                 for p in &products {
                     let hay = [Some(p.name.as_str()), p.generic_name.as_deref()]

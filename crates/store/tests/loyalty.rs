@@ -619,6 +619,20 @@ async fn till_reads_keep_scope_and_see_rule_edits_at_once() {
     assert_eq!(member_id(s, c, "C5").await.0, by_shared.member_id);
     assert_eq!(member_id(s, c, "C6").await.0, by_shared.member_id);
 
+    // Identified at the till: the coupons usable today at some store; a disabled template's are not.
+    let c3 = member_id(s, c, "C3").await;
+    let today = rxmember_core::time::local_date(rxmember_core::time::now_ms(), 480);
+    for code in ["KEEP", "STOP"] {
+        s.create_coupon_template(&cli, c, &cash_template(code, 500, 0)).await.unwrap();
+        s.enable_coupon_template(&cli, c, code, Some(&["S2".to_string()])).await.unwrap();
+        s.issue_coupons(&cli, c, code, &[c3], "manual:till", today).await.unwrap();
+    }
+    s.disable_coupon_template(&cli, c, "STOP").await.unwrap();
+    let seen = s.pos_lookup(&staff, c, &MemberKey::Card("C3".into())).await.unwrap();
+    assert_eq!(seen.member.card_no, "C3");
+    assert_eq!(seen.coupons.iter().map(|h| h.template_code.as_str()).collect::<Vec<_>>(), ["KEEP"]);
+    assert_eq!(s.member_coupons(&cli, c, c3, None).await.unwrap().len(), 2, "the member's page lists both");
+
     // Rules: the quote's context follows every edit.
     let lines = vec![PosLineInput { product_code: "P3".into(), quantity_milli: 1_000, unit_price: None }];
     let when = Some(d(2026, 3, 3).and_hms_opt(10, 0, 0).unwrap());
