@@ -10,6 +10,7 @@ mod catalogue;
 mod export;
 mod facts;
 mod generate;
+pub mod intelligence;
 mod load;
 pub mod loyalty;
 mod names;

@@ -112,8 +112,10 @@ pub async fn load(store: &Store, opts: &Options, progress: &mut dyn FnMut(&str))
         chrono::NaiveDate::from_ymd_opt(crate::DEMO_END.0, crate::DEMO_END.1, crate::DEMO_END.2).expect("valid date");
     for c in store.companies(&Scope::cli()).await? {
         crate::loyalty::setup(store, c.id, end).await?;
+        crate::intelligence::setup(store, c.id).await?;
     }
     (sink.progress)("积分规则、会员日与优惠券已设置 (loyalty rules, member days and coupons set up)");
+    (sink.progress)("药品群组与标签“慢病关怀”已设置 (drug groups and the saved tag 慢病关怀 set up)");
     Ok(summary)
 }
 

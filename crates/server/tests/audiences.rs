@@ -266,3 +266,26 @@ async fn the_engine_catches_up_with_imports() {
     assert_eq!(members, total_before + 1, "{grades}");
     app.db.cleanup().await;
 }
+
+/// Every example of `docs/audience-language.md` counts on the demo chain (the demo defines the
+/// drug group 阿胶 and the saved tag 慢病关怀 they use), and the ones that name a drug group or the
+/// saved tag select somebody.
+#[tokio::test]
+async fn the_documented_examples_run_on_the_demo() {
+    let app = app().await;
+    let admin = login(&app, "tjg-admin").await;
+    let doc = include_str!("../../../docs/audience-language.md");
+    let section = doc.split("## 例子 / Examples").nth(1).expect("the examples section");
+    let block = section.split("```text").nth(1).unwrap().split("```").next().unwrap();
+    let examples: Vec<&str> = block.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    assert!(examples.len() >= 10, "{examples:?}");
+    for e in &examples {
+        count(&app, &admin, "TJG", e).await;
+    }
+    let all = count(&app, &admin, "TJG", "all").await;
+    let tagged = count(&app, &admin, "TJG", r#"tag = "慢病关怀""#).await;
+    assert!(tagged > 0 && tagged < all, "慢病关怀 tags {tagged} of {all}");
+    assert!(count(&app, &admin, "TJG", r#"bought(group = "阿胶")"#).await > 0);
+    assert!(count(&app, &admin, "TJG", r#"class = "三高人群""#).await > 0);
+    app.db.cleanup().await;
+}
