@@ -213,14 +213,7 @@ fn quantity_milli(q: f64, line: usize) -> Result<i64, ApiError> {
 
 async fn prepare(s: &AppState, scope: &Scope, body: &BasketBody) -> Result<Prepared, ApiError> {
     let company = company_for(s, scope, body.company.as_deref()).await?;
-    let member: Option<PosMember> = match key_of(body.card_no.as_deref(), body.phone.as_deref(), body.code.as_deref())?
-    {
-        Some(k) => Some(s.store.pos_identify(scope, company, &k).await?),
-        None => None,
-    };
-    if member.as_ref().is_some_and(|m| m.status != "active") {
-        return Err(ApiError::BadRequest("该会员卡已注销 (the card is cancelled)".into()));
-    }
+    let key = key_of(body.card_no.as_deref(), body.phone.as_deref(), body.code.as_deref())?;
     let mut lines = Vec::with_capacity(body.lines.len());
     for (i, l) in body.lines.iter().enumerate() {
         lines.push(PosLineInput {
@@ -232,7 +225,10 @@ async fn prepare(s: &AppState, scope: &Scope, body: &BasketBody) -> Result<Prepa
     if lines.is_empty() {
         return Err(ApiError::BadRequest("购物篮为空 (no lines)".into()));
     }
-    let ctx = s.store.pos_context(scope, company, &body.store_code, member, &lines, body.sold_at).await?;
+    let ctx = s.store.pos_context(scope, company, &body.store_code, key.as_ref(), &lines, body.sold_at).await?;
+    if ctx.member.as_ref().is_some_and(|m| m.status != "active") {
+        return Err(ApiError::BadRequest("该会员卡已注销 (the card is cancelled)".into()));
+    }
     let held: Vec<HeldCoupon> = ctx
         .held
         .iter()

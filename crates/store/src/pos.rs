@@ -82,6 +82,14 @@ pub struct PosContext {
     pub allergy_warnings: Vec<String>,
 }
 
+/// What [`Store::pos_head`] reads in one statement.
+struct PosHead {
+    offset: i32,
+    rules: LoyaltyRules,
+    store: Option<i64>,
+    member: Option<PosMember>,
+}
+
 /// A member as identified at the till, with what the cashier sees.
 pub struct PosLookup {
     pub member: PosMember,
@@ -175,51 +183,100 @@ impl Store {
             .then_some(MemberId(member))
     }
 
-    /// Finds the member at the till by card, phone or e-card code: one statement, which also tells
-    /// whether the member is in the caller's data scope.
+    /// Finds the member at the till by card, phone or e-card code (one statement, which also tells
+    /// whether the member is in the caller's data scope).
     pub async fn pos_identify(&self, scope: &Scope, company: CompanyId, key: &MemberKey) -> Result<PosMember> {
+        let head = self.pos_head(scope, company, None, Some(key)).await?;
+        head.member.ok_or_else(|| StoreError::NotFound { what: "会员".into() })
+    }
+
+    /// One statement for what every till call starts with: the company's offset and rules text,
+    /// the store (by code, if given) and the member (by key, if given) with whether the member is
+    /// in the caller's scope. An unknown or out-of-scope member is `NotFound`; an unknown store
+    /// `Invalid`.
+    async fn pos_head(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        store_code: Option<&str>,
+        key: Option<&MemberKey>,
+    ) -> Result<PosHead> {
         if !scope.data.touches_company(company) {
             return Err(StoreError::AccessDenied);
         }
-        let not_found = || StoreError::NotFound { what: "会员".into() };
         let mut binds = vec![Bind::I(company.0)];
-        let key_sql = match key {
-            MemberKey::Card(card) => {
-                binds.push(Bind::S(card.trim().to_string()));
-                "m.id = (SELECT member_id FROM member_cards WHERE company_id = $1 AND card_no = $2)"
-            }
-            MemberKey::Phone(p) => {
-                let phone = rxmember_core::clean::phone(p).map_err(|e| StoreError::Invalid(e.to_string()))?;
-                binds.push(Bind::B(self.crypto.blind_index(company, "phone", &phone)));
-                "m.phone_hash = $2 AND m.status = 'active'"
-            }
-            MemberKey::ECard(code) => {
-                let member = self
-                    .ecard_member(company, code, now_ms())
-                    .ok_or_else(|| StoreError::Invalid("电子会员码无效或已过期，请会员刷新后重新出示".into()))?;
-                binds.push(Bind::I(member.0));
-                "m.id = $2"
-            }
-        };
-        let in_scope = scope_filter(scope, Some(company), &mut binds)?;
-        let sql = format!(
-            "SELECT m.id, m.card_no, m.name_enc, m.birthday, m.status, m.allergies_enc, \
-             (SELECT tier FROM member_tiers t WHERE t.company_id = m.company_id AND t.member_id = m.id) AS tier, \
-             (SELECT balance FROM points_accounts a WHERE a.company_id = m.company_id AND a.member_id = m.id) AS balance, \
-             CAST(CASE WHEN {in_scope} THEN 1 ELSE 0 END AS BIGINT) AS in_scope \
-             FROM members m WHERE m.company_id = $1 AND {key_sql} ORDER BY m.id LIMIT 2"
-        );
+        let mut columns = String::from("c.utc_offset_minutes, r.rules");
+        let mut joins = String::from("LEFT JOIN loyalty_rules r ON r.company_id = c.id");
+        if let Some(code) = store_code {
+            binds.push(Bind::S(code.to_string()));
+            columns.push_str(", s.id AS store_id");
+            joins.push_str(&format!(" LEFT JOIN stores s ON s.company_id = c.id AND s.code = ${}", binds.len()));
+        }
+        if let Some(key) = key {
+            let n = binds.len() + 1;
+            let (cond, bind) = match key {
+                MemberKey::Card(card) => (
+                    format!("m.id = (SELECT member_id FROM member_cards WHERE company_id = $1 AND card_no = ${n})"),
+                    Bind::S(card.trim().to_string()),
+                ),
+                MemberKey::Phone(p) => {
+                    let phone = rxmember_core::clean::phone(p).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    (
+                        format!("m.phone_hash = ${n} AND m.status = 'active'"),
+                        Bind::B(self.crypto.blind_index(company, "phone", &phone)),
+                    )
+                }
+                MemberKey::ECard(code) => {
+                    let member = self
+                        .ecard_member(company, code, now_ms())
+                        .ok_or_else(|| StoreError::Invalid("电子会员码无效或已过期，请会员刷新后重新出示".into()))?;
+                    (format!("m.id = ${n}"), Bind::I(member.0))
+                }
+            };
+            binds.push(bind);
+            let in_scope = scope_filter(scope, Some(company), &mut binds)?;
+            columns.push_str(&format!(
+                ", m.id AS member_id, m.card_no, m.name_enc, m.birthday, m.status, m.allergies_enc, \
+                 (SELECT tier FROM member_tiers t WHERE t.company_id = m.company_id AND t.member_id = m.id) AS tier, \
+                 (SELECT balance FROM points_accounts a WHERE a.company_id = m.company_id AND a.member_id = m.id) AS balance, \
+                 CAST(CASE WHEN {in_scope} THEN 1 ELSE 0 END AS BIGINT) AS in_scope"
+            ));
+            joins.push_str(&format!(" LEFT JOIN members m ON m.company_id = c.id AND {cond}"));
+        }
+        let order = if key.is_some() { " ORDER BY m.id LIMIT 2" } else { "" };
+        let sql = format!("SELECT {columns} FROM companies c {joins} WHERE c.id = $1{order}");
         let rows = apply(sqlx::query(AssertSqlSafe(sql)), &binds).fetch_all(&self.pool).await?;
         let row = match rows.as_slice() {
+            [] => return Err(StoreError::NotFound { what: format!("company {company}") }),
             [one] => one,
-            [] => return Err(not_found()),
             _ => return Err(StoreError::Invalid("该手机号对应多个会员，请用卡号识别".into())),
         };
-        // Outside the caller's stores (or own members) is the same answer as no such member.
-        if row.try_get::<i64, _>("in_scope")? == 0 {
-            return Err(not_found());
-        }
-        let member: i64 = row.try_get("id")?;
+        let store = match store_code {
+            Some(code) => Some(
+                row.try_get::<Option<i64>, _>("store_id")?
+                    .ok_or_else(|| StoreError::Invalid(format!("门店编码“{code}”不存在")))?,
+            ),
+            None => None,
+        };
+        let member = match key {
+            Some(_) => {
+                // Outside the caller's stores (or own members) is the same answer as no such member.
+                if row.try_get::<Option<i64>, _>("member_id")?.is_none() || row.try_get::<i64, _>("in_scope")? == 0 {
+                    return Err(StoreError::NotFound { what: "会员".into() });
+                }
+                Some(self.pos_member(company, row)?)
+            }
+            None => None,
+        };
+        Ok(PosHead {
+            offset: row.try_get::<i64, _>("utc_offset_minutes")? as i32,
+            rules: self.rules_from_text(company, row.try_get("rules")?)?,
+            store,
+            member,
+        })
+    }
+
+    fn pos_member(&self, company: CompanyId, row: &sqlx::any::AnyRow) -> Result<PosMember> {
         let dec = |col: &str| -> Result<Option<String>> {
             let v: Option<Vec<u8>> = row.try_get(col)?;
             v.map(|b| self.crypto.decrypt(company, col.trim_end_matches("_enc"), &b)).transpose()
@@ -228,7 +285,7 @@ impl Store {
         let allergies = dec("allergies_enc")?;
         let birthday: Option<String> = row.try_get("birthday")?;
         Ok(PosMember {
-            member_id: member,
+            member_id: row.try_get("member_id")?,
             card_no: row.try_get("card_no")?,
             name_masked: name.as_deref().map(rxmember_core::mask::name),
             tier: row.try_get("tier")?,
@@ -247,17 +304,9 @@ impl Store {
     /// coupons usable today (at some store), and the company's rules and local day — with the scope
     /// checked once.
     pub async fn pos_lookup(&self, scope: &Scope, company: CompanyId, key: &MemberKey) -> Result<PosLookup> {
-        let member = self.pos_identify(scope, company, key).await?;
-        let head = sqlx::query(
-            "SELECT c.utc_offset_minutes, r.rules FROM companies c \
-             LEFT JOIN loyalty_rules r ON r.company_id = c.id WHERE c.id = $1",
-        )
-        .bind(company.0)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| StoreError::NotFound { what: format!("company {company}") })?;
-        let day = local_date(now_ms(), head.try_get::<i64, _>("utc_offset_minutes")? as i32);
-        let rules = self.rules_from_text(company, head.try_get("rules")?)?;
+        let PosHead { offset, rules, member, .. } = self.pos_head(scope, company, None, Some(key)).await?;
+        let member = member.ok_or_else(|| StoreError::NotFound { what: "会员".into() })?;
+        let day = local_date(now_ms(), offset);
         let id = MemberId(member.member_id);
         let points = self.points_summary_unchecked(company, id, day).await?;
         let coupons = self.member_coupons_unchecked(company, id, Some((None, day))).await?;
@@ -265,38 +314,24 @@ impl Store {
     }
 
     /// Loads what a quote of `lines` at `store_code` needs, for a sale at `sold_at` (the company's
-    /// local time; now when `None`). Four statements: the company, store and rules; the products;
-    /// the member's usable coupons; nothing else.
+    /// local time; now when `None`) by the member `key` names (none: a non-member sale). Three
+    /// statements: the company, store, rules and member; the products; the member's usable coupons.
     pub async fn pos_context(
         &self,
         scope: &Scope,
         company: CompanyId,
         store_code: &str,
-        member: Option<PosMember>,
+        key: Option<&MemberKey>,
         lines: &[PosLineInput],
         sold_at: Option<NaiveDateTime>,
     ) -> Result<PosContext> {
-        if !scope.data.touches_company(company) {
-            return Err(StoreError::AccessDenied);
-        }
+        let PosHead { offset, rules, store, member } = self.pos_head(scope, company, Some(store_code), key).await?;
+        let Some(store) = store else {
+            return Err(StoreError::Invalid(format!("门店编码“{store_code}”不存在")));
+        };
         let c = company.0;
-        let head = sqlx::query(
-            "SELECT c.utc_offset_minutes, s.id AS store_id, r.rules FROM companies c \
-             LEFT JOIN stores s ON s.company_id = c.id AND s.code = $2 \
-             LEFT JOIN loyalty_rules r ON r.company_id = c.id WHERE c.id = $1",
-        )
-        .bind(c)
-        .bind(store_code)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| StoreError::NotFound { what: format!("company {company}") })?;
-        let offset = head.try_get::<i64, _>("utc_offset_minutes")? as i32;
         let at_ms = sold_at.map_or_else(now_ms, |t| local_to_epoch_ms(t, offset));
         let day = local_date(at_ms, offset);
-        let store: i64 = head
-            .try_get::<Option<i64>, _>("store_id")?
-            .ok_or_else(|| StoreError::Invalid(format!("门店编码“{store_code}”不存在")))?;
-        let rules = self.rules_from_text(company, head.try_get("rules")?)?;
         let mut codes: Vec<&str> = lines.iter().map(|l| l.product_code.as_str()).collect();
         codes.sort_unstable();
         codes.dedup();

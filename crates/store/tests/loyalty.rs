@@ -293,7 +293,7 @@ async fn pos_quote_and_commit_with_coupon_points_and_allergy_warning() {
     ];
     let sold_at = at(2026, 3, 3);
     let ctx = s
-        .pos_context(&pos, c, "S1", Some(member.clone()), &lines, Some(epoch_ms_to_local(sold_at, 480)))
+        .pos_context(&pos, c, "S1", Some(&MemberKey::Card("C1".into())), &lines, Some(epoch_ms_to_local(sold_at, 480)))
         .await
         .unwrap();
     assert_eq!(ctx.allergy_warnings.len(), 1, "{:?}", ctx.allergy_warnings);
@@ -325,7 +325,7 @@ async fn pos_quote_and_commit_with_coupon_points_and_allergy_warning() {
 
     // In S2 the coupon is not usable.
     let ctx2 = s
-        .pos_context(&pos, c, "S2", Some(member.clone()), &lines, Some(epoch_ms_to_local(sold_at, 480)))
+        .pos_context(&pos, c, "S2", Some(&MemberKey::Card("C1".into())), &lines, Some(epoch_ms_to_local(sold_at, 480)))
         .await
         .unwrap();
     assert!(ctx2.held.is_empty());

@@ -99,7 +99,14 @@ async fn run(ops: Vec<Op>, policy: ReturnPolicy) -> Result<(), TestCaseError> {
                     unit_price: None,
                 }];
                 let ctx = s
-                    .pos_context(&cli, c, "S1", Some(m.clone()), &lines, Some(epoch_ms_to_local(at, 480)))
+                    .pos_context(
+                        &cli,
+                        c,
+                        "S1",
+                        Some(&MemberKey::Card(format!("C{member}"))),
+                        &lines,
+                        Some(epoch_ms_to_local(at, 480)),
+                    )
                     .await
                     .unwrap();
                 let till = m.at_till();
@@ -187,7 +194,14 @@ async fn run(ops: Vec<Op>, policy: ReturnPolicy) -> Result<(), TestCaseError> {
                 let before: Vec<i64> = balances(s, c).await;
                 let m = s.pos_identify(&cli, c, &MemberKey::Card(format!("C{}", sl.member))).await.unwrap();
                 let ctx = s
-                    .pos_context(&cli, c, "S1", Some(m.clone()), &sl.lines, Some(epoch_ms_to_local(sl.at, 480)))
+                    .pos_context(
+                        &cli,
+                        c,
+                        "S1",
+                        Some(&MemberKey::Card(format!("C{}", sl.member))),
+                        &sl.lines,
+                        Some(epoch_ms_to_local(sl.at, 480)),
+                    )
                     .await
                     .unwrap();
                 let till = m.at_till();
