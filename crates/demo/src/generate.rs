@@ -16,8 +16,10 @@ pub enum Size {
     Tiny,
     Small,
     Large,
-    /// Benchmarks only: one company of 10M members with about the large chain's lines (members buy
-    /// a fifth as often: most of a big register is dormant).
+    /// Benchmarks only: one company of 10M members and 600 stores. Members walk in a fifth as often
+    /// (most of a big register is dormant), but chronic patients still refill on their pack cycle, so
+    /// the company has five times the large chain's biggest: 81M tickets, 122M lines (74M of them on
+    /// member tickets), 11M health checks.
     Huge,
 }
 
