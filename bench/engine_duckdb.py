@@ -18,6 +18,11 @@ d = job["dir"]
 A = job["as_of"]
 as_of_date = job["as_of_date"]
 con = duckdb.connect()
+# Set by the benchmark so that DuckDB stays within the machine's memory (spilling to disk past it).
+if job.get("memory_limit"):
+    con.execute(f"SET memory_limit = '{job['memory_limit']}'")
+if job.get("temp_directory"):
+    con.execute(f"SET temp_directory = '{job['temp_directory']}'")
 
 TABLES = {
     "members": "o INTEGER, gender VARCHAR, birthday DATE, home_store INTEGER, registered_day INTEGER, sms INTEGER, chronic VARCHAR",

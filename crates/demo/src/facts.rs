@@ -2,7 +2,9 @@
 //! after importing the generated files (ids assigned in arrival order, cards resolved to members,
 //! ticket totals summed from their lines, a second card under the same phone merged into the first,
 //! returns costed at their ticket's cost ratio). Benchmarks build the engine from this stream, so the
-//! 100M-line chain need not pass through a database first.
+//! 100M-line chain need not pass through a database first. Facts are handed over in batches as they
+//! are generated: besides the generator's own state, only the member cards and the tickets that will
+//! see a return are held here.
 
 use crate::generate::{CompanyPlan, Options, Sink, generate};
 use rxmember_core::facts::{HealthCheckFact, LineFact, MemberFact, ProductFact, ReturnFact, StoreFact, TicketFact};
@@ -12,38 +14,47 @@ use rxmember_core::org::StoreInput;
 use rxmember_core::product::ProductInput;
 use rxmember_core::sale::{ReturnInput, SaleLineInput};
 use rxmember_core::{Fen, MemberId, ProductId, StoreId, TicketId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-/// One company's facts, in the order the store would return them (by id).
-#[derive(Debug, Default)]
-pub struct CompanyFacts {
-    pub code: String,
-    pub name: String,
-    pub stores: Vec<StoreFact>,
-    pub products: Vec<ProductFact>,
-    pub members: Vec<MemberFact>,
-    pub tickets: Vec<TicketFact>,
-    /// Lines of member tickets only (the engine ignores non-member lines beyond ticket totals).
-    pub lines: Vec<LineFact>,
-    pub returns: Vec<ReturnFact>,
-    pub checks: Vec<HealthCheckFact>,
-    /// Sales lines of all tickets, member or not.
-    pub all_lines: u64,
+/// Where the facts go, one company at a time, in the order the store would return them (by id):
+/// stores, products, members, then tickets in batches, then returns, then health checks.
+pub trait FactStream {
+    /// A company begins. Returns whether its facts are wanted (if not, none are handed over).
+    fn company(&mut self, code: &str, name: &str) -> bool;
+    fn stores(&mut self, stores: &[StoreFact]);
+    fn products(&mut self, products: &[ProductFact]);
+    fn members(&mut self, members: Vec<MemberFact>);
+    /// Tickets (member or not) and the lines of the member tickets among them (the engine ignores
+    /// non-member lines beyond ticket totals), both in ticket order.
+    fn tickets(&mut self, tickets: &[TicketFact], lines: &[LineFact]);
+    fn returns(&mut self, returns: &[ReturnFact]);
+    fn checks(&mut self, checks: &[HealthCheckFact]);
+    /// The wanted company's facts are complete. Returns whether to go on with the next company.
+    fn end(&mut self) -> bool;
 }
 
 struct FactSink<'a> {
-    current: CompanyFacts,
+    out: &'a mut dyn FactStream,
+    /// Whether `out` wants the current company (facts of others are made but not handed over, so
+    /// ids are the same whichever company is wanted).
+    wanted: bool,
     next_id: i64,
     stores: HashMap<String, StoreId>,
     products: HashMap<String, (ProductId, Fen)>,
     /// Card number → member (cards are digits; a second card maps to its first).
     cards: HashMap<u64, MemberId>,
-    last_phone: Option<String>,
-    /// Ticket number (its digits: date, store, sequence) → index in `tickets`, for returns.
-    ticket_index: HashMap<u64, u32>,
+    /// The last member's phone and id: a second card follows its first.
+    last_member: Option<(Option<String>, MemberId)>,
+    /// Tickets (the digits of their numbers: date, store, sequence) announced to see a return ...
+    return_coming: HashSet<u64>,
+    /// ... and those of them read, for the returns.
+    returned: HashMap<u64, TicketFact>,
     open: Option<(String, TicketFact)>,
-    on_company: &'a mut dyn FnMut(CompanyFacts) -> bool,
-    /// Set when `on_company` asked to stop: the generator is ended at the next company.
+    open_lines: Vec<LineFact>,
+    /// Tickets closed and their member lines, not yet handed over.
+    tickets: Vec<TicketFact>,
+    lines: Vec<LineFact>,
+    /// Set when `out` asked to stop: the generator is ended at the next company.
     stop: bool,
     progress: &'a mut dyn FnMut(&str),
 }
@@ -61,21 +72,42 @@ impl FactSink<'_> {
 
     fn close_ticket(&mut self) {
         if let Some((no, t)) = self.open.take() {
-            self.ticket_index.insert(digits_key(&no), self.current.tickets.len() as u32);
-            self.current.tickets.push(t);
+            let key = digits_key(&no);
+            if self.return_coming.remove(&key) {
+                self.returned.insert(key, t);
+            }
+            self.tickets.push(t);
+            self.lines.append(&mut self.open_lines);
         }
     }
 
-    fn finish(&mut self) {
+    /// Hands over the tickets closed so far.
+    fn hand_over_tickets(&mut self) {
+        if self.wanted && !self.tickets.is_empty() {
+            self.out.tickets(&self.tickets, &self.lines);
+        }
+        self.tickets.clear();
+        self.lines.clear();
+    }
+
+    /// Hands over every ticket read (the sales are complete).
+    fn flush_tickets(&mut self) {
         self.close_ticket();
-        if !self.current.code.is_empty() && !(self.on_company)(std::mem::take(&mut self.current)) {
+        self.hand_over_tickets();
+    }
+
+    fn finish(&mut self) {
+        self.flush_tickets();
+        // Released before the consumer goes on with the company's facts.
+        self.stores = HashMap::new();
+        self.products = HashMap::new();
+        self.cards = HashMap::new();
+        self.return_coming = HashSet::new();
+        self.returned = HashMap::new();
+        self.last_member = None;
+        if std::mem::take(&mut self.wanted) && !self.out.end() {
             self.stop = true;
         }
-        self.stores.clear();
-        self.products.clear();
-        self.cards.clear();
-        self.ticket_index.clear();
-        self.last_phone = None;
     }
 }
 
@@ -90,25 +122,30 @@ impl Sink for FactSink<'_> {
         if self.stop {
             return Err(Stop);
         }
-        self.current.code = plan.code.to_string();
-        self.current.name = plan.name.to_string();
+        self.wanted = self.out.company(plan.code, plan.name);
+        self.cards.reserve(plan.members);
         Ok(())
     }
 
     async fn stores(&mut self, rows: &[StoreInput], _clerks: &[(String, String, String)]) -> Result<(), Self::Error> {
+        let mut facts = Vec::with_capacity(rows.len());
         for s in rows {
             let id = StoreId(self.id());
             self.stores.insert(s.code.clone(), id);
-            self.current.stores.push(StoreFact { id, code: s.code.clone(), name: s.name.clone() });
+            facts.push(StoreFact { id, code: s.code.clone(), name: s.name.clone() });
+        }
+        if self.wanted {
+            self.out.stores(&facts);
         }
         Ok(())
     }
 
     async fn products(&mut self, rows: &[ProductInput]) -> Result<(), Self::Error> {
+        let mut facts = Vec::with_capacity(rows.len());
         for p in rows {
             let id = ProductId(self.id());
             self.products.insert(p.code.clone(), (id, p.cost_price.unwrap_or_default()));
-            self.current.products.push(ProductFact {
+            facts.push(ProductFact {
                 id,
                 code: p.code.clone(),
                 name: p.name.clone(),
@@ -118,22 +155,28 @@ impl Sink for FactSink<'_> {
                 is_prescription: p.is_prescription,
             });
         }
+        if self.wanted {
+            self.out.products(&facts);
+        }
         Ok(())
     }
 
     async fn members(&mut self, rows: &[MemberInput]) -> Result<(), Self::Error> {
+        let mut facts = Vec::with_capacity(rows.len());
         for m in rows {
             // The generator emits a second card right after the first, under the same phone: the
             // import merges them by phone (the second card becomes an alias).
-            if m.phone.is_some() && m.phone == self.last_phone {
-                let first = self.current.members.last().map(|f| f.id).expect("a first card precedes its alias");
-                self.cards.insert(digits_key(&m.card_no), first);
+            if let Some((phone, first)) = &self.last_member
+                && m.phone.is_some()
+                && m.phone == *phone
+            {
+                self.cards.insert(digits_key(&m.card_no), *first);
                 continue;
             }
-            self.last_phone = m.phone.clone();
             let id = MemberId(self.id());
+            self.last_member = Some((m.phone.clone(), id));
             self.cards.insert(digits_key(&m.card_no), id);
-            self.current.members.push(MemberFact {
+            facts.push(MemberFact {
                 id,
                 card_no: m.card_no.clone(),
                 gender: m.gender,
@@ -151,12 +194,14 @@ impl Sink for FactSink<'_> {
                 updated_at: id.0,
             });
         }
+        if self.wanted {
+            self.out.members(facts);
+        }
         Ok(())
     }
 
     async fn sales(&mut self, rows: &[(i64, SaleLineInput)]) -> Result<(), Self::Error> {
         for (_, l) in rows {
-            self.current.all_lines += 1;
             if self.open.as_ref().is_none_or(|(no, _)| *no != l.ticket_no) {
                 self.close_ticket();
                 let ticket = TicketFact {
@@ -178,21 +223,28 @@ impl Sink for FactSink<'_> {
             t.discount += l.discount.0;
             t.cost += l.cost.unwrap_or_else(|| cost_price.times_milli(l.quantity_milli)).0;
             if let Some(member) = t.member {
-                let line = LineFact { ticket: t.id, member, sold_at: l.sold_at, product, amount: l.amount.0 };
-                self.current.lines.push(line);
+                self.open_lines.push(LineFact {
+                    ticket: t.id,
+                    member,
+                    sold_at: l.sold_at,
+                    product,
+                    amount: l.amount.0,
+                });
             }
         }
+        // The open ticket's lines may go on in the next batch: it is handed over later.
+        self.hand_over_tickets();
         Ok(())
     }
 
     async fn returns(&mut self, rows: &[ReturnInput]) -> Result<(), Self::Error> {
-        self.close_ticket();
+        self.flush_tickets();
+        let mut facts = Vec::with_capacity(rows.len());
         for r in rows {
-            let Some(&i) = self.ticket_index.get(&digits_key(&r.ticket_no)) else { continue };
-            let t = self.current.tickets[i as usize];
+            let Some(&t) = self.returned.get(&digits_key(&r.ticket_no)) else { continue };
             let cost = if t.amount > 0 { (r.amount.0 as i128 * t.cost as i128 / t.amount as i128) as i64 } else { 0 };
             let id = self.id();
-            self.current.returns.push(ReturnFact {
+            facts.push(ReturnFact {
                 id,
                 ticket: t.id,
                 member: t.member,
@@ -202,20 +254,22 @@ impl Sink for FactSink<'_> {
                 cost,
             });
         }
+        if self.wanted {
+            self.out.returns(&facts);
+        }
         Ok(())
     }
 
     async fn health_checks(&mut self, rows: &[HealthCheckInput]) -> Result<(), Self::Error> {
+        self.flush_tickets();
+        let mut facts = Vec::with_capacity(rows.len());
         for c in rows {
             let Some(&member) = self.cards.get(&digits_key(&c.card_no)) else { continue };
             let id = self.id();
-            self.current.checks.push(HealthCheckFact {
-                id,
-                member,
-                checked_at: c.checked_at,
-                kind: c.kind,
-                abnormal: c.abnormal,
-            });
+            facts.push(HealthCheckFact { id, member, checked_at: c.checked_at, kind: c.kind, abnormal: c.abnormal });
+        }
+        if self.wanted {
+            self.out.checks(&facts);
         }
         Ok(())
     }
@@ -223,26 +277,30 @@ impl Sink for FactSink<'_> {
     fn progress(&mut self, msg: &str) {
         (self.progress)(msg);
     }
+
+    fn return_coming(&mut self, ticket_no: &str) {
+        self.return_coming.insert(digits_key(ticket_no));
+    }
 }
 
-/// Generates the demo group and hands each company's facts to `on_company` as soon as it is complete
-/// (one company is held in memory at a time); `on_company` returns false to stop there. Returns the
-/// generator's summary, or `None` when stopped early.
-pub fn facts(
-    opts: &Options,
-    on_company: &mut dyn FnMut(CompanyFacts) -> bool,
-    progress: &mut dyn FnMut(&str),
-) -> Option<crate::Summary> {
+/// Generates the demo group and hands each company's facts to `out` as they are generated (see
+/// [`FactStream`]); `out` may stop the generator after a company. Returns the generator's summary,
+/// or `None` when stopped early.
+pub fn facts(opts: &Options, out: &mut dyn FactStream, progress: &mut dyn FnMut(&str)) -> Option<crate::Summary> {
     let mut sink = FactSink {
-        current: CompanyFacts::default(),
+        out,
+        wanted: false,
         next_id: 0,
         stores: HashMap::new(),
         products: HashMap::new(),
         cards: HashMap::new(),
-        last_phone: None,
-        ticket_index: HashMap::new(),
+        last_member: None,
+        return_coming: HashSet::new(),
+        returned: HashMap::new(),
         open: None,
-        on_company,
+        open_lines: Vec::new(),
+        tickets: Vec::new(),
+        lines: Vec::new(),
         stop: false,
         progress,
     };
@@ -269,26 +327,64 @@ mod tests {
     use super::*;
     use crate::Size;
 
+    /// One company's facts, collected.
+    #[derive(Default)]
+    struct CompanyFacts {
+        code: String,
+        members: Vec<MemberFact>,
+        tickets: Vec<TicketFact>,
+        lines: Vec<LineFact>,
+        returns: Vec<ReturnFact>,
+        checks: Vec<HealthCheckFact>,
+    }
+
+    /// Collects every company, or stops after the first.
+    struct Collect {
+        companies: Vec<CompanyFacts>,
+        go_on: bool,
+    }
+
+    impl FactStream for Collect {
+        fn company(&mut self, code: &str, _name: &str) -> bool {
+            self.companies.push(CompanyFacts { code: code.to_string(), ..CompanyFacts::default() });
+            true
+        }
+        fn stores(&mut self, _: &[StoreFact]) {}
+        fn products(&mut self, _: &[ProductFact]) {}
+        fn members(&mut self, members: Vec<MemberFact>) {
+            self.companies.last_mut().unwrap().members.extend(members);
+        }
+        fn tickets(&mut self, tickets: &[TicketFact], lines: &[LineFact]) {
+            let c = self.companies.last_mut().unwrap();
+            c.tickets.extend_from_slice(tickets);
+            c.lines.extend_from_slice(lines);
+        }
+        fn returns(&mut self, returns: &[ReturnFact]) {
+            self.companies.last_mut().unwrap().returns.extend_from_slice(returns);
+        }
+        fn checks(&mut self, checks: &[HealthCheckFact]) {
+            self.companies.last_mut().unwrap().checks.extend_from_slice(checks);
+        }
+        fn end(&mut self) -> bool {
+            self.go_on
+        }
+    }
+
     #[test]
     fn facts_match_the_generated_summary_and_hang_together() {
-        let mut companies = Vec::new();
-        let summary = facts(
-            &Options { size: Size::Tiny, seed: 7 },
-            &mut |c| {
-                companies.push(c);
-                true
-            },
-            &mut |_| {},
-        )
-        .expect("not stopped");
+        let mut out = Collect { companies: Vec::new(), go_on: true };
+        let summary = facts(&Options { size: Size::Tiny, seed: 7 }, &mut out, &mut |_| {}).expect("not stopped");
+        let companies = out.companies;
         assert_eq!(companies.len(), summary.companies);
         let tickets: usize = companies.iter().map(|c| c.tickets.len()).sum();
         assert_eq!(tickets as u64, summary.tickets);
-        let all_lines: u64 = companies.iter().map(|c| c.all_lines).sum();
-        assert_eq!(all_lines, summary.lines);
+        let all_lines: i64 = companies.iter().flat_map(|c| &c.tickets).map(|t| t.line_count).sum();
+        assert_eq!(all_lines as u64, summary.lines);
         let member_lines: usize = companies.iter().map(|c| c.lines.len()).sum();
         assert_eq!(member_lines as u64, summary.member_lines);
+        // Every return finds its ticket, which was announced and kept for it.
         assert_eq!(companies.iter().map(|c| c.returns.len()).sum::<usize>(), summary.returns);
+        assert_eq!(companies.iter().map(|c| c.checks.len()).sum::<usize>(), summary.health_checks);
         for c in &companies {
             // Every member ticket's lines add up to the ticket; every line's member is the ticket's.
             let mut by_ticket: HashMap<i64, (i64, i64)> = HashMap::new();
@@ -300,25 +396,27 @@ mod tests {
             for t in c.tickets.iter().filter(|t| t.member.is_some()) {
                 assert_eq!(by_ticket.get(&t.id.0), Some(&(t.amount, t.line_count)), "ticket {}", t.id.0);
             }
+            // Tickets and lines come in ticket order.
+            assert!(c.tickets.windows(2).all(|w| w[0].id.0 < w[1].id.0));
+            assert!(c.lines.windows(2).all(|w| w[0].ticket.0 <= w[1].ticket.0));
             // Merged second cards leave fewer members than rows, never a ticket without its member.
             let ids: std::collections::HashSet<i64> = c.members.iter().map(|m| m.id.0).collect();
             assert!(c.tickets.iter().filter_map(|t| t.member).all(|m| ids.contains(&m.0)));
-            assert!(c.returns.iter().all(|r| r.cost >= 0 && r.amount > 0));
+            // A return carries its ticket's member and sale time.
+            let tickets: HashMap<i64, &TicketFact> = c.tickets.iter().map(|t| (t.id.0, t)).collect();
+            for r in &c.returns {
+                let t = tickets[&r.ticket.0];
+                assert_eq!((r.member, r.sold_at), (t.member, t.sold_at));
+                assert!(r.cost >= 0 && r.amount > 0);
+            }
         }
     }
 
     #[test]
     fn stopping_after_the_first_company_generates_no_more() {
-        let mut codes = Vec::new();
-        let summary = facts(
-            &Options { size: Size::Tiny, seed: 7 },
-            &mut |c| {
-                codes.push(c.code);
-                false
-            },
-            &mut |_| {},
-        );
+        let mut out = Collect { companies: Vec::new(), go_on: false };
+        let summary = facts(&Options { size: Size::Tiny, seed: 7 }, &mut out, &mut |_| {});
         assert_eq!(summary, None);
-        assert_eq!(codes, vec!["TJG".to_string()]);
+        assert_eq!(out.companies.iter().map(|c| c.code.as_str()).collect::<Vec<_>>(), ["TJG"]);
     }
 }

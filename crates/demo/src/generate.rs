@@ -16,8 +16,10 @@ pub enum Size {
     Tiny,
     Small,
     Large,
-    /// Benchmarks only: one company of 10M members with about the large chain's lines (members buy
-    /// a fifth as often: most of a big register is dormant).
+    /// Benchmarks only: one company of 10M members and 600 stores. Members walk in a fifth as often
+    /// (most of a big register is dormant), but chronic patients still refill on their pack cycle, so
+    /// the company has five times the large chain's biggest: 81M tickets, 122M lines (74M of them on
+    /// member tickets), 11M health checks.
     Huge,
 }
 
@@ -105,12 +107,19 @@ pub trait Sink {
     async fn returns(&mut self, rows: &[ReturnInput]) -> Result<(), Self::Error>;
     async fn health_checks(&mut self, rows: &[HealthCheckInput]) -> Result<(), Self::Error>;
     fn progress(&mut self, _msg: &str) {}
+    /// Ticket `ticket_no`, generated now (its lines are sent with this or a later `sales`), will see
+    /// a return, sent with `returns` after all of the company's sales: a sink that resolves returns
+    /// against their tickets need keep only these tickets.
+    fn return_coming(&mut self, _ticket_no: &str) {}
 }
 
+/// What the sales simulation needs of a member, held for every member of the company while its
+/// sales are generated (10M of them in the huge chain): the card number is formatted when needed
+/// ([`card_no`]), the clerk is an index.
 struct MemberPlan {
-    card_no: String,
-    store: usize,
-    clerk: String,
+    store: u32,
+    /// Among the home store's clerks.
+    clerk: u16,
     registered_day: i64,
     /// Expected visits per day (0 for members who never buy).
     rate: f64,
@@ -226,7 +235,8 @@ pub async fn generate<S: Sink>(opts: &Options, sink: &mut S) -> Result<crate::Su
             let age = sample_age(&mut rng);
             let birthday = NaiveDate::from_ymd_opt(end.year() - age, rng.u32(1..13), rng.u32(1..29)).expect("valid");
             let store = pick_store(&mut rng, company.stores);
-            let clerk = clerks[store][rng.usize(..clerks[store].len())].clone();
+            let clerk_index = rng.usize(..clerks[store].len());
+            let clerk = clerks[store][clerk_index].clone();
             // Registered over the last three years; a tenth during the sales window's last 90 days.
             let registered_day = if rng.f32() < 0.1 { plan.days - 1 - rng.i64(0..90) } else { -rng.i64(0..1000) };
             let mut chronic_conditions = Vec::new();
@@ -254,7 +264,7 @@ pub async fn generate<S: Sink>(opts: &Options, sink: &mut S) -> Result<crate::Su
                 x if x < 0.94 => RegistrationSource::Alipay,
                 _ => RegistrationSource::Referral,
             };
-            let card_no = format!("{}{:08}", ci + 1, m + 1);
+            let card_no = card_no(ci, m);
             let referrer =
                 (source == RegistrationSource::Referral && m > 10).then(|| format!("{}{:08}", ci + 1, rng.usize(1..m)));
             let registered_at = local_to_epoch_ms(
@@ -301,9 +311,8 @@ pub async fn generate<S: Sink>(opts: &Options, sink: &mut S) -> Result<crate::Su
                 batch.clear();
             }
             plans.push(MemberPlan {
-                card_no,
-                store,
-                clerk,
+                store: store as u32,
+                clerk: clerk_index as u16,
                 registered_day,
                 rate,
                 condition_bp: chronic_conditions
@@ -337,7 +346,7 @@ pub async fn generate<S: Sink>(opts: &Options, sink: &mut S) -> Result<crate::Su
         }
         let weights = Weights::new(&catalogue);
         let mut returns: Vec<ReturnInput> = Vec::new();
-        let mut health_rows: Vec<HealthCheckInput> = Vec::new();
+        let mut readings: Vec<Reading> = Vec::new();
         let mut lines: Vec<(i64, SaleLineInput)> = Vec::with_capacity(8000);
         let mut seq = vec![0u32; company.stores];
         for day in 0..plan.days {
@@ -378,9 +387,9 @@ pub async fn generate<S: Sink>(opts: &Options, sink: &mut S) -> Result<crate::Su
                 if p.registered_day > day {
                     continue;
                 }
-                let store = if rng.f32() < 0.82 { p.store } else { rng.usize(..company.stores) };
+                let store = if rng.f32() < 0.82 { p.store as usize } else { rng.usize(..company.stores) };
                 let clerk = clerks[store][rng.usize(..clerks[store].len())].clone();
-                let mut t = new_ticket(&mut rng, store, Some(p.card_no.clone()), Some(clerk), &mut seq);
+                let mut t = new_ticket(&mut rng, store, Some(card_no(ci, mi)), Some(clerk), &mut seq);
                 let n = items_per_ticket(&mut rng);
                 for _ in 0..n {
                     let item = weights.pick(&mut rng, month);
@@ -392,7 +401,8 @@ pub async fn generate<S: Sink>(opts: &Options, sink: &mut S) -> Result<crate::Su
             for (mi, item) in std::mem::take(&mut refills[day as usize]) {
                 let p = &plans[mi];
                 let packs = 1 + rng.i64(0..3);
-                let mut t = new_ticket(&mut rng, p.store, Some(p.card_no.clone()), Some(p.clerk.clone()), &mut seq);
+                let (store, clerk) = (p.store as usize, clerks[p.store as usize][p.clerk as usize].clone());
+                let mut t = new_ticket(&mut rng, store, Some(card_no(ci, mi)), Some(clerk), &mut seq);
                 t.items.push((item, packs * 1000));
                 if rng.f32() < 0.35 {
                     let extra = weights.pick(&mut rng, month);
@@ -409,27 +419,14 @@ pub async fn generate<S: Sink>(opts: &Options, sink: &mut S) -> Result<crate::Su
                 if rng.f32() < 0.45 {
                     let at =
                         local_to_epoch_ms(date.and_hms_opt(rng.u32(9..20), rng.u32(0..60), 0).expect("valid"), 480);
+                    let member = mi as u32;
                     if let Some((s, d)) = p.condition_bp {
                         let sys = (s + rng.f64() * 16.0 - 8.0).round();
                         let dia = (d + rng.f64() * 10.0 - 5.0).round().min(sys - 20.0);
-                        health_rows.push(reading(
-                            p,
-                            &stores[p.store].code,
-                            at,
-                            HealthKind::BloodPressure,
-                            format!("{sys}/{dia}"),
-                            "mmHg",
-                        ));
+                        readings.push(Reading { member, at, value: ReadingValue::BloodPressure(sys, dia) });
                     } else if let Some(g) = p.condition_glucose {
                         let v = ((g + rng.f64() * 1.6 - 0.8) * 10.0).round() / 10.0;
-                        health_rows.push(reading(
-                            p,
-                            &stores[p.store].code,
-                            at,
-                            HealthKind::BloodGlucose,
-                            format!("{v}"),
-                            "mmol/L",
-                        ));
+                        readings.push(Reading { member, at, value: ReadingValue::BloodGlucose(v) });
                     }
                 }
             }
@@ -486,6 +483,7 @@ pub async fn generate<S: Sink>(opts: &Options, sink: &mut S) -> Result<crate::Su
                 }
                 // About 1% of tickets see a return within a week.
                 if rng.f32() < 0.01 {
+                    sink.return_coming(&t.no);
                     let k = rng.usize(..t.items.len());
                     let (item, qty) = t.items[k];
                     let line_amount = lines[lines.len() - t.items.len() + k].1.amount;
@@ -509,28 +507,62 @@ pub async fn generate<S: Sink>(opts: &Options, sink: &mut S) -> Result<crate::Su
         for chunk in returns.chunks(5000) {
             sink.returns(chunk).await?;
         }
-        summary.health_checks += health_rows.len();
-        for chunk in health_rows.chunks(5000) {
-            sink.health_checks(chunk).await?;
+        summary.health_checks += readings.len();
+        for chunk in readings.chunks(5000) {
+            let rows: Vec<HealthCheckInput> = chunk
+                .iter()
+                .map(|r| {
+                    let store = &stores[plans[r.member as usize].store as usize].code;
+                    r.input(card_no(ci, r.member as usize), store)
+                })
+                .collect();
+            sink.health_checks(&rows).await?;
         }
     }
     summary.elapsed_ms = started.elapsed().as_millis();
     Ok(summary)
 }
 
-fn reading(p: &MemberPlan, store: &str, at: i64, kind: HealthKind, value: String, unit: &str) -> HealthCheckInput {
-    let (v1, v2, abnormal) = health::assess(kind, &value).unwrap_or((None, None, false));
-    HealthCheckInput {
-        card_no: p.card_no.clone(),
-        store_code: Some(store.to_string()),
-        checked_at: at,
-        kind,
-        kind_name: kind.label_zh().to_string(),
-        value,
-        value1: v1,
-        value2: v2,
-        unit: Some(unit.to_string()),
-        abnormal,
+/// Card number of member `m` (0-based) of company `ci` (0-based).
+fn card_no(ci: usize, m: usize) -> String {
+    format!("{}{:08}", ci + 1, m + 1)
+}
+
+/// A health check taken at a refill, held compact (a million or more per company) until the
+/// company's checks are sent after its sales and returns.
+struct Reading {
+    /// Index among the company's members.
+    member: u32,
+    at: i64,
+    value: ReadingValue,
+}
+
+enum ReadingValue {
+    /// Systolic / diastolic, mmHg.
+    BloodPressure(f64, f64),
+    /// mmol/L.
+    BloodGlucose(f64),
+}
+
+impl Reading {
+    fn input(&self, card_no: String, store: &str) -> HealthCheckInput {
+        let (kind, value, unit) = match self.value {
+            ReadingValue::BloodPressure(sys, dia) => (HealthKind::BloodPressure, format!("{sys}/{dia}"), "mmHg"),
+            ReadingValue::BloodGlucose(v) => (HealthKind::BloodGlucose, format!("{v}"), "mmol/L"),
+        };
+        let (v1, v2, abnormal) = health::assess(kind, &value).unwrap_or((None, None, false));
+        HealthCheckInput {
+            card_no,
+            store_code: Some(store.to_string()),
+            checked_at: self.at,
+            kind,
+            kind_name: kind.label_zh().to_string(),
+            value,
+            value1: v1,
+            value2: v2,
+            unit: Some(unit.to_string()),
+            abnormal,
+        }
     }
 }
 

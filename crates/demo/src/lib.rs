@@ -16,7 +16,7 @@ pub mod loyalty;
 mod names;
 
 pub use export::export;
-pub use facts::{CompanyFacts, facts};
+pub use facts::{FactStream, facts};
 pub use generate::{CompanyPlan, DEMO_END, Options, Sink, Size, generate};
 pub use load::{DEMO_GROUP, DEMO_PASSWORD, ensure_demo_logins, load};
 

@@ -822,6 +822,8 @@ impl CompanyData {
                 self.check_days.replace(o, &old_checks, self.checks.of(m));
             }
         }
+        // The log, now in the runs, goes before the compaction and the by-day indexes allocate.
+        drop((visits, lines, returns, checks));
         self.visits.compact();
         self.purchases.compact();
         self.checks.compact();
