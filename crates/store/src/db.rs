@@ -65,6 +65,11 @@ pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synch
      PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 1073741824; \
      PRAGMA wal_autocheckpoint = 16384;";
 
+/// Connections to PostgreSQL: `RXMEMBER_DB_POOL`, default 16.
+fn pg_pool_size() -> u32 {
+    std::env::var("RXMEMBER_DB_POOL").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(16)
+}
+
 /// A pooled connection idle longer than this is pinged before it is used again.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -113,7 +118,9 @@ impl Store {
                     .connect(url)
                     .await?
             }
-            None => options().max_connections(16).acquire_timeout(Duration::from_secs(30)).connect(url).await?,
+            None => {
+                options().max_connections(pg_pool_size()).acquire_timeout(Duration::from_secs(30)).connect(url).await?
+            }
         };
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
