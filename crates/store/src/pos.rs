@@ -329,9 +329,77 @@ impl Store {
         let Some(store) = store else {
             return Err(StoreError::Invalid(format!("门店编码“{store_code}”不存在")));
         };
-        let c = company.0;
         let at_ms = sold_at.map_or_else(now_ms, |t| local_to_epoch_ms(t, offset));
         let day = local_date(at_ms, offset);
+        // The products and the member's coupons need only what the first read gave: both at once.
+        let coupons = async {
+            match &member {
+                Some(m) => {
+                    self.member_coupons_unchecked(company, MemberId(m.member_id), Some((Some(StoreId(store)), day)))
+                        .await
+                }
+                None => Ok(Vec::new()),
+            }
+        };
+        let (found, held) = tokio::try_join!(self.pos_products(company, lines), coupons)?;
+        let mut basket = Vec::with_capacity(lines.len());
+        let mut products = Vec::with_capacity(lines.len());
+        for (i, l) in lines.iter().enumerate() {
+            let p = found
+                .get(&l.product_code)
+                .ok_or_else(|| StoreError::Invalid(format!("第{}行: 商品编码“{}”不存在", i + 1, l.product_code)))?;
+            let price = l.unit_price.or(p.retail_price).ok_or_else(|| {
+                StoreError::Invalid(format!("第{}行: 商品“{}”没有零售价，请传入单价 unit_price", i + 1, p.code))
+            })?;
+            basket.push(BasketLine {
+                product_code: p.code.clone(),
+                categories: p.categories.clone(),
+                quantity_milli: l.quantity_milli,
+                unit_price: price,
+                points_excluded: p.points_excluded,
+            });
+            products.push(p.clone());
+        }
+        let mut warnings = Vec::new();
+        if let Some(m) = &member {
+            for a in &m.allergies {
+                for p in &products {
+                    let hay = [Some(p.name.as_str()), p.generic_name.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .chain(p.ingredients.iter().map(String::as_str));
+                    let hit =
+                        hay.into_iter().any(|h| h.contains(a.as_str()) || (h.chars().count() >= 2 && a.contains(h)));
+                    if hit {
+                        let w = format!(
+                            "过敏提醒: 会员登记对“{a}”过敏，商品“{}”({}) 可能含有该成分，请药师确认",
+                            p.name, p.code
+                        );
+                        if !warnings.contains(&w) {
+                            warnings.push(w);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(PosContext {
+            company,
+            offset_minutes: offset,
+            at_ms,
+            store: StoreId(store),
+            day,
+            rules,
+            member,
+            products,
+            basket,
+            held,
+            allergy_warnings: warnings,
+        })
+    }
+
+    /// The products of a basket, by code (one statement).
+    async fn pos_products(&self, company: CompanyId, lines: &[PosLineInput]) -> Result<HashMap<String, PosProduct>> {
+        let c = company.0;
         let mut codes: Vec<&str> = lines.iter().map(|l| l.product_code.as_str()).collect();
         codes.sort_unstable();
         codes.dedup();
@@ -370,63 +438,7 @@ impl Store {
             };
             found.insert(p.code.clone(), p);
         }
-        let mut basket = Vec::with_capacity(lines.len());
-        let mut products = Vec::with_capacity(lines.len());
-        for (i, l) in lines.iter().enumerate() {
-            let p = found
-                .get(&l.product_code)
-                .ok_or_else(|| StoreError::Invalid(format!("第{}行: 商品编码“{}”不存在", i + 1, l.product_code)))?;
-            let price = l.unit_price.or(p.retail_price).ok_or_else(|| {
-                StoreError::Invalid(format!("第{}行: 商品“{}”没有零售价，请传入单价 unit_price", i + 1, p.code))
-            })?;
-            basket.push(BasketLine {
-                product_code: p.code.clone(),
-                categories: p.categories.clone(),
-                quantity_milli: l.quantity_milli,
-                unit_price: price,
-                points_excluded: p.points_excluded,
-            });
-            products.push(p.clone());
-        }
-        let mut warnings = Vec::new();
-        let mut held = Vec::new();
-        if let Some(m) = &member {
-            held = self
-                .member_coupons_unchecked(company, MemberId(m.member_id), Some((Some(StoreId(store)), day)))
-                .await?;
-            for a in &m.allergies {
-                for p in &products {
-                    let hay = [Some(p.name.as_str()), p.generic_name.as_deref()]
-                        .into_iter()
-                        .flatten()
-                        .chain(p.ingredients.iter().map(String::as_str));
-                    let hit =
-                        hay.into_iter().any(|h| h.contains(a.as_str()) || (h.chars().count() >= 2 && a.contains(h)));
-                    if hit {
-                        let w = format!(
-                            "过敏提醒: 会员登记对“{a}”过敏，商品“{}”({}) 可能含有该成分，请药师确认",
-                            p.name, p.code
-                        );
-                        if !warnings.contains(&w) {
-                            warnings.push(w);
-                        }
-                    }
-                }
-            }
-        }
-        Ok(PosContext {
-            company,
-            offset_minutes: offset,
-            at_ms,
-            store: StoreId(store),
-            day,
-            rules,
-            member,
-            products,
-            basket,
-            held,
-            allergy_warnings: warnings,
-        })
+        Ok(found)
     }
 
     /// The recorded answer for a committed ticket or return number, with the request hash.
