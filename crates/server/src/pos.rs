@@ -108,8 +108,7 @@ pub async fn identify(
     let company = company_for(&s, &scope, p.company.as_deref()).await?;
     let key = key_of(p.card_no.as_deref(), p.phone.as_deref(), p.code.as_deref())?
         .ok_or_else(|| ApiError::BadRequest("请提供 card_no、phone 或 code".into()))?;
-    let PosLookup { member: m, points: summary, coupons, rules, .. } =
-        s.store.pos_lookup(&scope, company, &key).await?;
+    let PosLookup { member: m, points: summary, coupons, rules } = s.store.pos_lookup(&scope, company, &key).await?;
     let tier = m.tier.clone().or_else(|| rules.tiers.base().map(|l| l.code.clone()));
     Ok(Json(PosMemberResponse {
         member_id: m.member_id,

@@ -54,18 +54,7 @@ async fn a_pos_identifies_quotes_commits_and_returns() {
     assert_eq!(status, StatusCode::NO_CONTENT);
 
     // A member, a store and a product of the demo.
-    let (_, page, _) = call(&app, "GET", "/api/v1/members?per_page=1", Some(&admin), None, None).await;
-    let card = page["members"][0]["card_no"].as_str().unwrap().to_string();
-    let (_, stores, _) = call(&app, "GET", "/api/v1/stores", Some(&admin), None, None).await;
-    let store = stores["stores"][0]["code"].as_str().unwrap().to_string();
-    let (_, products, _) = call(&app, "GET", "/api/v1/products?per_page=50", Some(&admin), None, None).await;
-    let product = products["products"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["retail_price"].as_i64().is_some_and(|v| v >= 3000) && p["points_excluded"] == json!(false))
-        .unwrap()
-        .clone();
+    let (card, store, product) = demo_card_store_product(&app, &admin).await;
     let code = product["code"].as_str().unwrap().to_string();
     let price = product["retail_price"].as_i64().unwrap();
 
@@ -174,6 +163,24 @@ async fn a_pos_identifies_quotes_commits_and_returns() {
     app.db.cleanup().await;
 }
 
+/// The first member's card, the first store's code, and a product that earns points and costs at
+/// least 30 yuan, as the operator's API lists them.
+async fn demo_card_store_product(app: &common::App, admin: &str) -> (String, String, Value) {
+    let (_, page, _) = call(app, "GET", "/api/v1/members?per_page=1", Some(admin), None, None).await;
+    let card = page["members"][0]["card_no"].as_str().unwrap().to_string();
+    let (_, stores, _) = call(app, "GET", "/api/v1/stores", Some(admin), None, None).await;
+    let store = stores["stores"][0]["code"].as_str().unwrap().to_string();
+    let (_, products, _) = call(app, "GET", "/api/v1/products?per_page=50", Some(admin), None, None).await;
+    let product = products["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["retail_price"].as_i64().is_some_and(|v| v >= 3000) && p["points_excluded"] == json!(false))
+        .unwrap()
+        .clone();
+    (card, store, product)
+}
+
 fn display(code: &str) -> String {
     code.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).to_lowercase()).collect::<Vec<_>>().join("-")
 }
@@ -253,18 +260,7 @@ async fn points_and_tiers_from_the_till_reach_audiences() {
     };
 
     // A member and a product of the demo; the member's points before the sale.
-    let (_, page, _) = call(&app, "GET", "/api/v1/members?per_page=1", Some(&admin), None, None).await;
-    let card = page["members"][0]["card_no"].as_str().unwrap().to_string();
-    let (_, stores, _) = call(&app, "GET", "/api/v1/stores", Some(&admin), None, None).await;
-    let store = stores["stores"][0]["code"].as_str().unwrap().to_string();
-    let (_, products, _) = call(&app, "GET", "/api/v1/products?per_page=50", Some(&admin), None, None).await;
-    let product = products["products"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["retail_price"].as_i64().is_some_and(|v| v >= 3000) && p["points_excluded"] == json!(false))
-        .unwrap()
-        .clone();
+    let (card, store, product) = demo_card_store_product(&app, &admin).await;
     let (_, m, _) = call(&app, "GET", &format!("/api/v1/pos/members?card_no={card}"), None, Some(&token), None).await;
     let before = m["points_balance"].as_i64().unwrap();
     let everyone = list("all".into()).await;

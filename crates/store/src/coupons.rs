@@ -167,6 +167,26 @@ fn rules_of(r: &sqlx::any::AnyRow) -> Result<(CouponTemplateInput, i64, String, 
     Ok((input, r.try_get("id")?, r.try_get("status")?, crate::db::flag(r, "all_stores")?))
 }
 
+/// Binds a template's terms, name to issue event, in the column order of `coupon_templates`.
+fn bind_terms<'q>(
+    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    t: &'q CouponTemplateInput,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    q.bind(t.name.trim())
+        .bind(t.kind.as_str())
+        .bind(t.face_value.0)
+        .bind(t.percent as i64)
+        .bind(t.gift_product.clone())
+        .bind(t.min_spend.0)
+        .bind(serde_json::to_string(&t.validity).unwrap_or_default())
+        .bind(serde_json::to_string(&t.products).unwrap_or_default())
+        .bind(serde_json::to_string(&t.categories).unwrap_or_default())
+        .bind(t.stackable)
+        .bind(t.per_member_limit.map(|v| v as i64))
+        .bind(t.total_quantity.map(|v| v as i64))
+        .bind(t.issue_event.map(|e| e.as_str()))
+}
+
 pub(crate) fn coupon_rules(t: &CouponTemplateInput) -> CouponRules {
     CouponRules {
         kind: t.kind,
@@ -199,7 +219,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let id = counters::allocate(&mut tx, company.0, "coupon_template", 1).await?;
         let now = now_ms();
-        sqlx::query(
+        let head = sqlx::query(
             "INSERT INTO coupon_templates (company_id, id, code, name, kind, face_value, percent, gift_product, min_spend, validity, \
              products, categories, stackable, per_member_limit, total_quantity, issued_count, issue_event, status, all_stores, \
              created_by, created_at, updated_at) \
@@ -207,26 +227,14 @@ impl Store {
         )
         .bind(company.0)
         .bind(id)
-        .bind(t.code.trim())
-        .bind(t.name.trim())
-        .bind(t.kind.as_str())
-        .bind(t.face_value.0)
-        .bind(t.percent as i64)
-        .bind(t.gift_product.clone())
-        .bind(t.min_spend.0)
-        .bind(serde_json::to_string(&t.validity).unwrap_or_default())
-        .bind(serde_json::to_string(&t.products).unwrap_or_default())
-        .bind(serde_json::to_string(&t.categories).unwrap_or_default())
-        .bind(t.stackable)
-        .bind(t.per_member_limit.map(|v| v as i64))
-        .bind(t.total_quantity.map(|v| v as i64))
-        .bind(t.issue_event.map(|e| e.as_str()))
-        .bind(true)
-        .bind(&scope.actor)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| crate::conflict_on_unique(e, || format!("优惠券模板 {}", t.code)))?;
+        .bind(t.code.trim());
+        bind_terms(head, t)
+            .bind(true)
+            .bind(&scope.actor)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| crate::conflict_on_unique(e, || format!("优惠券模板 {}", t.code)))?;
         tx.commit().await?;
         self.audit(scope, Some(company), "coupon_template.create", Some(&t.code), None).await?;
         Ok(id)
@@ -257,30 +265,14 @@ impl Store {
         t.validate()?;
         let id = self.template_id(company, code).await?;
         let mut tx = self.begin_write().await?;
-        let changed = sqlx::query(
+        let head = sqlx::query(
             "UPDATE coupon_templates SET name = $3, kind = $4, face_value = $5, percent = $6, gift_product = $7, \
              min_spend = $8, validity = $9, products = $10, categories = $11, stackable = $12, per_member_limit = $13, \
              total_quantity = $14, issue_event = $15, updated_at = $16 WHERE company_id = $1 AND id = $2 AND status = 'draft'",
         )
         .bind(company.0)
-        .bind(id)
-        .bind(t.name.trim())
-        .bind(t.kind.as_str())
-        .bind(t.face_value.0)
-        .bind(t.percent as i64)
-        .bind(t.gift_product.clone())
-        .bind(t.min_spend.0)
-        .bind(serde_json::to_string(&t.validity).unwrap_or_default())
-        .bind(serde_json::to_string(&t.products).unwrap_or_default())
-        .bind(serde_json::to_string(&t.categories).unwrap_or_default())
-        .bind(t.stackable)
-        .bind(t.per_member_limit.map(|v| v as i64))
-        .bind(t.total_quantity.map(|v| v as i64))
-        .bind(t.issue_event.map(|e| e.as_str()))
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .bind(id);
+        let changed = bind_terms(head, t).bind(now_ms()).execute(&mut *tx).await?.rows_affected();
         if changed == 0 {
             return Err(StoreError::Conflict {
                 what: format!("优惠券模板 {code} 已启用过，条款不能再改（可停用后新建）"),

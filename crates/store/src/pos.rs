@@ -96,8 +96,6 @@ pub struct PosLookup {
     pub points: crate::points::PointsSummary,
     pub coupons: Vec<HeldCouponRow>,
     pub rules: LoyaltyRules,
-    /// The company's local day now.
-    pub day: NaiveDate,
 }
 
 /// A basket line as the POS sends it.
@@ -310,7 +308,7 @@ impl Store {
         let id = MemberId(member.member_id);
         let points = self.points_summary_unchecked(company, id, day).await?;
         let coupons = self.member_coupons_unchecked(company, id, Some((None, day))).await?;
-        Ok(PosLookup { member, points, coupons, rules, day })
+        Ok(PosLookup { member, points, coupons, rules })
     }
 
     /// Loads what a quote of `lines` at `store_code` needs, for a sale at `sold_at` (the company's
