@@ -183,8 +183,13 @@ async fn run_backend(
     let token = store.create_api_token(&cli, company.id, "bench-pos").await?;
     let scope = Scope::company_token(company.id, "bench-pos");
 
+    let holders = hold_coupons(store, &cli, company.id, member_count).await?;
     let baskets = baskets(store, &scope, company.id, member_count).await?;
-    eprintln!("{backend}: {} baskets of company {} ({member_count} members)", baskets.len(), company.code);
+    eprintln!(
+        "{backend}: {} baskets of company {} ({member_count} members, {holders} of them holding a coupon)",
+        baskets.len(),
+        company.code
+    );
     ensure!(baskets.len() >= 100, "too few baskets passed the in-process quote");
     // Warm up once, then time every basket.
     for bk in &baskets {
@@ -261,6 +266,28 @@ async fn run_backend(
     let _ = stop.send(());
     server.await??;
     Ok(inproc)
+}
+
+/// Issues the demo's 10-yuan coupon (JF500) to every third active member, so that quotes read and
+/// weigh held coupons as they would at a real till (the demo itself issues few). Returns how many
+/// members got one.
+async fn hold_coupons(store: &Store, cli: &Scope, company: CompanyId, members: i64) -> Result<u64> {
+    let mut ids = Vec::new();
+    for page in 0..8 {
+        let q = MemberQuery { company: Some(company), q: None, store: None, limit: 250, offset: members * page / 8 };
+        for (i, m) in store.search_members(cli, &q).await?.members.into_iter().enumerate() {
+            if m.status == MemberStatus::Active && i % 3 == 0 {
+                ids.push(m.id);
+            }
+        }
+    }
+    // The pages overlap when the company has fewer members than they span.
+    ids.sort_unstable();
+    ids.dedup();
+    // Issued yesterday (UTC), valid 90 days: usable today in any company's time zone.
+    let day = chrono::Utc::now().date_naive() - chrono::Days::new(1);
+    let report = store.issue_coupons(cli, company, "JF500", &ids, "bench-pos", day).await?;
+    Ok(report.issued + report.unchanged)
 }
 
 /// Cards, stores and products picked from the database, spread over it, made into [`BASKETS`] baskets

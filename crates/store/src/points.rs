@@ -1038,14 +1038,17 @@ pub(crate) async fn tier_stats_of(
 /// A product's minor category and its major category, from a row with `category_code` and
 /// `major_code` (products joined to categories): what category rules match against.
 pub(crate) fn categories_of(r: &sqlx::any::AnyRow) -> Result<Vec<String>> {
-    let mut categories = Vec::new();
-    if let Some(x) = r.try_get::<Option<String>, _>("category_code")? {
-        categories.push(x);
-    }
-    if let Some(m) = r.try_get::<Option<String>, _>("major_code")?
+    Ok(product_categories(r.try_get("category_code")?, r.try_get("major_code")?))
+}
+
+/// A product's categories for rules: its own (minor) category, then its major category if different.
+pub(crate) fn product_categories(category: Option<String>, major: Option<String>) -> Vec<String> {
+    let mut categories = Vec::with_capacity(2);
+    categories.extend(category);
+    if let Some(m) = major
         && !categories.contains(&m)
     {
         categories.push(m);
     }
-    Ok(categories)
+    categories
 }

@@ -4,6 +4,7 @@
 //! answer and a different request under the same number is refused.
 
 use crate::coupons::HeldCouponRow;
+use crate::db::Backend;
 use crate::members::{Bind, apply, scope_filter};
 use crate::points::{Applied, Cause, TicketForPoints};
 use crate::{Result, Store, StoreError, counters};
@@ -88,6 +89,11 @@ struct PosHead {
     rules: LoyaltyRules,
     store: Option<i64>,
     member: Option<PosMember>,
+    /// The products asked for, by code (those that exist).
+    products: HashMap<String, PosProduct>,
+    /// How many coupons the member holds in status issued (usable or not today): when none, the
+    /// coupons need no statement of their own.
+    issued_coupons: i64,
 }
 
 /// A member as identified at the till, with what the cashier sees.
@@ -184,20 +190,22 @@ impl Store {
     /// Finds the member at the till by card, phone or e-card code (one statement, which also tells
     /// whether the member is in the caller's data scope).
     pub async fn pos_identify(&self, scope: &Scope, company: CompanyId, key: &MemberKey) -> Result<PosMember> {
-        let head = self.pos_head(scope, company, None, Some(key)).await?;
+        let head = self.pos_head(scope, company, None, Some(key), &[]).await?;
         head.member.ok_or_else(|| StoreError::NotFound { what: "会员".into() })
     }
 
     /// One statement for what every till call starts with: the company's offset and rules text,
-    /// the store (by code, if given) and the member (by key, if given) with whether the member is
-    /// in the caller's scope. An unknown or out-of-scope member is `NotFound`; an unknown store
-    /// `Invalid`.
+    /// the store (by code, if given), the member (by key, if given) with whether the member is in
+    /// the caller's scope and how many coupons they hold, and the products of `codes` (as one JSON
+    /// array, so a basket of any size costs no extra round trip). An unknown or out-of-scope member
+    /// is `NotFound`; an unknown store `Invalid`; unknown products are simply absent.
     async fn pos_head(
         &self,
         scope: &Scope,
         company: CompanyId,
         store_code: Option<&str>,
         key: Option<&MemberKey>,
+        codes: &[&str],
     ) -> Result<PosHead> {
         if !scope.data.touches_company(company) {
             return Err(StoreError::AccessDenied);
@@ -237,9 +245,33 @@ impl Store {
                 ", m.id AS member_id, m.card_no, m.name_enc, m.birthday, m.status, m.allergies_enc, \
                  (SELECT tier FROM member_tiers t WHERE t.company_id = m.company_id AND t.member_id = m.id) AS tier, \
                  (SELECT balance FROM points_accounts a WHERE a.company_id = m.company_id AND a.member_id = m.id) AS balance, \
+                 (SELECT COUNT(*) FROM coupons k WHERE k.company_id = m.company_id AND k.member_id = m.id AND k.status = 'issued') AS issued_coupons, \
                  CAST(CASE WHEN {in_scope} THEN 1 ELSE 0 END AS BIGINT) AS in_scope"
             ));
             joins.push_str(&format!(" LEFT JOIN members m ON m.company_id = c.id AND {cond}"));
+        }
+        let mut codes = codes.to_vec();
+        codes.sort_unstable();
+        codes.dedup();
+        if !codes.is_empty() {
+            let list: Vec<String> = codes
+                .iter()
+                .map(|code| {
+                    binds.push(Bind::S(code.to_string()));
+                    format!("${}", binds.len())
+                })
+                .collect();
+            let (agg, arr, cast) = match self.backend {
+                Backend::Postgres => ("json_agg", "json_build_array", "TEXT"),
+                Backend::Sqlite => ("json_group_array", "json_array", "TEXT"),
+            };
+            columns.push_str(&format!(
+                ", (SELECT CAST({agg}({arr}(p.id, p.code, p.name, p.generic_name, p.category_code, g.major_code, \
+                 p.retail_price, p.cost_price, p.points_excluded, p.ingredients)) AS {cast}) FROM products p \
+                 LEFT JOIN categories g ON g.company_id = p.company_id AND g.code = p.category_code \
+                 WHERE p.company_id = c.id AND p.code IN ({})) AS products",
+                list.join(",")
+            ));
         }
         let order = if key.is_some() { " ORDER BY m.id LIMIT 2" } else { "" };
         let sql = format!("SELECT {columns} FROM companies c {joins} WHERE c.id = $1{order}");
@@ -256,21 +288,24 @@ impl Store {
             ),
             None => None,
         };
-        let member = match key {
+        let (member, issued_coupons) = match key {
             Some(_) => {
                 // Outside the caller's stores (or own members) is the same answer as no such member.
                 if row.try_get::<Option<i64>, _>("member_id")?.is_none() || row.try_get::<i64, _>("in_scope")? == 0 {
                     return Err(StoreError::NotFound { what: "会员".into() });
                 }
-                Some(self.pos_member(company, row)?)
+                (Some(self.pos_member(company, row)?), row.try_get::<i64, _>("issued_coupons")?)
             }
-            None => None,
+            None => (None, 0),
         };
+        let products = if codes.is_empty() { HashMap::new() } else { products_of(row.try_get("products")?)? };
         Ok(PosHead {
             offset: row.try_get::<i64, _>("utc_offset_minutes")? as i32,
             rules: self.rules_from_text(company, row.try_get("rules")?)?,
             store,
             member,
+            products,
+            issued_coupons,
         })
     }
 
@@ -302,18 +337,24 @@ impl Store {
     /// coupons usable today (at some store), and the company's rules and local day — with the scope
     /// checked once.
     pub async fn pos_lookup(&self, scope: &Scope, company: CompanyId, key: &MemberKey) -> Result<PosLookup> {
-        let PosHead { offset, rules, member, .. } = self.pos_head(scope, company, None, Some(key)).await?;
+        let PosHead { offset, rules, member, issued_coupons, .. } =
+            self.pos_head(scope, company, None, Some(key), &[]).await?;
         let member = member.ok_or_else(|| StoreError::NotFound { what: "会员".into() })?;
         let day = local_date(now_ms(), offset);
         let id = MemberId(member.member_id);
         let points = self.points_summary_unchecked(company, id, day).await?;
-        let coupons = self.member_coupons_unchecked(company, id, Some((None, day))).await?;
+        let coupons = if issued_coupons > 0 {
+            self.member_coupons_unchecked(company, id, Some((None, day))).await?
+        } else {
+            Vec::new()
+        };
         Ok(PosLookup { member, points, coupons, rules })
     }
 
     /// Loads what a quote of `lines` at `store_code` needs, for a sale at `sold_at` (the company's
-    /// local time; now when `None`) by the member `key` names (none: a non-member sale). Three
-    /// statements: the company, store, rules and member; the products; the member's usable coupons.
+    /// local time; now when `None`) by the member `key` names (none: a non-member sale). One
+    /// statement (the company, store, rules, member and products), and a second only when the
+    /// member holds coupons (those usable at this store on this day).
     pub async fn pos_context(
         &self,
         scope: &Scope,
@@ -323,23 +364,20 @@ impl Store {
         lines: &[PosLineInput],
         sold_at: Option<NaiveDateTime>,
     ) -> Result<PosContext> {
-        let PosHead { offset, rules, store, member } = self.pos_head(scope, company, Some(store_code), key).await?;
+        let codes: Vec<&str> = lines.iter().map(|l| l.product_code.as_str()).collect();
+        let PosHead { offset, rules, store, member, products: found, issued_coupons } =
+            self.pos_head(scope, company, Some(store_code), key, &codes).await?;
         let Some(store) = store else {
             return Err(StoreError::Invalid(format!("门店编码“{store_code}”不存在")));
         };
         let at_ms = sold_at.map_or_else(now_ms, |t| local_to_epoch_ms(t, offset));
         let day = local_date(at_ms, offset);
-        // The products and the member's coupons need only what the first read gave: both at once.
-        let coupons = async {
-            match &member {
-                Some(m) => {
-                    self.member_coupons_unchecked(company, MemberId(m.member_id), Some((Some(StoreId(store)), day)))
-                        .await
-                }
-                None => Ok(Vec::new()),
+        let held = match &member {
+            Some(m) if issued_coupons > 0 => {
+                self.member_coupons_unchecked(company, MemberId(m.member_id), Some((Some(StoreId(store)), day))).await?
             }
+            _ => Vec::new(),
         };
-        let (found, held) = tokio::try_join!(self.pos_products(company, lines), coupons)?;
         let mut basket = Vec::with_capacity(lines.len());
         let mut products = Vec::with_capacity(lines.len());
         for (i, l) in lines.iter().enumerate() {
@@ -393,50 +431,6 @@ impl Store {
             held,
             allergy_warnings: warnings,
         })
-    }
-
-    /// The products of a basket, by code (one statement).
-    async fn pos_products(&self, company: CompanyId, lines: &[PosLineInput]) -> Result<HashMap<String, PosProduct>> {
-        let c = company.0;
-        let mut codes: Vec<&str> = lines.iter().map(|l| l.product_code.as_str()).collect();
-        codes.sort_unstable();
-        codes.dedup();
-        let sql = format!(
-            "SELECT p.id, p.code, p.name, p.generic_name, p.category_code, c.major_code, p.retail_price, p.cost_price, \
-             p.points_excluded, p.ingredients FROM products p \
-             LEFT JOIN categories c ON c.company_id = p.company_id AND c.code = p.category_code \
-             WHERE p.company_id = {} AND p.code IN ({})",
-            crate::db::placeholder(self.backend, 1),
-            crate::db::list_placeholders(self.backend, 2, codes.len())
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(c);
-        for code in &codes {
-            q = q.bind(code.to_string());
-        }
-        let mut found: HashMap<String, PosProduct> = HashMap::new();
-        for r in q.fetch_all(&self.pool).await? {
-            let ingredients: Option<String> = r.try_get("ingredients")?;
-            let p = PosProduct {
-                id: r.try_get("id")?,
-                code: r.try_get("code")?,
-                name: r.try_get("name")?,
-                generic_name: r.try_get("generic_name")?,
-                categories: crate::points::categories_of(&r)?,
-                retail_price: r.try_get::<Option<i64>, _>("retail_price")?.map(Fen),
-                cost_price: r.try_get::<Option<i64>, _>("cost_price")?.map(Fen),
-                points_excluded: crate::db::flag(&r, "points_excluded")?,
-                ingredients: ingredients
-                    .map(|s| {
-                        s.split([';', ',', '；', '，'])
-                            .map(|x| x.trim().to_string())
-                            .filter(|x| !x.is_empty())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            };
-            found.insert(p.code.clone(), p);
-        }
-        Ok(found)
     }
 
     /// The recorded answer for a committed ticket or return number, with the request hash.
@@ -775,4 +769,50 @@ impl Store {
         tx.commit().await?;
         Ok(receipt)
     }
+}
+
+/// The products of the head statement's JSON array: `[id, code, name, generic_name, category_code,
+/// major_code, retail_price, cost_price, points_excluded, ingredients]` per product (PostgreSQL's
+/// `json_agg` gives null for no rows, SQLite's `json_group_array` an empty array; a flag is a
+/// boolean in one and 0/1 in the other).
+fn products_of(json: Option<String>) -> Result<HashMap<String, PosProduct>> {
+    type Row = (
+        i64,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        serde_json::Value,
+        Option<String>,
+    );
+    let Some(json) = json else { return Ok(HashMap::new()) };
+    let rows: Vec<Row> =
+        serde_json::from_str(&json).map_err(|e| StoreError::Invalid(format!("products of the basket: {e}")))?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, code, name, generic_name, category, major, retail, cost, excluded, ingredients)| {
+            let product = PosProduct {
+                id,
+                code: code.clone(),
+                name,
+                generic_name,
+                categories: crate::points::product_categories(category, major),
+                retail_price: retail.map(Fen),
+                cost_price: cost.map(Fen),
+                points_excluded: excluded.as_bool().unwrap_or_else(|| excluded.as_i64().is_some_and(|v| v != 0)),
+                ingredients: ingredients
+                    .map(|s| {
+                        s.split([';', ',', '；', '，'])
+                            .map(|x| x.trim().to_string())
+                            .filter(|x| !x.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            (code, product)
+        })
+        .collect())
 }

@@ -654,3 +654,82 @@ async fn till_reads_keep_scope_and_see_rule_edits_at_once() {
     );
     db.cleanup().await;
 }
+
+/// The quote's context comes from one statement (products as a JSON array inside it) plus one for
+/// the coupons only when the member holds any: every product field the quote and the warnings use
+/// arrives intact on both backends, repeated and unknown codes are handled, and a member holding no
+/// coupon gets none while one holding a coupon usable here gets it.
+#[tokio::test]
+async fn pos_context_reads_products_and_held_coupons_exactly() {
+    let db = TestDb::new().await;
+    let s = &db.store;
+    let cli = Scope::cli();
+    let c = setup(s).await;
+    s.upsert_products(
+        &cli,
+        c,
+        &[ProductInput {
+            code: "P4".into(),
+            name: "二甲双胍缓释片".into(),
+            generic_name: Some("盐酸二甲双胍".into()),
+            category_code: Some("1401".into()),
+            retail_price: Some(Fen(3_250)),
+            cost_price: None,
+            points_excluded: true,
+            ingredients: vec!["二甲双胍".into(), "羟丙甲纤维素".into()],
+            ..Default::default()
+        }],
+    )
+    .await
+    .unwrap();
+    let pos = Scope::company_token(c, "pos");
+    let line = |code: &str| PosLineInput { product_code: code.into(), quantity_milli: 1_000, unit_price: None };
+    let when = Some(d(2026, 3, 3).and_hms_opt(10, 0, 0).unwrap());
+    let lines = [line("P4"), line("P1"), line("P4")];
+    let ctx = s.pos_context(&pos, c, "S1", Some(&MemberKey::Card("C2".into())), &lines, when).await.unwrap();
+    assert_eq!(ctx.products.len(), 3, "one per line, repeated codes included");
+    let p4 = &ctx.products[0];
+    assert_eq!((p4.code.as_str(), p4.name.as_str()), ("P4", "二甲双胍缓释片"));
+    assert_eq!(p4.generic_name.as_deref(), Some("盐酸二甲双胍"));
+    assert_eq!(p4.categories, ["1401", "14"], "the minor category, then its major");
+    assert_eq!((p4.retail_price, p4.cost_price), (Some(Fen(3_250)), None));
+    assert!(p4.points_excluded);
+    assert_eq!(p4.ingredients, ["二甲双胍", "羟丙甲纤维素"]);
+    let p1 = &ctx.products[1];
+    assert_eq!((p1.code.as_str(), p1.generic_name.as_deref()), ("P1", None));
+    assert!(p1.categories.is_empty());
+    assert!(!p1.points_excluded);
+    assert_eq!((p1.retail_price, p1.cost_price), (Some(Fen(2_000)), Some(Fen(1_000))));
+    assert_eq!(ctx.products[2], *p4);
+    assert_eq!(ctx.basket.iter().map(|b| b.unit_price).collect::<Vec<_>>(), [Fen(3_250), Fen(2_000), Fen(3_250)]);
+    assert!(ctx.basket[0].points_excluded && !ctx.basket[1].points_excluded);
+    assert!(ctx.held.is_empty(), "C2 holds no coupon");
+    assert_eq!(ctx.member.as_ref().map(|m| m.card_no.as_str()), Some("C2"));
+
+    // An unknown code names its line; without a member, no member and no coupons.
+    let bad = s.pos_context(&pos, c, "S1", None, &[line("P1"), line("NOPE")], when).await;
+    assert!(
+        matches!(bad, Err(rxmember_store::StoreError::Invalid(ref m)) if m.contains("第2行") && m.contains("NOPE")),
+        "{:?}",
+        bad.err()
+    );
+    let anonymous = s.pos_context(&pos, c, "S1", None, &[line("P3")], when).await.unwrap();
+    assert!(anonymous.member.is_none() && anonymous.held.is_empty());
+    assert_eq!(anonymous.products[0].name, "维生素C片");
+
+    // A coupon usable at S1 only (issued 2026-03-01, valid 30 days): held there on 03-03, not at S2.
+    s.create_coupon_template(&cli, c, &cash_template("S1ONLY", 500, 0)).await.unwrap();
+    s.enable_coupon_template(&cli, c, "S1ONLY", Some(&["S1".to_string()])).await.unwrap();
+    let c2 = member_id(s, c, "C2").await;
+    s.issue_coupons(&cli, c, "S1ONLY", &[c2], "manual:ctx", d(2026, 3, 1)).await.unwrap();
+    let key = MemberKey::Card("C2".into());
+    let here = s.pos_context(&pos, c, "S1", Some(&key), &[line("P3")], when).await.unwrap();
+    assert_eq!(here.held.iter().map(|h| h.template_code.as_str()).collect::<Vec<_>>(), ["S1ONLY"]);
+    let there = s.pos_context(&pos, c, "S2", Some(&key), &[line("P3")], when).await.unwrap();
+    assert!(there.held.is_empty());
+    // Identified today, the member still holds it but it has expired: the till lists none.
+    let seen = s.pos_lookup(&pos, c, &key).await.unwrap();
+    assert!(seen.coupons.is_empty());
+    assert_eq!(s.member_coupons(&cli, c, c2, None).await.unwrap().len(), 1);
+    db.cleanup().await;
+}
