@@ -91,9 +91,9 @@ struct PosHead {
     member: Option<PosMember>,
     /// The products asked for, by code (those that exist).
     products: HashMap<String, PosProduct>,
-    /// How many coupons the member holds in status issued (usable or not today): when none, the
-    /// coupons need no statement of their own.
-    issued_coupons: i64,
+    /// The member's coupons in status issued of enabled templates, usable at the store (any store
+    /// when none was given) — not yet filtered by day: see [`HeldJson::usable_on`].
+    held: Vec<HeldJson>,
 }
 
 /// A member as identified at the till, with what the cashier sees.
@@ -210,6 +210,10 @@ impl Store {
         if !scope.data.touches_company(company) {
             return Err(StoreError::AccessDenied);
         }
+        let (agg, arr) = match self.backend {
+            Backend::Postgres => ("json_agg", "json_build_array"),
+            Backend::Sqlite => ("json_group_array", "json_array"),
+        };
         let mut binds = vec![Bind::I(company.0)];
         let mut columns = String::from("c.utc_offset_minutes, r.rules");
         let mut joins = String::from("LEFT JOIN loyalty_rules r ON r.company_id = c.id");
@@ -245,8 +249,24 @@ impl Store {
                 ", m.id AS member_id, m.card_no, m.name_enc, m.birthday, m.status, m.allergies_enc, \
                  (SELECT tier FROM member_tiers t WHERE t.company_id = m.company_id AND t.member_id = m.id) AS tier, \
                  (SELECT balance FROM points_accounts a WHERE a.company_id = m.company_id AND a.member_id = m.id) AS balance, \
-                 (SELECT COUNT(*) FROM coupons k WHERE k.company_id = m.company_id AND k.member_id = m.id AND k.status = 'issued') AS issued_coupons, \
                  CAST(CASE WHEN {in_scope} THEN 1 ELSE 0 END AS BIGINT) AS in_scope"
+            ));
+            // The coupons held, as one JSON array (see `HeldJson`): the store's applicability is
+            // decided here, the day in Rust once the company's offset is known.
+            let all_stores = if self.backend == Backend::Postgres { "t.all_stores" } else { "t.all_stores <> 0" };
+            let store_ok = if store_code.is_some() {
+                format!(
+                    "CASE WHEN {all_stores} OR EXISTS (SELECT 1 FROM coupon_template_stores x WHERE x.company_id = k.company_id \
+                     AND x.template_id = k.template_id AND x.store_id = s.id) THEN 1 ELSE 0 END"
+                )
+            } else {
+                "1".to_string()
+            };
+            columns.push_str(&format!(
+                ", (SELECT CAST({agg}({arr}(k.id, k.code, k.valid_from, k.valid_to, t.code, t.name, t.kind, t.face_value, \
+                 t.percent, t.gift_product, t.min_spend, t.products, t.categories, t.stackable, {store_ok})) AS TEXT) \
+                 FROM coupons k JOIN coupon_templates t ON t.company_id = k.company_id AND t.id = k.template_id \
+                 WHERE k.company_id = m.company_id AND k.member_id = m.id AND k.status = 'issued' AND t.status = 'enabled') AS held"
             ));
             joins.push_str(&format!(" LEFT JOIN members m ON m.company_id = c.id AND {cond}"));
         }
@@ -261,13 +281,9 @@ impl Store {
                     format!("${}", binds.len())
                 })
                 .collect();
-            let (agg, arr, cast) = match self.backend {
-                Backend::Postgres => ("json_agg", "json_build_array", "TEXT"),
-                Backend::Sqlite => ("json_group_array", "json_array", "TEXT"),
-            };
             columns.push_str(&format!(
                 ", (SELECT CAST({agg}({arr}(p.id, p.code, p.name, p.generic_name, p.category_code, g.major_code, \
-                 p.retail_price, p.cost_price, p.points_excluded, p.ingredients)) AS {cast}) FROM products p \
+                 p.retail_price, p.cost_price, p.points_excluded, p.ingredients)) AS TEXT) FROM products p \
                  LEFT JOIN categories g ON g.company_id = p.company_id AND g.code = p.category_code \
                  WHERE p.company_id = c.id AND p.code IN ({})) AS products",
                 list.join(",")
@@ -288,15 +304,15 @@ impl Store {
             ),
             None => None,
         };
-        let (member, issued_coupons) = match key {
+        let (member, held) = match key {
             Some(_) => {
                 // Outside the caller's stores (or own members) is the same answer as no such member.
                 if row.try_get::<Option<i64>, _>("member_id")?.is_none() || row.try_get::<i64, _>("in_scope")? == 0 {
                     return Err(StoreError::NotFound { what: "会员".into() });
                 }
-                (Some(self.pos_member(company, row)?), row.try_get::<i64, _>("issued_coupons")?)
+                (Some(self.pos_member(company, row)?), held_of(row.try_get("held")?)?)
             }
-            None => (None, 0),
+            None => (None, Vec::new()),
         };
         let products = if codes.is_empty() { HashMap::new() } else { products_of(row.try_get("products")?)? };
         Ok(PosHead {
@@ -305,7 +321,7 @@ impl Store {
             store,
             member,
             products,
-            issued_coupons,
+            held,
         })
     }
 
@@ -337,24 +353,18 @@ impl Store {
     /// coupons usable today (at some store), and the company's rules and local day — with the scope
     /// checked once.
     pub async fn pos_lookup(&self, scope: &Scope, company: CompanyId, key: &MemberKey) -> Result<PosLookup> {
-        let PosHead { offset, rules, member, issued_coupons, .. } =
-            self.pos_head(scope, company, None, Some(key), &[]).await?;
+        let PosHead { offset, rules, member, held, .. } = self.pos_head(scope, company, None, Some(key), &[]).await?;
         let member = member.ok_or_else(|| StoreError::NotFound { what: "会员".into() })?;
         let day = local_date(now_ms(), offset);
         let id = MemberId(member.member_id);
         let points = self.points_summary_unchecked(company, id, day).await?;
-        let coupons = if issued_coupons > 0 {
-            self.member_coupons_unchecked(company, id, Some((None, day))).await?
-        } else {
-            Vec::new()
-        };
+        let coupons = HeldJson::usable_on(held, day);
         Ok(PosLookup { member, points, coupons, rules })
     }
 
     /// Loads what a quote of `lines` at `store_code` needs, for a sale at `sold_at` (the company's
-    /// local time; now when `None`) by the member `key` names (none: a non-member sale). One
-    /// statement (the company, store, rules, member and products), and a second only when the
-    /// member holds coupons (those usable at this store on this day).
+    /// local time; now when `None`) by the member `key` names (none: a non-member sale), in one
+    /// statement: the company, store, rules, member, products and the member's coupons.
     pub async fn pos_context(
         &self,
         scope: &Scope,
@@ -365,19 +375,14 @@ impl Store {
         sold_at: Option<NaiveDateTime>,
     ) -> Result<PosContext> {
         let codes: Vec<&str> = lines.iter().map(|l| l.product_code.as_str()).collect();
-        let PosHead { offset, rules, store, member, products: found, issued_coupons } =
+        let PosHead { offset, rules, store, member, products: found, held } =
             self.pos_head(scope, company, Some(store_code), key, &codes).await?;
         let Some(store) = store else {
             return Err(StoreError::Invalid(format!("门店编码“{store_code}”不存在")));
         };
         let at_ms = sold_at.map_or_else(now_ms, |t| local_to_epoch_ms(t, offset));
         let day = local_date(at_ms, offset);
-        let held = match &member {
-            Some(m) if issued_coupons > 0 => {
-                self.member_coupons_unchecked(company, MemberId(m.member_id), Some((Some(StoreId(store)), day))).await?
-            }
-            _ => Vec::new(),
-        };
+        let held = HeldJson::usable_on(held, day);
         let mut basket = Vec::with_capacity(lines.len());
         let mut products = Vec::with_capacity(lines.len());
         for (i, l) in lines.iter().enumerate() {
@@ -802,7 +807,7 @@ fn products_of(json: Option<String>) -> Result<HashMap<String, PosProduct>> {
                 categories: crate::points::product_categories(category, major),
                 retail_price: retail.map(Fen),
                 cost_price: cost.map(Fen),
-                points_excluded: excluded.as_bool().unwrap_or_else(|| excluded.as_i64().is_some_and(|v| v != 0)),
+                points_excluded: json_flag(&excluded),
                 ingredients: ingredients
                     .map(|s| {
                         s.split([';', ',', '；', '，'])
@@ -813,6 +818,100 @@ fn products_of(json: Option<String>) -> Result<HashMap<String, PosProduct>> {
                     .unwrap_or_default(),
             };
             (code, product)
+        })
+        .collect())
+}
+
+/// A coupon as the head statement's JSON array gives it: `[id, code, valid_from, valid_to,
+/// template code, name, kind, face_value, percent, gift_product, min_spend, products (JSON text),
+/// categories (JSON text), stackable, usable at the store (1/0)]`. Only coupons in status issued of
+/// enabled templates are in the array — the same rule as `Store::member_coupons_unchecked`, whose
+/// SQL also checks the day, which the till checks here once it knows the company's local day.
+struct HeldJson {
+    id: i64,
+    code: String,
+    valid_from: String,
+    valid_to: String,
+    template_code: String,
+    name: String,
+    rules: rxmember_core::coupons::CouponRules,
+    at_store: bool,
+}
+
+impl HeldJson {
+    /// The coupons usable on `day` at the store, soonest-expiring first.
+    fn usable_on(held: Vec<HeldJson>, day: NaiveDate) -> Vec<HeldCouponRow> {
+        let day = day.format("%Y-%m-%d").to_string();
+        let mut out: Vec<HeldCouponRow> = held
+            .into_iter()
+            .filter(|h| h.at_store && h.valid_from <= day && day <= h.valid_to)
+            .map(|h| HeldCouponRow {
+                id: h.id,
+                display_code: rxmember_core::coupons::display_code(&h.code),
+                code: h.code,
+                template_code: h.template_code,
+                name: h.name,
+                status: "issued".into(),
+                valid_from: h.valid_from,
+                valid_to: h.valid_to,
+                rules: h.rules,
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.valid_to, a.id).cmp(&(&b.valid_to, b.id)));
+        out
+    }
+}
+
+/// A 0/1 or boolean JSON value (SQLite stores flags as integers, PostgreSQL as booleans).
+fn json_flag(v: &serde_json::Value) -> bool {
+    v.as_bool().unwrap_or_else(|| v.as_i64().is_some_and(|x| x != 0))
+}
+
+fn held_of(json: Option<String>) -> Result<Vec<HeldJson>> {
+    use serde_json::Value;
+    type Row = (
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        i64,
+        i64,
+        Option<String>,
+        i64,
+        String,
+        String,
+        Value,
+        Value,
+    );
+    let Some(json) = json else { return Ok(Vec::new()) };
+    let rows: Vec<Row> = serde_json::from_str(&json).map_err(|e| StoreError::Invalid(format!("coupons held: {e}")))?;
+    let list = |s: &str| -> Vec<String> { serde_json::from_str(s).unwrap_or_default() };
+    Ok(rows
+        .into_iter()
+        .map(|(id, code, from, to, template, name, kind, face, percent, gift, min, products, categories, stack, ok)| {
+            HeldJson {
+                id,
+                code,
+                valid_from: from,
+                valid_to: to,
+                template_code: template,
+                name,
+                rules: rxmember_core::coupons::CouponRules {
+                    kind: rxmember_core::coupons::CouponKind::parse(&kind)
+                        .unwrap_or(rxmember_core::coupons::CouponKind::Cash),
+                    face_value: Fen(face),
+                    percent: percent as u32,
+                    gift_product: gift,
+                    min_spend: Fen(min),
+                    products: list(&products),
+                    categories: list(&categories),
+                    stackable: json_flag(&stack),
+                },
+                at_store: json_flag(&ok),
+            }
         })
         .collect())
 }

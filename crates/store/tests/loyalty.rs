@@ -731,5 +731,42 @@ async fn pos_context_reads_products_and_held_coupons_exactly() {
     let seen = s.pos_lookup(&pos, c, &key).await.unwrap();
     assert!(seen.coupons.is_empty());
     assert_eq!(s.member_coupons(&cli, c, c2, None).await.unwrap().len(), 1);
+
+    // The till's coupons (from the head statement's JSON) equal the member page's usable coupons
+    // (their own statement) at every store and day: terms, flags, lists and order included.
+    let mut pct = cash_template("PCT88", 0, 1_000);
+    pct.kind = CouponKind::Percentage;
+    pct.percent = 88;
+    pct.products = vec!["P3".into()];
+    pct.categories = vec!["14".into()];
+    pct.stackable = true;
+    pct.validity = Validity::Absolute { from: d(2026, 3, 2), to: d(2026, 3, 20) };
+    s.create_coupon_template(&cli, c, &pct).await.unwrap();
+    s.enable_coupon_template(&cli, c, "PCT88", None).await.unwrap();
+    s.create_coupon_template(&cli, c, &cash_template("OFF", 300, 0)).await.unwrap();
+    s.enable_coupon_template(&cli, c, "OFF", None).await.unwrap();
+    for (code, cause) in [("PCT88", "m:1"), ("S1ONLY", "manual:ctx2"), ("OFF", "m:2")] {
+        s.issue_coupons(&cli, c, code, &[c2], cause, d(2026, 3, 2)).await.unwrap();
+    }
+    s.disable_coupon_template(&cli, c, "OFF").await.unwrap();
+    let stores = s.stores(&cli, Some(c)).await.unwrap();
+    for day in [d(2026, 3, 1), d(2026, 3, 2), d(2026, 3, 21), d(2026, 3, 31), d(2026, 4, 1)] {
+        for st in &stores {
+            let when = Some(day.and_hms_opt(9, 0, 0).unwrap());
+            let till = s.pos_context(&pos, c, &st.code, Some(&key), &[line("P3")], when).await.unwrap().held;
+            let page = s.member_coupons(&cli, c, c2, Some((Some(st.id), day))).await.unwrap();
+            assert_eq!(till, page, "{} on {day}", st.code);
+        }
+    }
+    let on_0303 = s
+        .pos_context(&pos, c, "S1", Some(&key), &[line("P3")], Some(d(2026, 3, 3).and_hms_opt(9, 0, 0).unwrap()))
+        .await
+        .unwrap()
+        .held;
+    let templates: Vec<&str> = on_0303.iter().map(|h| h.template_code.as_str()).collect();
+    assert_eq!(templates, ["PCT88", "S1ONLY", "S1ONLY"], "soonest-expiring first; the disabled OFF not offered");
+    let p = &on_0303[0].rules;
+    assert_eq!((p.kind, p.percent, p.stackable), (CouponKind::Percentage, 88, true));
+    assert_eq!((p.products.as_slice(), p.categories.as_slice()), (&["P3".to_string()][..], &["14".to_string()][..]));
     db.cleanup().await;
 }
