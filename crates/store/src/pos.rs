@@ -196,8 +196,8 @@ impl Store {
 
     /// One statement for what every till call starts with: the company's offset and rules text,
     /// the store (by code, if given), the member (by key, if given) with whether the member is in
-    /// the caller's scope and how many coupons they hold, and the products of `codes` (as one JSON
-    /// array, so a basket of any size costs no extra round trip). An unknown or out-of-scope member
+    /// the caller's scope and the coupons they hold, and the products of `codes` (coupons and
+    /// products as JSON arrays, so neither costs a round trip of its own). An unknown or out-of-scope member
     /// is `NotFound`; an unknown store `Invalid`; unknown products are simply absent.
     async fn pos_head(
         &self,
