@@ -8,6 +8,7 @@ use crate::derived::Derived;
 use crate::features::{NONE_I32, YEAR_DAYS};
 use crate::grades::{ActivityLevel, RfmGrade};
 use crate::lang::{self, Arg, Cmp, DurationUnit, Expr, Func, Span, Value};
+use crate::numeric::{Column, Scale, Test, Want};
 use crate::postings::{ALL_KINDS, CheckPosting, kind_index};
 use chrono::Months;
 use roaring::RoaringBitmap;
@@ -293,23 +294,67 @@ struct Window {
     to: Day,
 }
 
+impl Window {
+    fn between(&self) -> Want {
+        Want::Between(self.from as f64, self.to as f64)
+    }
+}
+
+/// Fields compared as numbers, each a feature column (see `Evaluator::numeric_test`).
+const NUMERIC_FIELDS: [&str; 16] = [
+    "age",
+    "birthday_month",
+    "tenure_days",
+    "recency_days",
+    "first_purchase_days",
+    "frequency_12m",
+    "tickets_total",
+    "returns_12m",
+    "checks_12m",
+    "monetary_12m",
+    "spend_total",
+    "points_balance",
+    "avg_ticket",
+    "items_per_ticket",
+    "margin_rate",
+    "discount_share",
+];
+
 impl<'a> Evaluator<'a> {
     fn eval(&self, e: &Expr, u: &RoaringBitmap) -> Result<RoaringBitmap, EvalError> {
+        if let Some(test) = self.column_test(e) {
+            return Ok(crate::numeric::select(&mut [test?], u, self.data.len()));
+        }
         Ok(match e {
             Expr::All => u.clone(),
             Expr::And { args } => {
                 // Cheapest first: bitmaps narrow the members that column scans and purchase scans
-                // then visit. The answer is the same in any order.
-                let mut order: Vec<&Expr> = args.iter().collect();
+                // then visit. The answer is the same in any order. All column comparisons are
+                // decided in one pass, after the bitmaps.
+                let mut tests = Vec::new();
+                let mut order: Vec<&Expr> = Vec::new();
+                for a in args {
+                    match self.column_test(a) {
+                        Some(t) => tests.push(t?),
+                        None => order.push(a),
+                    }
+                }
                 order.sort_by_key(|a| self.cost(a));
                 let mut acc = u.clone();
-                for a in order {
+                let fused = order.iter().position(|a| self.cost(a) > 1).unwrap_or(order.len());
+                for (i, a) in order.iter().enumerate() {
+                    if i == fused && !tests.is_empty() && !acc.is_empty() {
+                        acc = crate::numeric::select(&mut tests, &acc, self.data.len());
+                    }
                     if acc.is_empty() {
                         // Still check the rest for errors, cheaply: evaluate against nothing.
                         self.eval(a, &acc)?;
                         continue;
                     }
                     acc = self.eval(a, &acc)?;
+                }
+                if fused == order.len() && !tests.is_empty() && !acc.is_empty() {
+                    acc = crate::numeric::select(&mut tests, &acc, self.data.len());
                 }
                 acc
             }
@@ -326,8 +371,8 @@ impl<'a> Evaluator<'a> {
             }
             Expr::In { field, values, span } => self.compare(field, Cmp::Eq, values, *span, u)?,
             Expr::Between { field, low, high, span } => {
-                let (lo, hi) = (self.number(field, low, *span)?, self.number(field, high, *span)?);
-                self.scan_numeric(field, *span, u, |x| x >= lo && x <= hi)?
+                let want = Want::Between(self.number(field, low, *span)?, self.number(field, high, *span)?);
+                crate::numeric::select(&mut [self.numeric_test(field, want, *span)?], u, self.data.len())
             }
             Expr::Call { func, args, span } => match func {
                 Func::Bought => self.bought(args, *span, u)?,
@@ -408,17 +453,57 @@ impl<'a> Evaluator<'a> {
             }
             return Ok(hit);
         }
-        let targets = values.iter().map(|v| self.number(field, v, span)).collect::<Result<Vec<f64>, _>>()?;
-        // One comparison: chosen once here, so the scan's loop holds no branch on the operator.
-        match (&targets[..], cmp) {
-            (&[t], Cmp::Eq) => self.scan_numeric(field, span, u, |x| x == t),
-            (&[t], Cmp::Ne) => self.scan_numeric(field, span, u, |x| x != t),
-            (&[t], Cmp::Lt) => self.scan_numeric(field, span, u, |x| x < t),
-            (&[t], Cmp::Le) => self.scan_numeric(field, span, u, |x| x <= t),
-            (&[t], Cmp::Gt) => self.scan_numeric(field, span, u, |x| x > t),
-            (&[t], Cmp::Ge) => self.scan_numeric(field, span, u, |x| x >= t),
-            _ => self.scan_numeric(field, span, u, |x| targets.iter().any(|t| cmp_f64(x, cmp, *t))),
+        // Numeric: one scan per value (`age in (30, 40)`), usually one.
+        let mut hit = RoaringBitmap::new();
+        for v in values {
+            let want = Want::Cmp(cmp, self.number(field, v, span)?);
+            hit |= crate::numeric::select(&mut [self.numeric_test(field, want, span)?], u, self.data.len());
         }
+        Ok(hit)
+    }
+
+    /// An expression answered by one comparison on one column (numeric fields; `registered(...)`
+    /// and `bought(...)` with only a window), possibly negated; `None` for anything else.
+    fn column_test(&self, e: &Expr) -> Option<Result<Test<'a>, EvalError>> {
+        let only_window = |args: &[Arg]| args.iter().all(|a| matches!(a.name.as_str(), "within" | "since" | "before"));
+        match e {
+            Expr::Compare { field, cmp, value, span } if self.is_numeric(field) => {
+                Some(self.number(field, value, *span).and_then(|t| self.numeric_test(field, Want::Cmp(*cmp, t), *span)))
+            }
+            Expr::In { field, values, span } if values.len() == 1 && self.is_numeric(field) => Some(
+                self.number(field, &values[0], *span)
+                    .and_then(|t| self.numeric_test(field, Want::Cmp(Cmp::Eq, t), *span)),
+            ),
+            Expr::Between { field, low, high, span } if self.is_numeric(field) => Some((|| {
+                let want = Want::Between(self.number(field, low, *span)?, self.number(field, high, *span)?);
+                self.numeric_test(field, want, *span)
+            })()),
+            Expr::Not { arg } => self.column_test(arg).map(|t| t.map(Test::negated)),
+            Expr::Call { func: Func::Registered, args, .. } if only_window(args) => Some(self.window(args).map(|w| {
+                let registered = Column::I32(&self.d.features.registered_day);
+                Test::new(registered, (NONE_I32 as i64 + 1, i32::MAX as i64), Scale::Plain, w.between())
+            })),
+            Expr::Call { func: Func::Bought, args, .. } if only_window(args) => {
+                let w = match self.window(args) {
+                    Ok(w) => w,
+                    Err(e) => return Some(Err(e)),
+                };
+                (w.to == self.d.as_of).then(|| Ok(self.bought_since(w.from)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `field` is compared as a number (not a categorical field, flag or unknown name).
+    fn is_numeric(&self, field: &str) -> bool {
+        NUMERIC_FIELDS.contains(&field)
+    }
+
+    /// Members with a day of positive net purchases from `from` up to the as-of day: the last such
+    /// day (a feature column) says it.
+    fn bought_since(&self, from: Day) -> Test<'a> {
+        let last = Column::I32(&self.d.features.last_bought_day);
+        Test::new(last, (NONE_I32 as i64 + 1, i32::MAX as i64), Scale::Plain, Want::Cmp(Cmp::Ge, from as f64))
     }
 
     /// Members who have a value for a categorical field (for `!=`).
@@ -567,38 +652,33 @@ impl<'a> Evaluator<'a> {
         })
     }
 
-    /// The members of `u` whose numeric `field` (in the unit the language uses) passes `keep`;
-    /// missing values never pass. One typed loop per field over its feature columns.
-    fn scan_numeric(
-        &self,
-        field: &str,
-        span: Span,
-        u: &RoaringBitmap,
-        keep: impl Fn(f64) -> bool,
-    ) -> Result<RoaringBitmap, EvalError> {
-        let f = &self.d.features;
-        let n = self.data.len();
-        let yuan = |x: i64| x as f64 / 100.0;
+    /// `field want` (in the unit the language uses) as a test on the field's column; missing
+    /// values never pass.
+    fn numeric_test(&self, field: &str, want: Want, span: Span) -> Result<Test<'a>, EvalError> {
+        let f: &'a crate::features::Features = &self.d.features;
+        let as_of = self.d.as_of as i64;
+        // Valid stored values: days and ages (`NONE_I32` is none), counts, money.
+        let present = (NONE_I32 as i64 + 1, i32::MAX as i64);
+        let count = (0, u32::MAX as i64);
+        let money = (i64::MIN, i64::MAX);
+        let since = Scale::DaysSince(as_of);
         Ok(match field {
-            "age" => scan(u, n, |o| f.age[o] != NONE_I32 && keep(f.age[o] as f64)),
-            "birthday_month" => scan(u, n, |o| f.birthday_month[o] != 0 && keep(f.birthday_month[o] as f64)),
-            "tenure_days" => scan(u, n, |o| f.tenure(o).is_some_and(|x| keep(x as f64))),
-            "recency_days" => scan(u, n, |o| f.recency(o).is_some_and(|x| keep(x as f64))),
-            "frequency_12m" => scan(u, n, |o| keep(f.frequency_12m[o] as f64)),
-            "monetary_12m" => scan(u, n, |o| keep(yuan(f.monetary_12m[o]))),
-            "avg_ticket" => scan(u, n, |o| f.avg_ticket(o).is_some_and(|a| keep(a / 100.0))),
-            "items_per_ticket" => scan(u, n, |o| f.items_per_ticket(o).is_some_and(&keep)),
-            "margin_rate" => scan(u, n, |o| f.margin_rate(o).is_some_and(&keep)),
-            "discount_share" => scan(u, n, |o| f.discount_share(o).is_some_and(&keep)),
-            "tickets_total" => scan(u, n, |o| keep(f.tickets_total[o] as f64)),
-            "spend_total" => scan(u, n, |o| keep(yuan(f.spend_total[o]))),
-            "first_purchase_days" => scan(u, n, |o| f.first_purchase_days(o).is_some_and(|x| keep(x as f64))),
-            "returns_12m" => scan(u, n, |o| keep(f.returns_12m[o] as f64)),
-            "checks_12m" => scan(u, n, |o| keep(f.checks_12m[o] as f64)),
-            "points_balance" => {
-                let balance = &self.data.loyalty.balance;
-                scan(u, n, |o| keep(balance[o] as f64))
-            }
+            "age" => Test::new(Column::I32(&f.age), present, Scale::Plain, want),
+            "birthday_month" => Test::new(Column::U8(&f.birthday_month), (1, u8::MAX as i64), Scale::Plain, want),
+            "tenure_days" => Test::new(Column::I32(&f.registered_day), (present.0, as_of), since, want),
+            "recency_days" => Test::new(Column::I32(&f.last_day), present, since, want),
+            "first_purchase_days" => Test::new(Column::I32(&f.first_day), present, since, want),
+            "frequency_12m" => Test::new(Column::U32(&f.frequency_12m), count, Scale::Plain, want),
+            "tickets_total" => Test::new(Column::U32(&f.tickets_total), count, Scale::Plain, want),
+            "returns_12m" => Test::new(Column::U32(&f.returns_12m), count, Scale::Plain, want),
+            "checks_12m" => Test::new(Column::U32(&f.checks_12m), count, Scale::Plain, want),
+            "monetary_12m" => Test::new(Column::I64(&f.monetary_12m), money, Scale::Hundredths, want),
+            "spend_total" => Test::new(Column::I64(&f.spend_total), money, Scale::Hundredths, want),
+            "points_balance" => Test::new(Column::I64(&self.data.loyalty.balance), money, Scale::Plain, want),
+            "avg_ticket" => Test::ratio(&f.avg_ticket_key, want),
+            "items_per_ticket" => Test::ratio(&f.items_per_ticket_key, want),
+            "margin_rate" => Test::ratio(&f.margin_rate_key, want),
+            "discount_share" => Test::ratio(&f.discount_share_key, want),
             _ => {
                 return Err(err(
                     span,
@@ -810,9 +890,7 @@ impl<'a> Evaluator<'a> {
         let (times, spend) = self.counts(args)?;
         let n = data.len();
         if products.is_none() && store.is_none() && w.to == self.d.as_of && any_day(&times, &spend) {
-            // Any purchase in the window up to today: the last day bought says it.
-            let last = &self.d.features.last_bought_day;
-            return Ok(scan(u, n, |o| last[o] != NONE_I32 && last[o] >= w.from));
+            return Ok(crate::numeric::select(&mut [self.bought_since(w.from)], u, n));
         }
         let all: Vec<u32>;
         let list = match &products {

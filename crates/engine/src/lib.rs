@@ -15,5 +15,6 @@ pub mod features;
 pub mod grades;
 pub mod lang;
 pub mod loyalty;
+pub mod numeric;
 pub mod postings;
 pub mod settings;
