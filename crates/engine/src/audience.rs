@@ -3,6 +3,7 @@
 //! scans over the candidates; purchase and health predicates scan only members whose bitmaps say they
 //! could match. Missing data never satisfies a comparison.
 
+use crate::counts::{self, Counts};
 use crate::data::{CompanyData, Day, NONE_U32, date_of_day, day_of_date};
 use crate::derived::Derived;
 use crate::features::{NONE_I32, YEAR_DAYS};
@@ -126,8 +127,6 @@ const NO_TALLY: Tally = Tally { day: Day::MIN, net: 0, days: 0, spend: 0 };
 thread_local! {
     /// Per-member tallies, reused from question to question (only the members read are reset).
     static TALLIES: std::cell::RefCell<Vec<Tally>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// Per-member day counts when only days count (see [`bought_postings`]), reused likewise.
-    static DAYS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A set of members as bits, for members marked in any order.
@@ -138,23 +137,14 @@ impl Bits {
         Bits(vec![0; n.div_ceil(8)])
     }
 
-    fn set(&mut self, o: u32) {
-        self.0[(o >> 3) as usize] |= 1 << (o & 7);
+    /// Marks `o` if `yes` (without a branch: a mispredicted one per posting costs more than the
+    /// write).
+    fn set_if(&mut self, o: u32, yes: bool) {
+        self.0[(o >> 3) as usize] |= (yes as u8) << (o & 7);
     }
 
     fn bitmap(&self) -> RoaringBitmap {
         RoaringBitmap::from_lsb0_bytes(0, &self.0)
-    }
-}
-
-/// Puts the members with a tally in ordinal order: sorted when few, else found by one pass over the
-/// tallies (a sort of hundreds of thousands of ordinals costs more than reading the whole array).
-fn in_order<T: PartialEq>(seen: &mut Vec<u32>, slots: &[T], unset: T) {
-    if seen.len() < slots.len() / 32 {
-        seen.sort_unstable();
-    } else {
-        seen.clear();
-        seen.extend(slots.iter().enumerate().filter(|(_, t)| **t != unset).map(|(o, _)| o as u32));
     }
 }
 
@@ -175,45 +165,29 @@ fn bought_postings(
     if any_day(times, spend) && !negative {
         // With no negative amounts, a day with any positive purchase nets positive.
         let mut bits = Bits::new(data.len());
-        index.each(products, from, to, |_, p| {
-            if p.amount > 0 && store.is_none_or(|s| p.store == s) {
-                bits.set(p.member);
-            }
-        });
+        index
+            .each(products, from, to, |_, p| bits.set_if(p.member, p.amount > 0 && store.is_none_or(|s| p.store == s)));
         return (bits.bitmap(), None);
     }
-    let first = from.max(index.first_day());
-    if spend.is_empty() && !negative && to.saturating_sub(first) < u16::MAX as i32 - 1 {
-        // Only days count, and a day counts when it has a positive purchase: per member the last
-        // day seen (relative to the window, plus one) and the days so far, packed in 4 bytes.
-        return DAYS.with_borrow_mut(|slots| {
-            slots.resize(data.len(), 0);
-            let mut seen: Vec<u32> = Vec::new();
-            index.each(products, from, to, |d, p| {
-                if p.amount <= 0 || store.is_some_and(|s| p.store != s) {
-                    return;
-                }
-                let day = (d - first + 1) as u32;
-                let slot = &mut slots[p.member as usize];
-                if *slot >> 16 != day {
-                    if *slot == 0 {
-                        seen.push(p.member);
-                    }
-                    *slot = day << 16 | ((*slot & 0xffff) + 1).min(0xffff);
-                }
-            });
-            in_order(&mut seen, slots, 0);
-            let mut hit = Vec::new();
-            for &o in &seen {
-                let days = std::mem::take(&mut slots[o as usize]) & 0xffff;
-                if pass(times, spend, days as i64, 0) {
-                    hit.push(o);
-                }
+    if spend.is_empty()
+        && !negative
+        && let Some(cap) = counts::cap(times)
+    {
+        // Only days count, and a day counts when it has a positive purchase.
+        let mut counts = Counts::new(data.len(), cap);
+        let mut day = Day::MIN;
+        index.each(products, from, to, |d, p| {
+            if p.amount <= 0 || store.is_some_and(|s| p.store != s) {
+                return;
             }
-            let hit = RoaringBitmap::from_sorted_iter(hit).expect("sorted");
-            let seen = pass(times, spend, 0, 0).then(|| RoaringBitmap::from_sorted_iter(seen).expect("sorted"));
-            (hit, seen)
+            if d != day {
+                counts.end_day();
+                day = d;
+            }
+            counts.once_a_day(p.member);
         });
+        let (hit, seen) = counts.select(|days| pass(times, spend, days as i64, 0));
+        return (hit, pass(times, spend, 0, 0).then_some(seen));
     }
     TALLIES.with_borrow_mut(|tallies| {
         tallies.resize(data.len(), NO_TALLY);
@@ -1003,12 +977,14 @@ impl<'a> Evaluator<'a> {
         }
         if times.len() == 1 && times[0] == (Cmp::Ge, 1.0) {
             let mut bits = Bits::new(n);
-            index.each(kinds, w.from, w.to, |c| {
-                if keep(c) {
-                    bits.set(c.member);
-                }
-            });
+            index.each(kinds, w.from, w.to, |c| bits.set_if(c.member, keep(c)));
             return Ok(bits.bitmap() & u);
+        }
+        if let Some(cap) = counts::cap(&times) {
+            let mut counts = Counts::new(n, cap);
+            index.each(kinds, w.from, w.to, |c| counts.add_if(c.member, keep(c)));
+            let (hit, seen) = counts.select(|k| pass(k as i64));
+            return Ok(if pass(0) { (hit & u) | (u - seen) } else { hit & u });
         }
         let mut counts: FastMap<u32, u32> = FastMap::default();
         index.each(kinds, w.from, w.to, |c| {

@@ -9,6 +9,7 @@ pub mod audience;
 pub mod catalogue;
 pub mod classes;
 pub mod company;
+pub mod counts;
 pub mod data;
 pub mod derived;
 pub mod features;
