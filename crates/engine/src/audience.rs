@@ -129,7 +129,8 @@ thread_local! {
     static TALLIES: std::cell::RefCell<Vec<Tally>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A set of members as bits, for members marked in any order.
+/// A set of members as bits, for members marked in any order: "any" questions, whose bit array
+/// (n/8 bytes) mostly stays in the cache (see [`Counts`] for counts).
 struct Bits(Vec<u8>);
 
 impl Bits {
