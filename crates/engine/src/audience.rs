@@ -3,11 +3,13 @@
 //! scans over the candidates; purchase and health predicates scan only members whose bitmaps say they
 //! could match. Missing data never satisfies a comparison.
 
+use crate::counts::{self, Counts};
 use crate::data::{CompanyData, Day, NONE_U32, date_of_day, day_of_date};
 use crate::derived::Derived;
 use crate::features::{NONE_I32, YEAR_DAYS};
 use crate::grades::{ActivityLevel, RfmGrade};
 use crate::lang::{self, Arg, Cmp, DurationUnit, Expr, Func, Span, Value};
+use crate::numeric::{Column, Scale, Test, Want};
 use crate::postings::{ALL_KINDS, CheckPosting, kind_index};
 use chrono::Months;
 use roaring::RoaringBitmap;
@@ -125,11 +127,10 @@ const NO_TALLY: Tally = Tally { day: Day::MIN, net: 0, days: 0, spend: 0 };
 thread_local! {
     /// Per-member tallies, reused from question to question (only the members read are reset).
     static TALLIES: std::cell::RefCell<Vec<Tally>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// Per-member day counts when only days count (see [`bought_postings`]), reused likewise.
-    static DAYS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A set of members as bits, for members marked in any order.
+/// A set of members as bits, for members marked in any order: "any" questions, whose bit array
+/// (n/8 bytes) mostly stays in the cache (see [`Counts`] for counts).
 struct Bits(Vec<u8>);
 
 impl Bits {
@@ -137,23 +138,14 @@ impl Bits {
         Bits(vec![0; n.div_ceil(8)])
     }
 
-    fn set(&mut self, o: u32) {
-        self.0[(o >> 3) as usize] |= 1 << (o & 7);
+    /// Marks `o` if `yes` (without a branch: a mispredicted one per posting costs more than the
+    /// write).
+    fn set_if(&mut self, o: u32, yes: bool) {
+        self.0[(o >> 3) as usize] |= (yes as u8) << (o & 7);
     }
 
     fn bitmap(&self) -> RoaringBitmap {
         RoaringBitmap::from_lsb0_bytes(0, &self.0)
-    }
-}
-
-/// Puts the members with a tally in ordinal order: sorted when few, else found by one pass over the
-/// tallies (a sort of hundreds of thousands of ordinals costs more than reading the whole array).
-fn in_order<T: PartialEq>(seen: &mut Vec<u32>, slots: &[T], unset: T) {
-    if seen.len() < slots.len() / 32 {
-        seen.sort_unstable();
-    } else {
-        seen.clear();
-        seen.extend(slots.iter().enumerate().filter(|(_, t)| **t != unset).map(|(o, _)| o as u32));
     }
 }
 
@@ -174,45 +166,29 @@ fn bought_postings(
     if any_day(times, spend) && !negative {
         // With no negative amounts, a day with any positive purchase nets positive.
         let mut bits = Bits::new(data.len());
-        index.each(products, from, to, |_, p| {
-            if p.amount > 0 && store.is_none_or(|s| p.store == s) {
-                bits.set(p.member);
-            }
-        });
+        index
+            .each(products, from, to, |_, p| bits.set_if(p.member, p.amount > 0 && store.is_none_or(|s| p.store == s)));
         return (bits.bitmap(), None);
     }
-    let first = from.max(index.first_day());
-    if spend.is_empty() && !negative && to.saturating_sub(first) < u16::MAX as i32 - 1 {
-        // Only days count, and a day counts when it has a positive purchase: per member the last
-        // day seen (relative to the window, plus one) and the days so far, packed in 4 bytes.
-        return DAYS.with_borrow_mut(|slots| {
-            slots.resize(data.len(), 0);
-            let mut seen: Vec<u32> = Vec::new();
-            index.each(products, from, to, |d, p| {
-                if p.amount <= 0 || store.is_some_and(|s| p.store != s) {
-                    return;
-                }
-                let day = (d - first + 1) as u32;
-                let slot = &mut slots[p.member as usize];
-                if *slot >> 16 != day {
-                    if *slot == 0 {
-                        seen.push(p.member);
-                    }
-                    *slot = day << 16 | ((*slot & 0xffff) + 1).min(0xffff);
-                }
-            });
-            in_order(&mut seen, slots, 0);
-            let mut hit = Vec::new();
-            for &o in &seen {
-                let days = std::mem::take(&mut slots[o as usize]) & 0xffff;
-                if pass(times, spend, days as i64, 0) {
-                    hit.push(o);
-                }
+    if spend.is_empty()
+        && !negative
+        && let Some(cap) = counts::cap(times)
+    {
+        // Only days count, and a day counts when it has a positive purchase.
+        let mut counts = Counts::new(data.len(), cap);
+        let mut day = Day::MIN;
+        index.each(products, from, to, |d, p| {
+            if p.amount <= 0 || store.is_some_and(|s| p.store != s) {
+                return;
             }
-            let hit = RoaringBitmap::from_sorted_iter(hit).expect("sorted");
-            let seen = pass(times, spend, 0, 0).then(|| RoaringBitmap::from_sorted_iter(seen).expect("sorted"));
-            (hit, seen)
+            if d != day {
+                counts.end_day();
+                day = d;
+            }
+            counts.once_a_day(p.member);
         });
+        let (hit, seen) = counts.select(|days| pass(times, spend, days as i64, 0));
+        return (hit, pass(times, spend, 0, 0).then_some(seen));
     }
     TALLIES.with_borrow_mut(|tallies| {
         tallies.resize(data.len(), NO_TALLY);
@@ -293,23 +269,67 @@ struct Window {
     to: Day,
 }
 
+impl Window {
+    fn between(&self) -> Want {
+        Want::Between(self.from as f64, self.to as f64)
+    }
+}
+
+/// Fields compared as numbers, each a feature column (see `Evaluator::numeric_test`).
+const NUMERIC_FIELDS: [&str; 16] = [
+    "age",
+    "birthday_month",
+    "tenure_days",
+    "recency_days",
+    "first_purchase_days",
+    "frequency_12m",
+    "tickets_total",
+    "returns_12m",
+    "checks_12m",
+    "monetary_12m",
+    "spend_total",
+    "points_balance",
+    "avg_ticket",
+    "items_per_ticket",
+    "margin_rate",
+    "discount_share",
+];
+
 impl<'a> Evaluator<'a> {
     fn eval(&self, e: &Expr, u: &RoaringBitmap) -> Result<RoaringBitmap, EvalError> {
+        if let Some(test) = self.column_test(e) {
+            return Ok(crate::numeric::select(&mut [test?], u, self.data.len()));
+        }
         Ok(match e {
             Expr::All => u.clone(),
             Expr::And { args } => {
                 // Cheapest first: bitmaps narrow the members that column scans and purchase scans
-                // then visit. The answer is the same in any order.
-                let mut order: Vec<&Expr> = args.iter().collect();
+                // then visit. The answer is the same in any order. All column comparisons are
+                // decided in one pass, after the bitmaps.
+                let mut tests = Vec::new();
+                let mut order: Vec<&Expr> = Vec::new();
+                for a in args {
+                    match self.column_test(a) {
+                        Some(t) => tests.push(t?),
+                        None => order.push(a),
+                    }
+                }
                 order.sort_by_key(|a| self.cost(a));
                 let mut acc = u.clone();
-                for a in order {
+                let fused = order.iter().position(|a| self.cost(a) > 1).unwrap_or(order.len());
+                for (i, a) in order.iter().enumerate() {
+                    if i == fused && !tests.is_empty() && !acc.is_empty() {
+                        acc = crate::numeric::select(&mut tests, &acc, self.data.len());
+                    }
                     if acc.is_empty() {
                         // Still check the rest for errors, cheaply: evaluate against nothing.
                         self.eval(a, &acc)?;
                         continue;
                     }
                     acc = self.eval(a, &acc)?;
+                }
+                if fused == order.len() && !tests.is_empty() && !acc.is_empty() {
+                    acc = crate::numeric::select(&mut tests, &acc, self.data.len());
                 }
                 acc
             }
@@ -326,8 +346,8 @@ impl<'a> Evaluator<'a> {
             }
             Expr::In { field, values, span } => self.compare(field, Cmp::Eq, values, *span, u)?,
             Expr::Between { field, low, high, span } => {
-                let (lo, hi) = (self.number(field, low, *span)?, self.number(field, high, *span)?);
-                self.scan_numeric(field, *span, u, |x| x >= lo && x <= hi)?
+                let want = Want::Between(self.number(field, low, *span)?, self.number(field, high, *span)?);
+                crate::numeric::select(&mut [self.numeric_test(field, want, *span)?], u, self.data.len())
             }
             Expr::Call { func, args, span } => match func {
                 Func::Bought => self.bought(args, *span, u)?,
@@ -408,17 +428,57 @@ impl<'a> Evaluator<'a> {
             }
             return Ok(hit);
         }
-        let targets = values.iter().map(|v| self.number(field, v, span)).collect::<Result<Vec<f64>, _>>()?;
-        // One comparison: chosen once here, so the scan's loop holds no branch on the operator.
-        match (&targets[..], cmp) {
-            (&[t], Cmp::Eq) => self.scan_numeric(field, span, u, |x| x == t),
-            (&[t], Cmp::Ne) => self.scan_numeric(field, span, u, |x| x != t),
-            (&[t], Cmp::Lt) => self.scan_numeric(field, span, u, |x| x < t),
-            (&[t], Cmp::Le) => self.scan_numeric(field, span, u, |x| x <= t),
-            (&[t], Cmp::Gt) => self.scan_numeric(field, span, u, |x| x > t),
-            (&[t], Cmp::Ge) => self.scan_numeric(field, span, u, |x| x >= t),
-            _ => self.scan_numeric(field, span, u, |x| targets.iter().any(|t| cmp_f64(x, cmp, *t))),
+        // Numeric: one scan per value (`age in (30, 40)`), usually one.
+        let mut hit = RoaringBitmap::new();
+        for v in values {
+            let want = Want::Cmp(cmp, self.number(field, v, span)?);
+            hit |= crate::numeric::select(&mut [self.numeric_test(field, want, span)?], u, self.data.len());
         }
+        Ok(hit)
+    }
+
+    /// An expression answered by one comparison on one column (numeric fields; `registered(...)`
+    /// and `bought(...)` with only a window), possibly negated; `None` for anything else.
+    fn column_test(&self, e: &Expr) -> Option<Result<Test<'a>, EvalError>> {
+        let only_window = |args: &[Arg]| args.iter().all(|a| matches!(a.name.as_str(), "within" | "since" | "before"));
+        match e {
+            Expr::Compare { field, cmp, value, span } if self.is_numeric(field) => {
+                Some(self.number(field, value, *span).and_then(|t| self.numeric_test(field, Want::Cmp(*cmp, t), *span)))
+            }
+            Expr::In { field, values, span } if values.len() == 1 && self.is_numeric(field) => Some(
+                self.number(field, &values[0], *span)
+                    .and_then(|t| self.numeric_test(field, Want::Cmp(Cmp::Eq, t), *span)),
+            ),
+            Expr::Between { field, low, high, span } if self.is_numeric(field) => Some((|| {
+                let want = Want::Between(self.number(field, low, *span)?, self.number(field, high, *span)?);
+                self.numeric_test(field, want, *span)
+            })()),
+            Expr::Not { arg } => self.column_test(arg).map(|t| t.map(Test::negated)),
+            Expr::Call { func: Func::Registered, args, .. } if only_window(args) => Some(self.window(args).map(|w| {
+                let registered = Column::I32(&self.d.features.registered_day);
+                Test::new(registered, (NONE_I32 as i64 + 1, i32::MAX as i64), Scale::Plain, w.between())
+            })),
+            Expr::Call { func: Func::Bought, args, .. } if only_window(args) => {
+                let w = match self.window(args) {
+                    Ok(w) => w,
+                    Err(e) => return Some(Err(e)),
+                };
+                (w.to == self.d.as_of).then(|| Ok(self.bought_since(w.from)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `field` is compared as a number (not a categorical field, flag or unknown name).
+    fn is_numeric(&self, field: &str) -> bool {
+        NUMERIC_FIELDS.contains(&field)
+    }
+
+    /// Members with a day of positive net purchases from `from` up to the as-of day: the last such
+    /// day (a feature column) says it.
+    fn bought_since(&self, from: Day) -> Test<'a> {
+        let last = Column::I32(&self.d.features.last_bought_day);
+        Test::new(last, (NONE_I32 as i64 + 1, i32::MAX as i64), Scale::Plain, Want::Cmp(Cmp::Ge, from as f64))
     }
 
     /// Members who have a value for a categorical field (for `!=`).
@@ -567,38 +627,33 @@ impl<'a> Evaluator<'a> {
         })
     }
 
-    /// The members of `u` whose numeric `field` (in the unit the language uses) passes `keep`;
-    /// missing values never pass. One typed loop per field over its feature columns.
-    fn scan_numeric(
-        &self,
-        field: &str,
-        span: Span,
-        u: &RoaringBitmap,
-        keep: impl Fn(f64) -> bool,
-    ) -> Result<RoaringBitmap, EvalError> {
-        let f = &self.d.features;
-        let n = self.data.len();
-        let yuan = |x: i64| x as f64 / 100.0;
+    /// `field want` (in the unit the language uses) as a test on the field's column; missing
+    /// values never pass.
+    fn numeric_test(&self, field: &str, want: Want, span: Span) -> Result<Test<'a>, EvalError> {
+        let f: &'a crate::features::Features = &self.d.features;
+        let as_of = self.d.as_of as i64;
+        // Valid stored values: days and ages (`NONE_I32` is none), counts, money.
+        let present = (NONE_I32 as i64 + 1, i32::MAX as i64);
+        let count = (0, u32::MAX as i64);
+        let money = (i64::MIN, i64::MAX);
+        let since = Scale::DaysSince(as_of);
         Ok(match field {
-            "age" => scan(u, n, |o| f.age[o] != NONE_I32 && keep(f.age[o] as f64)),
-            "birthday_month" => scan(u, n, |o| f.birthday_month[o] != 0 && keep(f.birthday_month[o] as f64)),
-            "tenure_days" => scan(u, n, |o| f.tenure(o).is_some_and(|x| keep(x as f64))),
-            "recency_days" => scan(u, n, |o| f.recency(o).is_some_and(|x| keep(x as f64))),
-            "frequency_12m" => scan(u, n, |o| keep(f.frequency_12m[o] as f64)),
-            "monetary_12m" => scan(u, n, |o| keep(yuan(f.monetary_12m[o]))),
-            "avg_ticket" => scan(u, n, |o| f.avg_ticket(o).is_some_and(|a| keep(a / 100.0))),
-            "items_per_ticket" => scan(u, n, |o| f.items_per_ticket(o).is_some_and(&keep)),
-            "margin_rate" => scan(u, n, |o| f.margin_rate(o).is_some_and(&keep)),
-            "discount_share" => scan(u, n, |o| f.discount_share(o).is_some_and(&keep)),
-            "tickets_total" => scan(u, n, |o| keep(f.tickets_total[o] as f64)),
-            "spend_total" => scan(u, n, |o| keep(yuan(f.spend_total[o]))),
-            "first_purchase_days" => scan(u, n, |o| f.first_purchase_days(o).is_some_and(|x| keep(x as f64))),
-            "returns_12m" => scan(u, n, |o| keep(f.returns_12m[o] as f64)),
-            "checks_12m" => scan(u, n, |o| keep(f.checks_12m[o] as f64)),
-            "points_balance" => {
-                let balance = &self.data.loyalty.balance;
-                scan(u, n, |o| keep(balance[o] as f64))
-            }
+            "age" => Test::new(Column::I32(&f.age), present, Scale::Plain, want),
+            "birthday_month" => Test::new(Column::U8(&f.birthday_month), (1, u8::MAX as i64), Scale::Plain, want),
+            "tenure_days" => Test::new(Column::I32(&f.registered_day), (present.0, as_of), since, want),
+            "recency_days" => Test::new(Column::I32(&f.last_day), present, since, want),
+            "first_purchase_days" => Test::new(Column::I32(&f.first_day), present, since, want),
+            "frequency_12m" => Test::new(Column::U32(&f.frequency_12m), count, Scale::Plain, want),
+            "tickets_total" => Test::new(Column::U32(&f.tickets_total), count, Scale::Plain, want),
+            "returns_12m" => Test::new(Column::U32(&f.returns_12m), count, Scale::Plain, want),
+            "checks_12m" => Test::new(Column::U32(&f.checks_12m), count, Scale::Plain, want),
+            "monetary_12m" => Test::new(Column::I64(&f.monetary_12m), money, Scale::Hundredths, want),
+            "spend_total" => Test::new(Column::I64(&f.spend_total), money, Scale::Hundredths, want),
+            "points_balance" => Test::new(Column::I64(&self.data.loyalty.balance), money, Scale::Plain, want),
+            "avg_ticket" => Test::ratio(&f.avg_ticket_key, want),
+            "items_per_ticket" => Test::ratio(&f.items_per_ticket_key, want),
+            "margin_rate" => Test::ratio(&f.margin_rate_key, want),
+            "discount_share" => Test::ratio(&f.discount_share_key, want),
             _ => {
                 return Err(err(
                     span,
@@ -810,9 +865,7 @@ impl<'a> Evaluator<'a> {
         let (times, spend) = self.counts(args)?;
         let n = data.len();
         if products.is_none() && store.is_none() && w.to == self.d.as_of && any_day(&times, &spend) {
-            // Any purchase in the window up to today: the last day bought says it.
-            let last = &self.d.features.last_bought_day;
-            return Ok(scan(u, n, |o| last[o] != NONE_I32 && last[o] >= w.from));
+            return Ok(crate::numeric::select(&mut [self.bought_since(w.from)], u, n));
         }
         let all: Vec<u32>;
         let list = match &products {
@@ -925,12 +978,14 @@ impl<'a> Evaluator<'a> {
         }
         if times.len() == 1 && times[0] == (Cmp::Ge, 1.0) {
             let mut bits = Bits::new(n);
-            index.each(kinds, w.from, w.to, |c| {
-                if keep(c) {
-                    bits.set(c.member);
-                }
-            });
+            index.each(kinds, w.from, w.to, |c| bits.set_if(c.member, keep(c)));
             return Ok(bits.bitmap() & u);
+        }
+        if let Some(cap) = counts::cap(&times) {
+            let mut counts = Counts::new(n, cap);
+            index.each(kinds, w.from, w.to, |c| counts.add_if(c.member, keep(c)));
+            let (hit, seen) = counts.select(|k| pass(k as i64));
+            return Ok(if pass(0) { (hit & u) | (u - seen) } else { hit & u });
         }
         let mut counts: FastMap<u32, u32> = FastMap::default();
         index.each(kinds, w.from, w.to, |c| {

@@ -4,6 +4,7 @@
 //! towards frequency only while some of it is kept.
 
 use crate::data::{CompanyData, Day, NONE_U32, day_of};
+use crate::numeric::RatioKeys;
 use rxmember_core::health::HealthKind;
 use rxmember_core::member::age_on;
 
@@ -50,6 +51,12 @@ pub struct Features {
     /// The last day (up to the as-of day) whose purchases net to more than zero: answers
     /// `bought(within = …)` without a product filter as a column comparison.
     pub last_bought_day: Vec<Day>,
+    /// The ratios below in the language's unit (yuan, per ticket, percent) as keys a comparison
+    /// scans without dividing.
+    pub avg_ticket_key: RatioKeys,
+    pub items_per_ticket_key: RatioKeys,
+    pub margin_rate_key: RatioKeys,
+    pub discount_share_key: RatioKeys,
 }
 
 impl Features {
@@ -100,6 +107,14 @@ impl Features {
         self.last_reading.iter_mut().for_each(|v| v.resize(n, 0));
         self.bought_rx_12m.resize(n, false);
         self.birthday_month.resize(n, 0);
+        for k in [
+            &mut self.avg_ticket_key,
+            &mut self.items_per_ticket_key,
+            &mut self.margin_rate_key,
+            &mut self.discount_share_key,
+        ] {
+            k.resize(n);
+        }
     }
 
     /// Computes member `o`'s features from scratch.
@@ -164,6 +179,14 @@ impl Features {
         if let Some(&(s, _)) = by_store.iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))) {
             f.preferred_store[o] = s;
         }
+        let avg_ticket = f.avg_ticket(o).map(|a| a / 100.0);
+        f.avg_ticket_key.set(o, avg_ticket);
+        let items_per_ticket = f.items_per_ticket(o);
+        f.items_per_ticket_key.set(o, items_per_ticket);
+        let margin_rate = f.margin_rate(o);
+        f.margin_rate_key.set(o, margin_rate);
+        let discount_share = f.discount_share(o);
+        f.discount_share_key.set(o, discount_share);
         f.bought_rx_12m[o] = data.purchases(o).iter().any(|p| {
             p.day > from && p.day <= as_of && p.amount > 0 && data.products[p.product as usize].is_prescription
         });

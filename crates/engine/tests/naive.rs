@@ -120,6 +120,25 @@ fn expr() -> impl Strategy<Value = String> {
         (prop_oneof![Just("<"), Just(">="), Just("=")], 0i64..6).prop_map(|(c, n)| format!("frequency_12m {c} {n}")),
         (prop_oneof![Just("<"), Just(">")], 0i64..500).prop_map(|(c, n)| format!("monetary_12m {c} {n}")),
         (prop_oneof![Just("<"), Just(">=")], 0i64..400).prop_map(|(c, n)| format!("recency_days {c} {n}")),
+        // Column scans at their boundaries: `!=`, `between`, fractional thresholds on integer
+        // columns (fen, days, counts), ratios.
+        (prop_oneof![Just("age"), Just("frequency_12m"), Just("recency_days")], 0i64..90)
+            .prop_map(|(f, n)| format!("{f} != {n}")),
+        (prop_oneof![Just("age"), Just("recency_days"), Just("frequency_12m")], 0i64..400, 0i64..100)
+            .prop_map(|(f, a, w)| format!("{f} between {} and {}", a / 4, a / 4 + w)),
+        (prop_oneof![Just("<"), Just(">="), Just(">"), Just("<="), Just("=")], 0i64..40_000)
+            .prop_map(|(c, n)| format!("monetary_12m {c} {}", n as f64 / 100.0)),
+        (0i64..40_000, 0i64..20_000).prop_map(|(a, w)| format!(
+            "monetary_12m between {} and {}",
+            a as f64 / 100.0,
+            (a + w) as f64 / 100.0
+        )),
+        (prop_oneof![Just("<"), Just(">="), Just("=")], 0i64..8)
+            .prop_map(|(c, n)| format!("frequency_12m {c} {}", n as f64 / 2.0)),
+        (prop_oneof![Just("<"), Just(">="), Just("!=")], 0i64..20_000)
+            .prop_map(|(c, n)| format!("avg_ticket {c} {}", n as f64 / 100.0)),
+        (prop_oneof![Just("<"), Just(">="), Just("=")], 0i64..12)
+            .prop_map(|(c, n)| format!("items_per_ticket {c} {}", n as f64 / 4.0)),
         (0usize..3, 1i64..700, prop_oneof![Just(">="), Just("<"), Just("=")], 0i64..4).prop_map(|(c, w, op, k)| {
             format!("bought(category = \"{}\", within = {w}d, times {op} {k})", CATEGORY_NAMES[c].0)
         }),
@@ -331,11 +350,22 @@ fn naive(w: &World, text: &str, m: usize) -> bool {
     let cmp = |x: f64, op: &str, y: f64| match op {
         "<" => x < y,
         ">=" => x >= y,
+        "<=" => x <= y,
         ">" => x > y,
         "=" => x == y,
         "!=" => x != y,
         _ => unreachable!("{op}"),
     };
+    // `between a and b` as "op" and "value".
+    let holds = |x: f64, op: &str, value: &str| match op {
+        "between" => {
+            let (a, b) = value.split_once(" and ").unwrap();
+            x >= num(a) && x <= num(b)
+        }
+        _ => cmp(x, op, num(value)),
+    };
+    let year_net: i64 = year.iter().map(|t| World::ticket_net(t)).sum();
+    let year_items: usize = year.iter().map(|t| t.lines.len() - t.returned.len()).sum();
     let (field, rest) = text.split_once(' ').unwrap_or((text, ""));
     if let Some(args) = text.strip_prefix("bought(").and_then(|s| s.strip_suffix(')')) {
         let products: &[usize] = match args.strip_prefix("category = ") {
@@ -392,10 +422,12 @@ fn naive(w: &World, text: &str, m: usize) -> bool {
             };
             member.gender == g
         }
-        "age" => member.birthday.is_some_and(|b| cmp(age_on(b, as_of()) as f64, op, num(value))),
-        "frequency_12m" => cmp(year.len() as f64, op, num(value)),
-        "monetary_12m" => cmp(year.iter().map(|t| World::ticket_net(t)).sum::<i64>() as f64 / 100.0, op, num(value)),
-        "recency_days" => kept.iter().map(|t| t.days_ago).min().is_some_and(|r| cmp(r as f64, op, num(value))),
+        "age" => member.birthday.is_some_and(|b| holds(age_on(b, as_of()) as f64, op, value)),
+        "frequency_12m" => holds(year.len() as f64, op, value),
+        "monetary_12m" => holds(year_net as f64 / 100.0, op, value),
+        "recency_days" => kept.iter().map(|t| t.days_ago).min().is_some_and(|r| holds(r as f64, op, value)),
+        "avg_ticket" => !year.is_empty() && holds(year_net as f64 / year.len() as f64 / 100.0, op, value),
+        "items_per_ticket" => !year.is_empty() && holds(year_items as f64 / year.len() as f64, op, value),
         "points_balance" => cmp(member.balance as f64, op, num(value)),
         "tier" => {
             // No recorded tier is the base (lowest) level, as at the till.
