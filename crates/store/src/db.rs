@@ -65,9 +65,13 @@ pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synch
      PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 1073741824; \
      PRAGMA wal_autocheckpoint = 16384;";
 
-/// Connections to PostgreSQL: `RXMEMBER_DB_POOL`, default 16.
+/// Connections to PostgreSQL: `RXMEMBER_DB_POOL`, default twice the machine's cores and at least 4.
+/// More connections than cores mostly adds backends competing for them: on a 2-core machine the
+/// till's p99 at 8 clients was 3.4–4.4 ms with 4 connections and 4.2–7.0 ms with 16, at the same
+/// throughput (bench/results/pos-2026-12-04-vm-2.md).
 fn pg_pool_size() -> u32 {
-    std::env::var("RXMEMBER_DB_POOL").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(16)
+    let default = std::thread::available_parallelism().map_or(4, |n| (2 * n.get() as u32).max(4));
+    std::env::var("RXMEMBER_DB_POOL").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(default)
 }
 
 /// A pooled connection idle longer than this is pinged before it is used again.

@@ -273,6 +273,11 @@ impl Store {
         let mut codes = codes.to_vec();
         codes.sort_unstable();
         codes.dedup();
+        // Padded to a multiple of 8 codes (repeating the last): a handful of statement texts, each
+        // prepared and planned once per connection, rather than one per basket size.
+        if let Some(&last) = codes.last() {
+            codes.resize(codes.len().div_ceil(8) * 8, last);
+        }
         if !codes.is_empty() {
             let list: Vec<String> = codes
                 .iter()
