@@ -62,6 +62,20 @@ pub struct PointsSummary {
     pub next_expiry: Option<String>,
 }
 
+impl PointsSummary {
+    /// The summary from unexpired lots summed per expiry day (`YYYY-MM-DD`, points), as the till's
+    /// first read gives them: the same figures as `Store::points_summary`'s own statement.
+    pub(crate) fn of_lots(balance: i64, debt: i64, lots: &[(String, i64)], today: NaiveDate) -> PointsSummary {
+        let until = date_str(today + chrono::Days::new(30));
+        PointsSummary {
+            balance,
+            debt,
+            expiring_30d: lots.iter().filter(|(day, _)| *day <= until).map(|(_, p)| p).sum(),
+            next_expiry: lots.iter().map(|(day, _)| day.clone()).min(),
+        }
+    }
+}
+
 /// What applying a cause did. As JSON: `{"status": "done", "points", "balance"}` or
 /// `{"status": "already_applied"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -94,6 +94,8 @@ struct PosHead {
     /// The member's coupons in status issued of enabled templates, usable at the store (any store
     /// when none was given) — not yet filtered by day: see [`HeldJson::usable_on`].
     held: Vec<HeldJson>,
+    /// With `points`: the member's debt and unexpired lots as (expiry day, points) per day.
+    lots: Option<(i64, Vec<(String, i64)>)>,
 }
 
 /// A member as identified at the till, with what the cashier sees.
@@ -190,7 +192,7 @@ impl Store {
     /// Finds the member at the till by card, phone or e-card code (one statement, which also tells
     /// whether the member is in the caller's data scope).
     pub async fn pos_identify(&self, scope: &Scope, company: CompanyId, key: &MemberKey) -> Result<PosMember> {
-        let head = self.pos_head(scope, company, None, Some(key), &[]).await?;
+        let head = self.pos_head(scope, company, None, Some(key), &[], false).await?;
         head.member.ok_or_else(|| StoreError::NotFound { what: "会员".into() })
     }
 
@@ -206,6 +208,7 @@ impl Store {
         store_code: Option<&str>,
         key: Option<&MemberKey>,
         codes: &[&str],
+        points: bool,
     ) -> Result<PosHead> {
         if !scope.data.touches_company(company) {
             return Err(StoreError::AccessDenied);
@@ -268,6 +271,14 @@ impl Store {
                  FROM coupons k JOIN coupon_templates t ON t.company_id = k.company_id AND t.id = k.template_id \
                  WHERE k.company_id = m.company_id AND k.member_id = m.id AND k.status = 'issued' AND t.status = 'enabled') AS held"
             ));
+            if points {
+                columns.push_str(&format!(
+                    ", (SELECT debt FROM points_accounts a WHERE a.company_id = m.company_id AND a.member_id = m.id) AS debt, \
+                     (SELECT CAST({agg}({arr}(e.expires_on, e.points)) AS TEXT) FROM (SELECT expires_on, \
+                     CAST(SUM(remaining) AS BIGINT) AS points FROM points_ledger l WHERE l.company_id = m.company_id \
+                     AND l.member_id = m.id AND l.remaining > 0 AND l.expires_on IS NOT NULL GROUP BY expires_on) e) AS lots"
+                ));
+            }
             joins.push_str(&format!(" LEFT JOIN members m ON m.company_id = c.id AND {cond}"));
         }
         let mut codes = codes.to_vec();
@@ -321,6 +332,17 @@ impl Store {
             }
             None => (None, Vec::new()),
         };
+        let lots = if points && key.is_some() {
+            let debt = row.try_get::<Option<i64>, _>("debt")?.unwrap_or(0);
+            let lots: Option<String> = row.try_get("lots")?;
+            let lots: Vec<(String, i64)> = match lots {
+                Some(j) => serde_json::from_str(&j).map_err(|e| StoreError::Invalid(format!("points lots: {e}")))?,
+                None => Vec::new(),
+            };
+            Some((debt, lots))
+        } else {
+            None
+        };
         let products = if codes.is_empty() { HashMap::new() } else { products_of(row.try_get("products")?)? };
         Ok(PosHead {
             offset: row.try_get::<i64, _>("utc_offset_minutes")? as i32,
@@ -329,6 +351,7 @@ impl Store {
             member,
             products,
             held,
+            lots,
         })
     }
 
@@ -360,11 +383,12 @@ impl Store {
     /// coupons usable today (at some store), and the company's rules and local day — with the scope
     /// checked once.
     pub async fn pos_lookup(&self, scope: &Scope, company: CompanyId, key: &MemberKey) -> Result<PosLookup> {
-        let PosHead { offset, rules, member, held, .. } = self.pos_head(scope, company, None, Some(key), &[]).await?;
+        let PosHead { offset, rules, member, held, lots, .. } =
+            self.pos_head(scope, company, None, Some(key), &[], true).await?;
         let member = member.ok_or_else(|| StoreError::NotFound { what: "会员".into() })?;
         let day = local_date(now_ms(), offset);
-        let id = MemberId(member.member_id);
-        let points = self.points_summary_unchecked(company, id, day).await?;
+        let (debt, lots) = lots.unwrap_or_default();
+        let points = crate::points::PointsSummary::of_lots(member.points_balance, debt, &lots, day);
         let coupons = HeldJson::usable_on(held, day);
         Ok(PosLookup { member, points, coupons, rules })
     }
@@ -382,8 +406,8 @@ impl Store {
         sold_at: Option<NaiveDateTime>,
     ) -> Result<PosContext> {
         let codes: Vec<&str> = lines.iter().map(|l| l.product_code.as_str()).collect();
-        let PosHead { offset, rules, store, member, products: found, held } =
-            self.pos_head(scope, company, Some(store_code), key, &codes).await?;
+        let PosHead { offset, rules, store, member, products: found, held, .. } =
+            self.pos_head(scope, company, Some(store_code), key, &codes, false).await?;
         let Some(store) = store else {
             return Err(StoreError::Invalid(format!("门店编码“{store_code}”不存在")));
         };

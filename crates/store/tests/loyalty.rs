@@ -121,6 +121,15 @@ async fn imported_sales_earn_once_returns_take_back_and_lots_expire() {
     // The 2025 lot (123 points) expires after 2026-03-31 and shows as expiring within 30 days.
     let sum = s.points_summary(&cli, c, m, today).await.unwrap();
     assert_eq!((sum.expiring_30d, sum.next_expiry.as_deref()), (123, Some("2026-03-31")));
+    // The till's identify reads the same summary within its first statement.
+    let till_matches_summary = || async {
+        let now_day = rxmember_core::time::local_date(rxmember_core::time::now_ms(), 480);
+        let at_till = s.pos_lookup(&cli, c, &MemberKey::Card("C1".into())).await.unwrap().points;
+        assert_eq!(at_till, s.points_summary(&cli, c, m, now_day).await.unwrap());
+        at_till
+    };
+    let seen = till_matches_summary().await;
+    assert_eq!((seen.balance, seen.expiring_30d, seen.next_expiry.as_deref()), (223, 123, Some("2026-03-31")));
 
     // Half of T2 returned: 50 points back; the rest later: the other 50.
     let products = s.product_refs(&cli, c).await.unwrap();
@@ -138,12 +147,14 @@ async fn imported_sales_earn_once_returns_take_back_and_lots_expire() {
     s.write_returns(&cli, c, &products, &[ret("R2", 5_000)]).await.unwrap();
     s.accrue_points(&cli, c).await.unwrap();
     assert_eq!(s.points_summary(&cli, c, m, today).await.unwrap().balance, 123);
+    till_matches_summary().await;
 
     // Expiry job: nothing on 03-31, everything of the 2025 lot on 04-01; idempotent.
     assert_eq!(s.expire_points(&cli, c, d(2026, 3, 31)).await.unwrap(), (0, 0));
     assert_eq!(s.expire_points(&cli, c, d(2026, 4, 1)).await.unwrap(), (1, 123));
     assert_eq!(s.expire_points(&cli, c, d(2026, 4, 1)).await.unwrap(), (0, 0));
     assert_eq!(s.points_summary(&cli, c, m, today).await.unwrap().balance, 0);
+    assert_eq!(till_matches_summary().await.next_expiry, None);
     let ledger = s.points_ledger(&cli, c, m, &LedgerQuery::latest(50)).await.unwrap();
     let kinds: Vec<&str> = ledger.iter().rev().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, vec!["earn", "earn", "reverse", "reverse", "expire"]);
