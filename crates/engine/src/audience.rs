@@ -244,14 +244,7 @@ fn scan(u: &RoaringBitmap, n: usize, keep: impl Fn(usize) -> bool) -> RoaringBit
 }
 
 fn cmp_f64(a: f64, cmp: Cmp, b: f64) -> bool {
-    match cmp {
-        Cmp::Eq => a == b,
-        Cmp::Ne => a != b,
-        Cmp::Lt => a < b,
-        Cmp::Le => a <= b,
-        Cmp::Gt => a > b,
-        Cmp::Ge => a >= b,
-    }
+    Want::Cmp(cmp, b).holds(a)
 }
 
 /// `times >= 2`, `spend < 100`: comparisons a count or an amount must all pass.

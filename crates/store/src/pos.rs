@@ -83,6 +83,21 @@ pub struct PosContext {
     pub allergy_warnings: Vec<String>,
 }
 
+/// What a till call asks [`Store::pos_head`] to read besides the company, its offset and rules.
+#[derive(Default)]
+struct HeadReads<'a> {
+    /// The store, by code.
+    store_code: Option<&'a str>,
+    /// The member.
+    key: Option<&'a MemberKey>,
+    /// The basket's product codes.
+    codes: &'a [&'a str],
+    /// The member's coupons held (usable at `store_code`, any store without one).
+    coupons: bool,
+    /// The member's debt and unexpired points per expiry day.
+    points: bool,
+}
+
 /// What [`Store::pos_head`] reads in one statement.
 struct PosHead {
     offset: i32,
@@ -192,24 +207,17 @@ impl Store {
     /// Finds the member at the till by card, phone or e-card code (one statement, which also tells
     /// whether the member is in the caller's data scope).
     pub async fn pos_identify(&self, scope: &Scope, company: CompanyId, key: &MemberKey) -> Result<PosMember> {
-        let head = self.pos_head(scope, company, None, Some(key), &[], false).await?;
+        let head = self.pos_head(scope, company, HeadReads { key: Some(key), ..Default::default() }).await?;
         head.member.ok_or_else(|| StoreError::NotFound { what: "会员".into() })
     }
 
-    /// One statement for what every till call starts with: the company's offset and rules text,
-    /// the store (by code, if given), the member (by key, if given) with whether the member is in
-    /// the caller's scope and the coupons they hold, and the products of `codes` (coupons and
-    /// products as JSON arrays, so neither costs a round trip of its own). An unknown or out-of-scope member
-    /// is `NotFound`; an unknown store `Invalid`; unknown products are simply absent.
-    async fn pos_head(
-        &self,
-        scope: &Scope,
-        company: CompanyId,
-        store_code: Option<&str>,
-        key: Option<&MemberKey>,
-        codes: &[&str],
-        points: bool,
-    ) -> Result<PosHead> {
+    /// One statement for what every till call starts with: the company's offset and rules text, and
+    /// what `reads` asks for — the store, the member with whether it is in the caller's scope, its
+    /// coupons and points lots, the basket's products (coupons, lots and products as JSON arrays, so
+    /// none costs a round trip of its own). An unknown or out-of-scope member is `NotFound`; an
+    /// unknown store `Invalid`; unknown products are simply absent.
+    async fn pos_head(&self, scope: &Scope, company: CompanyId, reads: HeadReads<'_>) -> Result<PosHead> {
+        let HeadReads { store_code, key, codes, coupons, points } = reads;
         if !scope.data.touches_company(company) {
             return Err(StoreError::AccessDenied);
         }
@@ -254,23 +262,25 @@ impl Store {
                  (SELECT balance FROM points_accounts a WHERE a.company_id = m.company_id AND a.member_id = m.id) AS balance, \
                  CAST(CASE WHEN {in_scope} THEN 1 ELSE 0 END AS BIGINT) AS in_scope"
             ));
-            // The coupons held, as one JSON array (see `HeldJson`): the store's applicability is
-            // decided here, the day in Rust once the company's offset is known.
-            let all_stores = if self.backend == Backend::Postgres { "t.all_stores" } else { "t.all_stores <> 0" };
-            let store_ok = if store_code.is_some() {
-                format!(
-                    "CASE WHEN {all_stores} OR EXISTS (SELECT 1 FROM coupon_template_stores x WHERE x.company_id = k.company_id \
-                     AND x.template_id = k.template_id AND x.store_id = s.id) THEN 1 ELSE 0 END"
-                )
-            } else {
-                "1".to_string()
-            };
-            columns.push_str(&format!(
-                ", (SELECT CAST({agg}({arr}(k.id, k.code, k.valid_from, k.valid_to, t.code, t.name, t.kind, t.face_value, \
-                 t.percent, t.gift_product, t.min_spend, t.products, t.categories, t.stackable, {store_ok})) AS TEXT) \
-                 FROM coupons k JOIN coupon_templates t ON t.company_id = k.company_id AND t.id = k.template_id \
-                 WHERE k.company_id = m.company_id AND k.member_id = m.id AND k.status = 'issued' AND t.status = 'enabled') AS held"
-            ));
+            if coupons {
+                // The coupons held, as one JSON array (see `HeldJson`): the store's applicability is
+                // decided here, the day in Rust once the company's offset is known.
+                let all_stores = if self.backend == Backend::Postgres { "t.all_stores" } else { "t.all_stores <> 0" };
+                let store_ok = if store_code.is_some() {
+                    format!(
+                        "CASE WHEN {all_stores} OR EXISTS (SELECT 1 FROM coupon_template_stores x WHERE x.company_id = k.company_id \
+                         AND x.template_id = k.template_id AND x.store_id = s.id) THEN 1 ELSE 0 END"
+                    )
+                } else {
+                    "1".to_string()
+                };
+                columns.push_str(&format!(
+                    ", (SELECT CAST({agg}({arr}(k.id, k.code, k.valid_from, k.valid_to, t.code, t.name, t.kind, t.face_value, \
+                     t.percent, t.gift_product, t.min_spend, t.products, t.categories, t.stackable, {store_ok})) AS TEXT) \
+                     FROM coupons k JOIN coupon_templates t ON t.company_id = k.company_id AND t.id = k.template_id \
+                     WHERE k.company_id = m.company_id AND k.member_id = m.id AND k.status = 'issued' AND t.status = 'enabled') AS held"
+                ));
+            }
             if points {
                 columns.push_str(&format!(
                     ", (SELECT debt FROM points_accounts a WHERE a.company_id = m.company_id AND a.member_id = m.id) AS debt, \
@@ -328,7 +338,8 @@ impl Store {
                 if row.try_get::<Option<i64>, _>("member_id")?.is_none() || row.try_get::<i64, _>("in_scope")? == 0 {
                     return Err(StoreError::NotFound { what: "会员".into() });
                 }
-                (Some(self.pos_member(company, row)?), held_of(row.try_get("held")?)?)
+                let held = if coupons { held_of(row.try_get("held")?)? } else { Vec::new() };
+                (Some(self.pos_member(company, row)?), held)
             }
             None => (None, Vec::new()),
         };
@@ -383,8 +394,9 @@ impl Store {
     /// coupons usable today (at some store), and the company's rules and local day — with the scope
     /// checked once.
     pub async fn pos_lookup(&self, scope: &Scope, company: CompanyId, key: &MemberKey) -> Result<PosLookup> {
-        let PosHead { offset, rules, member, held, lots, .. } =
-            self.pos_head(scope, company, None, Some(key), &[], true).await?;
+        let PosHead { offset, rules, member, held, lots, .. } = self
+            .pos_head(scope, company, HeadReads { key: Some(key), coupons: true, points: true, ..Default::default() })
+            .await?;
         let member = member.ok_or_else(|| StoreError::NotFound { what: "会员".into() })?;
         let day = local_date(now_ms(), offset);
         let (debt, lots) = lots.unwrap_or_default();
@@ -406,8 +418,13 @@ impl Store {
         sold_at: Option<NaiveDateTime>,
     ) -> Result<PosContext> {
         let codes: Vec<&str> = lines.iter().map(|l| l.product_code.as_str()).collect();
-        let PosHead { offset, rules, store, member, products: found, held, .. } =
-            self.pos_head(scope, company, Some(store_code), key, &codes, false).await?;
+        let PosHead { offset, rules, store, member, products: found, held, .. } = self
+            .pos_head(
+                scope,
+                company,
+                HeadReads { store_code: Some(store_code), key, codes: &codes, coupons: true, points: false },
+            )
+            .await?;
         let Some(store) = store else {
             return Err(StoreError::Invalid(format!("门店编码“{store_code}”不存在")));
         };
