@@ -794,6 +794,9 @@ impl<'a> Evaluator<'a> {
         let data = self.data;
         let mut products: Option<Vec<u32>> = None;
         let mut store: Option<u32> = None;
+        // A lone category selector may be answered from the recent days per category.
+        let mut category: Option<String> = None;
+        let mut selectors = 0;
         // Several product selectors narrow each other: a purchase must match them all.
         let mut narrow = |list: Vec<u32>| {
             products = Some(match products.take() {
@@ -812,6 +815,8 @@ impl<'a> Evaluator<'a> {
                             format!("unknown category \"{v}\" (use a category name or code)"),
                         )
                     })?;
+                    selectors += 1;
+                    category = Some(c.code.clone());
                     narrow(crate::classes::products_in_category(data, &c.code));
                 }
                 "product" => {
@@ -819,6 +824,7 @@ impl<'a> Evaluator<'a> {
                     let i = data.products.iter().position(|p| p.code == v).ok_or_else(|| {
                         err(a.span, format!("未知的商品编码 \"{v}\""), format!("unknown product code \"{v}\""))
                     })?;
+                    selectors += 1;
                     narrow(vec![i as u32]);
                 }
                 "group" => {
@@ -826,6 +832,7 @@ impl<'a> Evaluator<'a> {
                     let g = self.d.groups.iter().find(|g| g.name == v).ok_or_else(|| {
                         err(a.span, format!("未知的药品群组 \"{v}\""), format!("unknown drug group \"{v}\""))
                     })?;
+                    selectors += 1;
                     narrow(g.products.clone());
                 }
                 "manufacturer" | "brand" => {
@@ -848,6 +855,7 @@ impl<'a> Evaluator<'a> {
                             format!("no product has {} \"{v}\"", a.name),
                         ));
                     }
+                    selectors += 1;
                     narrow(list);
                 }
                 "store" => store = Some(self.store(self.text_arg(a)?, a.span)?),
@@ -899,6 +907,18 @@ impl<'a> Evaluator<'a> {
                 }
                 return Ok(out);
             }
+        }
+        let recent = data.recent();
+        if selectors == 1
+            && store.is_none()
+            && spend.is_empty()
+            && let Some(key) = category.as_deref().and_then(|c| recent.category(c))
+            && let Some(cap) = counts::cap(&times)
+            && recent.products(key) == *list
+            && let Some(levels) = recent.purchase_levels(key, cap as usize, w.from, w.to, n)
+        {
+            let (hit, seen) = crate::recent::select(&levels, |days| pass(&times, &spend, days as i64, 0));
+            return Ok(if pass(&times, &spend, 0, 0) { (hit & u) | (u - seen) } else { hit & u });
         }
         let (hit, seen) = bought_postings(data, list, w.from, w.to, store, &times, &spend);
         Ok(match seen {
@@ -968,6 +988,18 @@ impl<'a> Evaluator<'a> {
                 out |= u - &candidates;
             }
             return Ok(out);
+        }
+        if let Some(cap) = counts::cap(&times)
+            && let Some(levels) = self.data.recent().check_levels(
+                crate::recent::check_key(kind.map(kind_index), abnormal),
+                cap as usize,
+                w.from,
+                w.to,
+                n,
+            )
+        {
+            let (hit, seen) = crate::recent::select(&levels, |k| pass(k as i64));
+            return Ok(if pass(0) { (hit & u) | (u - seen) } else { hit & u });
         }
         if times.len() == 1 && times[0] == (Cmp::Ge, 1.0) {
             let mut bits = Bits::new(n);

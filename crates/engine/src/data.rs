@@ -11,6 +11,7 @@
 
 use crate::loyalty::{Loyalty, MemberLoyalty};
 use crate::postings::{CheckDays, ProductDays};
+use crate::recent::RecentDays;
 use chrono::NaiveDate;
 use roaring::RoaringBitmap;
 use rxmember_core::facts::{
@@ -152,6 +153,11 @@ impl<T: Copy> Runs<T> {
     /// Facts of every member, in ordinal order.
     pub fn iter(&self) -> impl Iterator<Item = &[T]> {
         (0..self.len.len()).map(|o| self.of(o))
+    }
+
+    /// Members with a run (empty or not).
+    pub fn count(&self) -> usize {
+        self.len.len()
     }
 
     /// Facts held (garbage not counted).
@@ -429,6 +435,9 @@ pub struct CompanyData {
     /// Health checks by kind and day, kept in step with the runs at every seal.
     #[serde(skip)]
     check_days: CheckDays,
+    /// Members' most recent days per category and check kind, kept in step at every seal.
+    #[serde(skip)]
+    pub(crate) recent: RecentDays,
     /// Members whose facts changed since [`CompanyData::take_touched`] was last called: what an
     /// incremental recompute must look at again.
     #[serde(skip)]
@@ -463,6 +472,7 @@ impl CompanyData {
             watermark: Watermark::default(),
             product_days: ProductDays::default(),
             check_days: CheckDays::default(),
+            recent: RecentDays::default(),
             touched: RoaringBitmap::new(),
             ordinal: Ordinals::default(),
             product_index: FastMap::default(),
@@ -481,6 +491,9 @@ impl CompanyData {
         self.store_index = self.stores.iter().enumerate().map(|(i, s)| (s.id.0, i as u32)).collect();
         self.product_days = ProductDays::build(self.products.len(), &self.purchases);
         self.check_days = CheckDays::build(&self.checks);
+        self.recent = RecentDays::default();
+        self.recent.sync_products(&self.products);
+        self.recent.build(&self.purchases, &self.checks);
     }
 
     /// Makes the facts read since the last seal visible, and returns the members touched since the
@@ -521,6 +534,11 @@ impl CompanyData {
     /// Health checks by kind and day (as of the last seal), for `checked(...)`.
     pub fn check_days(&self) -> &CheckDays {
         &self.check_days
+    }
+
+    /// Members' most recent days per category and check kind.
+    pub fn recent(&self) -> &RecentDays {
+        &self.recent
     }
 
     /// Purchases held, over all members.
@@ -569,6 +587,7 @@ impl CompanyData {
             }
         }
         self.product_days.grow(self.products.len());
+        self.recent.sync_products(&self.products);
     }
 
     /// Adds or updates a member; returns its ordinal and whether it was new.
@@ -820,6 +839,7 @@ impl CompanyData {
                 // A cleared member's old facts all go: the positional comparison removes them.
                 self.product_days.replace(o, &old_purchases, self.purchases.of(m));
                 self.check_days.replace(o, &old_checks, self.checks.of(m));
+                self.recent.replace(o, (&old_purchases, &old_checks), (self.purchases.of(m), self.checks.of(m)));
             }
         }
         // The log, now in the runs, goes before the compaction and the by-day indexes allocate.
@@ -831,6 +851,10 @@ impl CompanyData {
             // Every run was written in member order: the by-day indexes are built in one pass each.
             self.product_days = ProductDays::build(self.products.len(), &self.purchases);
             self.check_days = CheckDays::build(&self.checks);
+        }
+        if fresh_build || !cleared.is_empty() || self.recent.stale {
+            // A history read again whole may leave entries on days its run no longer has.
+            self.recent.build(&self.purchases, &self.checks);
         }
         self.touched |= RoaringBitmap::from_sorted_iter(touched).expect("members are visited in order");
     }

@@ -18,4 +18,5 @@ pub mod lang;
 pub mod loyalty;
 pub mod numeric;
 pub mod postings;
+pub mod recent;
 pub mod settings;

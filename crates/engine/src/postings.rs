@@ -18,8 +18,8 @@ pub struct Posting {
 
 /// Postings of one key on one day, in no particular order.
 #[derive(Debug, Clone, Default)]
-struct Bucket<T> {
-    postings: Vec<T>,
+pub(crate) struct Bucket<T> {
+    pub(crate) postings: Vec<T>,
     /// Postings with a negative amount (a return without its purchase): while there are none, a
     /// day with any positive posting is a day with a positive net.
     negative: u32,
@@ -27,7 +27,7 @@ struct Bucket<T> {
 
 /// Buckets per key and day: `keys[k][day - first_day]` (a key's days may end early).
 #[derive(Debug, Clone)]
-struct ByDay<T> {
+pub(crate) struct ByDay<T> {
     first_day: Day,
     keys: Vec<Vec<Bucket<T>>>,
 }
@@ -39,23 +39,39 @@ impl<T> Default for ByDay<T> {
 }
 
 impl<T: Copy + PartialEq> ByDay<T> {
-    fn grow(&mut self, keys: usize) {
+    pub(crate) fn grow(&mut self, keys: usize) {
         if self.keys.len() < keys {
             self.keys.resize_with(keys, Vec::new);
         }
     }
 
     /// Bulk build from (key, day, posting) triples: counted first, so each bucket is allocated once.
-    fn build(keys: usize, facts: impl Fn(&mut dyn FnMut(usize, Day, T)), negative: impl Fn(&T) -> bool) -> Self {
+    pub(crate) fn build(
+        keys: usize,
+        facts: impl Fn(&mut dyn FnMut(usize, Day, T)),
+        negative: impl Fn(&T) -> bool,
+    ) -> Self {
         let mut first = Day::MAX;
         let mut last = Day::MIN;
         facts(&mut |_, d, _| {
             first = first.min(d);
             last = last.max(d);
         });
+        Self::build_within(first, last, keys, facts, negative)
+    }
+
+    /// [`ByDay::build`] when every day of the triples is known to lie in `first..=last`.
+    pub(crate) fn build_within(
+        first: Day,
+        last: Day,
+        keys: usize,
+        facts: impl Fn(&mut dyn FnMut(usize, Day, T)),
+        negative: impl Fn(&T) -> bool,
+    ) -> Self {
         let mut by = ByDay { first_day: first, keys: Vec::new() };
         by.grow(keys);
         if first > last {
+            by.first_day = Day::MAX;
             return by;
         }
         let span = (last - first + 1) as usize;
@@ -96,22 +112,32 @@ impl<T: Copy + PartialEq> ByDay<T> {
         &mut days[i]
     }
 
-    fn add(&mut self, k: usize, d: Day, t: T, negative: bool) {
+    pub(crate) fn add(&mut self, k: usize, d: Day, t: T, negative: bool) {
         let b = self.bucket_mut(k, d);
         b.negative += negative as u32;
         b.postings.push(t);
     }
 
-    fn remove(&mut self, k: usize, d: Day, t: T, negative: bool) {
+    /// Removes one posting equal to `t` from key `k`'s day `d`; whether there was one.
+    pub(crate) fn remove(&mut self, k: usize, d: Day, t: T, negative: bool) -> bool {
         let b = self.bucket_mut(k, d);
-        if let Some(i) = b.postings.iter().position(|x| *x == t) {
-            b.postings.swap_remove(i);
-            b.negative -= negative as u32;
+        match b.postings.iter().position(|x| *x == t) {
+            Some(i) => {
+                b.postings.swap_remove(i);
+                b.negative -= negative as u32;
+                true
+            }
+            None => false,
         }
     }
 
     /// The buckets of `keys` on days `from..=to`, days ascending (keys in the given order per day).
-    fn each<'a>(&'a self, keys: &'a [u32], from: Day, to: Day) -> impl Iterator<Item = (Day, &'a Bucket<T>)> + 'a {
+    pub(crate) fn each<'a>(
+        &'a self,
+        keys: &'a [u32],
+        from: Day,
+        to: Day,
+    ) -> impl Iterator<Item = (Day, &'a Bucket<T>)> + 'a {
         let from = from.max(self.first_day);
         let last = self.first_day.saturating_add(self.keys.iter().map(Vec::len).max().unwrap_or(0) as Day - 1);
         let to = to.min(last);

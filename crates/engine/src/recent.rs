@@ -1,0 +1,624 @@
+//! Members' most recent days per category and per kind of health check, for windows that end at
+//! the last fact: `bought(category = "降压药", within = 90d, times >= 2)` is "members whose second
+//! most recent day with a positive net in 降压药 is within 90 days", so it reads only the members
+//! listed under that category's level 2 on the window's days — about as many entries as the answer
+//! has members — instead of every purchase in the window (millions at 10M members).
+//!
+//! Level `k` (1..=[`LEVELS`]) of a key lists each member under the day of its k-th most recent
+//! counted day: for purchases, the days with a positive net over the category's products (the
+//! same days `bought(...)` counts); for checks, every check (the same count `checked(...)` makes).
+//! A member has at least k counted days on or after `from` exactly when its level-k day is on or
+//! after `from`, provided nothing of the key happened after the window's end; hence the index
+//! answers only windows ending on or after the key's last day ([`RecentDays::levels`] says `None`
+//! otherwise and the caller reads the postings).
+//!
+//! Kept in step with the members' runs at every seal ([`crate::data::CompanyData::seal`]). A new
+//! purchase only moves a member's levels to later days; then the entry under the earlier day is
+//! left where it is (stale): a stale entry on or after `from` implies the current one is too, so
+//! answers stay exact. A return that nets a day away moves levels earlier: then every entry of the
+//! member's between the new day and the old one is removed (they can only sit on days of the
+//! member's own purchases of the key). Once stale entries outnumber live ones, or a member's history
+//! is read again whole, or a product changes category, the index is built afresh.
+
+use crate::data::{Check, Day, NONE_U32, Purchase, Runs};
+use crate::postings::{ByDay, kind_index};
+use roaring::RoaringBitmap;
+use rxmember_core::facts::ProductFact;
+use std::collections::HashMap;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Recent days kept per member and key: `times` conditions deciding at counts up to this are
+/// answered here.
+pub const LEVELS: usize = 8;
+
+/// Check keys: per kind (and one for every kind), any check / abnormal ones / normal ones.
+const CHECK_KINDS: usize = 9;
+const CHECK_KEYS: u32 = (CHECK_KINDS * 3) as u32;
+
+/// The key of checks of a kind (`None`: every kind), counting all, abnormal or normal ones.
+pub fn check_key(kind: Option<u32>, abnormal: Option<bool>) -> u32 {
+    let k = kind.unwrap_or(CHECK_KINDS as u32 - 1);
+    k * 3 + abnormal.map_or(0, |a| if a { 1 } else { 2 })
+}
+
+/// One side (purchases or checks) of the index.
+#[derive(Debug, Clone, Default)]
+struct Levels {
+    /// Bucket `key * LEVELS + (k - 1)`: the members whose k-th most recent counted day it is.
+    by: ByDay<u32>,
+    /// The last day with any fact of each key (never lowered): later windows are not answered.
+    last: Vec<Day>,
+    /// Entries in the buckets, and how many of them are current (the rest are stale).
+    entries: usize,
+    live: usize,
+}
+
+impl Levels {
+    fn build(keys: usize, n: usize, of: impl Fn(usize, &mut Scratch)) -> Levels {
+        let mut s = Scratch::default();
+        let (mut first, mut last) = (Day::MAX, Day::MIN);
+        for o in 0..n {
+            of(o, &mut s);
+            for &(_, d, _) in &s.facts {
+                first = first.min(d);
+                last = last.max(d);
+            }
+        }
+        let by = ByDay::build_within(
+            first,
+            last,
+            keys * LEVELS,
+            |f| {
+                let mut s = Scratch::default();
+                for o in 0..n {
+                    of(o, &mut s);
+                    for &(key, level, d) in &s.levels {
+                        f(key as usize * LEVELS + level as usize, d, o as u32);
+                    }
+                }
+            },
+            |_| false,
+        );
+        // A key's last counted day: its members' most recent days, the level-1 buckets.
+        let mut last = vec![Day::MIN; keys];
+        let mut entries = 0;
+        for (key, last) in last.iter_mut().enumerate() {
+            for level in 0..LEVELS {
+                for (d, b) in by.each(&[(key * LEVELS + level) as u32], Day::MIN, Day::MAX) {
+                    entries += b.postings.len();
+                    if level == 0 && !b.postings.is_empty() {
+                        *last = d;
+                    }
+                }
+            }
+        }
+        Levels { by, last, entries, live: entries }
+    }
+
+    /// Member `o`'s levels were `old` (its facts then `old_facts`) and are now `new`.
+    fn replace(&mut self, o: u32, old: &Scratch, new: &Scratch) {
+        for &(key, d, _) in &new.facts {
+            let k = key as usize;
+            if self.last.len() <= k {
+                self.last.resize(k + 1, Day::MIN);
+            }
+            self.last[k] = self.last[k].max(d);
+        }
+        self.by.grow(self.last.len() * LEVELS);
+        self.live = self.live + new.levels.len() - old.levels.len();
+        let (mut i, mut j) = (0, 0);
+        while i < old.levels.len() || j < new.levels.len() {
+            let a = old.levels.get(i).map(|&(k, l, d)| ((k, l), d));
+            let b = new.levels.get(j).map(|&(k, l, d)| ((k, l), d));
+            match (a, b) {
+                (Some((ka, da)), Some((kb, db))) if ka == kb => {
+                    i += 1;
+                    j += 1;
+                    if db > da {
+                        self.add(o, kb, db);
+                    } else if db < da {
+                        self.remove_after(o, ka, db, da, old);
+                        self.add(o, kb, db);
+                    }
+                }
+                (Some((ka, da)), b) if b.is_none_or(|(kb, _)| ka < kb) => {
+                    i += 1;
+                    self.remove_after(o, ka, Day::MIN, da, old);
+                }
+                (_, Some((kb, db))) => {
+                    j += 1;
+                    self.add(o, kb, db);
+                }
+                (_, None) => unreachable!("one side has a level left"),
+            }
+        }
+    }
+
+    fn add(&mut self, o: u32, (key, level): (u32, u8), d: Day) {
+        self.by.add(key as usize * LEVELS + level as usize, d, o, false);
+        self.entries += 1;
+    }
+
+    /// Removes member `o`'s entries of one level on days after `from` up to `to`: they can only sit
+    /// on days of the member's own facts of the key.
+    fn remove_after(&mut self, o: u32, (key, level): (u32, u8), from: Day, to: Day, old: &Scratch) {
+        let mut days: Vec<Day> =
+            old.facts.iter().filter(|f| f.0 == key && f.1 > from && f.1 <= to).map(|f| f.1).collect();
+        days.dedup();
+        for d in days {
+            while self.by.remove(key as usize * LEVELS + level as usize, d, o, false) {
+                self.entries -= 1;
+            }
+        }
+    }
+
+    /// Members by level 1..=cap on days `from..` (`None` if the key has facts after `to`).
+    fn select(&self, key: u32, cap: usize, from: Day, to: Day, n: usize) -> Option<Vec<Vec<u64>>> {
+        if cap > LEVELS || self.last.get(key as usize).copied().unwrap_or(Day::MIN) > to {
+            return None;
+        }
+        let words = n.div_ceil(64);
+        let mut planes = vec![vec![0u64; words]; cap];
+        for (l, plane) in planes.iter_mut().enumerate() {
+            let bucket = [key * LEVELS as u32 + l as u32];
+            for (_, b) in self.by.each(&bucket, from, Day::MAX) {
+                for &o in &b.postings {
+                    plane[(o >> 6) as usize] |= 1u64 << (o & 63);
+                }
+            }
+        }
+        Some(planes)
+    }
+}
+
+/// A member's facts by key and its levels, worked out from its run.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    /// (key, day, amount), sorted by key, then day descending.
+    facts: Vec<(u32, Day, i64)>,
+    /// (key, level 0-based, day), sorted by key and level.
+    levels: Vec<(u32, u8, Day)>,
+}
+
+impl Scratch {
+    /// Levels from `facts`: counted days are the days with a positive net (`distinct`) or every
+    /// fact.
+    fn settle(&mut self, distinct: bool) {
+        self.facts.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        self.levels.clear();
+        let mut i = 0;
+        let mut level = 0u8;
+        let mut key = NONE_U32;
+        while i < self.facts.len() {
+            let (k, d, _) = self.facts[i];
+            if k != key {
+                key = k;
+                level = 0;
+            }
+            let mut j = i;
+            let mut net = 0;
+            let mut counted = 0;
+            while j < self.facts.len() && self.facts[j].0 == k && self.facts[j].1 == d {
+                net += self.facts[j].2;
+                counted += 1;
+                j += 1;
+            }
+            let times = if distinct { (net > 0) as usize } else { counted };
+            for _ in 0..times {
+                if (level as usize) < LEVELS {
+                    self.levels.push((k, level, d));
+                    level += 1;
+                }
+            }
+            i = j;
+        }
+    }
+
+    fn of_purchases(&mut self, run: &[Purchase], product_keys: &[[u32; 2]]) {
+        self.facts.clear();
+        for p in run {
+            for &k in product_keys.get(p.product as usize).into_iter().flatten() {
+                if k != NONE_U32 {
+                    self.facts.push((k, p.day, p.amount));
+                }
+            }
+        }
+        self.settle(true);
+    }
+
+    fn of_checks(&mut self, run: &[Check]) {
+        self.facts.clear();
+        for c in run {
+            let kind = kind_index(c.kind);
+            for k in [Some(kind), None] {
+                self.facts.push((check_key(k, None), c.day, 1));
+                self.facts.push((check_key(k, Some(c.abnormal)), c.day, 1));
+            }
+        }
+        self.settle(false);
+    }
+}
+
+/// The index: purchases by category (each product's own category code and its two-character
+/// major category), checks by kind and abnormal flag.
+#[derive(Debug, Clone, Default)]
+pub struct RecentDays {
+    /// Category code → purchase key.
+    keys: FastMap<String, u32>,
+    /// Each product's keys (by product index; [`NONE_U32`] where none).
+    product_keys: Vec<[u32; 2]>,
+    purchases: Levels,
+    checks: Levels,
+    /// Set when the index no longer matches the runs: build again at the next seal.
+    pub(crate) stale: bool,
+    /// Stale entries are tolerated up to the live ones, and at least this many.
+    pub(crate) stale_floor: usize,
+}
+
+/// The default [`RecentDays::stale_floor`].
+const STALE_FLOOR: usize = 1 << 16;
+
+impl RecentDays {
+    /// The purchase key of a category code (`None` if no product is in it).
+    pub fn category(&self, code: &str) -> Option<u32> {
+        self.keys.get(code).copied()
+    }
+
+    /// Takes in new products and changed categories; a changed category marks the index stale.
+    pub(crate) fn sync_products(&mut self, products: &[ProductFact]) {
+        for (i, p) in products.iter().enumerate() {
+            let mut keys = [NONE_U32; 2];
+            if let Some(code) = p.category_code.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+                let mut key = |c: &str| match self.keys.get(c) {
+                    Some(&k) => k,
+                    None => {
+                        let k = self.keys.len() as u32;
+                        self.keys.insert(c.to_string(), k);
+                        k
+                    }
+                };
+                keys[0] = key(code);
+                if code.len() > 2
+                    && let Some(major) = code.get(..2)
+                {
+                    keys[1] = key(major);
+                }
+            }
+            match self.product_keys.get(i) {
+                Some(k) if *k != keys => {
+                    self.stale = true;
+                    self.product_keys[i] = keys;
+                }
+                Some(_) => {}
+                None => self.product_keys.push(keys),
+            }
+        }
+    }
+
+    /// Builds the index from the runs.
+    pub(crate) fn build(&mut self, purchases: &Runs<Purchase>, checks: &Runs<Check>) {
+        let pk = &self.product_keys;
+        self.purchases = Levels::build(self.keys.len(), purchases.count(), |o, s| s.of_purchases(purchases.of(o), pk));
+        self.checks = Levels::build(CHECK_KEYS as usize, checks.count(), |o, s| s.of_checks(checks.of(o)));
+        self.stale = false;
+    }
+
+    /// The products of a purchase key, ascending.
+    pub fn products(&self, key: u32) -> Vec<u32> {
+        (0..self.product_keys.len() as u32).filter(|&p| self.product_keys[p as usize].contains(&key)).collect()
+    }
+
+    /// Member `o`'s runs were `old_*` and are now `new_*`.
+    pub(crate) fn replace(&mut self, o: u32, old: (&[Purchase], &[Check]), new: (&[Purchase], &[Check])) {
+        if self.stale {
+            return;
+        }
+        let (mut a, mut b) = (Scratch::default(), Scratch::default());
+        if old.0 != new.0 {
+            a.of_purchases(old.0, &self.product_keys);
+            b.of_purchases(new.0, &self.product_keys);
+            self.purchases.replace(o, &a, &b);
+        }
+        if old.1 != new.1 {
+            a.of_checks(old.1);
+            b.of_checks(new.1);
+            self.checks.replace(o, &a, &b);
+        }
+        let floor = if self.stale_floor == 0 { STALE_FLOOR } else { self.stale_floor };
+        let stale = |l: &Levels| l.entries > l.live + l.live.max(floor);
+        if stale(&self.purchases) || stale(&self.checks) {
+            self.stale = true;
+        }
+    }
+
+    /// For `bought(category = …)` over `from..=to` with counts deciding at `cap`: the members
+    /// with at least 1, 2, … cap counted days, as bit words over `n` members; `None` when the index
+    /// cannot answer (facts after `to`, or `cap` above [`LEVELS`]).
+    pub fn purchase_levels(&self, key: u32, cap: usize, from: Day, to: Day, n: usize) -> Option<Vec<Vec<u64>>> {
+        if self.stale {
+            return None;
+        }
+        self.purchases.select(key, cap, from, to, n)
+    }
+
+    /// As [`RecentDays::purchase_levels`] for checks of a [`check_key`].
+    pub fn check_levels(&self, key: u32, cap: usize, from: Day, to: Day, n: usize) -> Option<Vec<Vec<u64>>> {
+        if self.stale {
+            return None;
+        }
+        self.checks.select(key, cap, from, to, n)
+    }
+
+    /// Entries held and how many are current (purchases, checks).
+    pub fn entries(&self) -> [(usize, usize); 2] {
+        [(self.purchases.entries, self.purchases.live), (self.checks.entries, self.checks.live)]
+    }
+}
+
+/// The members whose count (level planes 1..=cap, the last meaning "cap or more") passes `keep`,
+/// and the members counted at all.
+pub fn select(planes: &[Vec<u64>], keep: impl Fn(u32) -> bool) -> (RoaringBitmap, RoaringBitmap) {
+    let cap = planes.len();
+    let pass: Vec<bool> = (1..=cap as u32).map(keep).collect();
+    let words = planes.first().map_or(0, Vec::len);
+    let mut hit = vec![0u8; words * 8];
+    let mut seen = vec![0u8; words * 8];
+    for w in 0..words {
+        let mut x = 0u64;
+        for (c, _) in pass.iter().enumerate().filter(|(_, p)| **p) {
+            x |= planes[c][w] & !planes.get(c + 1).map_or(0, |p| p[w]);
+        }
+        hit[w * 8..(w + 1) * 8].copy_from_slice(&x.to_le_bytes());
+        seen[w * 8..(w + 1) * 8].copy_from_slice(&planes[0][w].to_le_bytes());
+    }
+    (RoaringBitmap::from_lsb0_bytes(0, &hit), RoaringBitmap::from_lsb0_bytes(0, &seen))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::CompanyData;
+    use proptest::prelude::*;
+    use rxmember_core::facts::{HealthCheckFact, LineFact, MemberFact, ReturnFact, StoreFact, TicketFact};
+    use rxmember_core::health::HealthKind;
+    use rxmember_core::{CompanyId, MemberId, ProductId, StoreId, TicketId};
+
+    const CODES: [&str; 3] = ["1401", "1402", "0901"];
+    const KEYS: [&str; 5] = ["1401", "1402", "14", "0901", "09"];
+    const KINDS: [HealthKind; 2] = [HealthKind::BloodGlucose, HealthKind::BloodPressure];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// member, day, (product, amount) lines
+        Sale(i64, i64, Vec<(usize, i64)>),
+        /// the i-th sale so far (modulo), its j-th line (modulo), the share returned (of 4)
+        Return(usize, usize, i64),
+        /// member, day, kind, abnormal
+        Check(i64, i64, usize, bool),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1i64..5, 0i64..40, prop::collection::vec((0usize..3, 1i64..500), 1..4)).prop_map(|(m, d, l)| Op::Sale(m, d, l)),
+            2 => (0usize..100, 0usize..4, 1i64..=4).prop_map(|(i, j, q)| Op::Return(i, j, q)),
+            2 => (1i64..5, 0i64..40, 0usize..2, any::<bool>()).prop_map(|(m, d, k, a)| Op::Check(m, d, k, a)),
+        ]
+    }
+
+    fn company() -> CompanyData {
+        let mut data = CompanyData::new(CompanyId(1), 0);
+        data.set_stores(vec![StoreFact { id: StoreId(1), code: "S1".into(), name: "一店".into() }]);
+        data.set_products(
+            CODES
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ProductFact {
+                    id: ProductId(i as i64 + 1),
+                    code: format!("P{i}"),
+                    name: "药".into(),
+                    category_code: Some(c.to_string()),
+                    manufacturer: None,
+                    brand: None,
+                    is_prescription: false,
+                })
+                .collect(),
+        );
+        for m in 1..=4 {
+            data.apply_member(MemberFact {
+                id: MemberId(m),
+                card_no: format!("C{m}"),
+                gender: rxmember_core::member::Gender::Unknown,
+                birthday: None,
+                store: None,
+                registered_at: None,
+                clerk_code: None,
+                source: rxmember_core::member::RegistrationSource::Store,
+                referred: false,
+                has_allergies: false,
+                chronic_conditions: vec![],
+                sms_opt_in: false,
+                health_consent: false,
+                status: rxmember_core::member::MemberStatus::Active,
+                updated_at: 0,
+            });
+        }
+        data
+    }
+
+    /// Naive level planes of a category from the runs: members with at least j days of positive
+    /// net over the category's products on or after `from`.
+    fn naive_purchases(data: &CompanyData, code: &str, from: Day, cap: usize) -> Vec<Vec<u32>> {
+        let products = crate::classes::products_in_category(data, code);
+        let mut planes = vec![Vec::new(); cap];
+        for o in 0..data.len() {
+            let mut days: Vec<(Day, i64)> = Vec::new();
+            for p in data.purchases(o).iter().filter(|p| products.contains(&p.product) && p.day >= from) {
+                match days.iter_mut().find(|(d, _)| *d == p.day) {
+                    Some((_, a)) => *a += p.amount,
+                    None => days.push((p.day, p.amount)),
+                }
+            }
+            let n = days.iter().filter(|(_, a)| *a > 0).count();
+            for (j, plane) in planes.iter_mut().enumerate() {
+                if n > j {
+                    plane.push(o as u32);
+                }
+            }
+        }
+        planes
+    }
+
+    fn naive_checks(
+        data: &CompanyData,
+        kind: Option<HealthKind>,
+        abnormal: Option<bool>,
+        from: Day,
+        cap: usize,
+    ) -> Vec<Vec<u32>> {
+        let mut planes = vec![Vec::new(); cap];
+        for o in 0..data.len() {
+            let n = data
+                .checks(o)
+                .iter()
+                .filter(|c| {
+                    c.day >= from && kind.is_none_or(|k| c.kind == k) && abnormal.is_none_or(|a| c.abnormal == a)
+                })
+                .count();
+            for (j, plane) in planes.iter_mut().enumerate() {
+                if n > j {
+                    plane.push(o as u32);
+                }
+            }
+        }
+        planes
+    }
+
+    fn members(words: &[u64]) -> Vec<u32> {
+        (0..words.len() * 64).filter(|&o| words[o / 64] >> (o % 64) & 1 == 1).map(|o| o as u32).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Sealed step by step — new days earlier and later, returns netting days away, stale
+        /// entries left behind and rebuilds once they pile up — the levels answer as a count of each
+        /// member's own days does.
+        #[test]
+        fn levels_answer_as_each_members_days(steps in prop::collection::vec(prop::collection::vec(op(), 0..12), 1..7), floor in 1usize..40) {
+            let mut data = company();
+            data.recent.stale_floor = floor;
+            // (ticket id, member, day, lines) of every sale so far.
+            let mut sales: Vec<(i64, i64, i64, Vec<(usize, i64)>)> = Vec::new();
+            let (mut ticket, mut ret, mut check) = (0i64, 0i64, 0i64);
+            for step in steps {
+                for op in step {
+                    match op {
+                        Op::Sale(m, d, lines) => {
+                            ticket += 1;
+                            let sold_at = d * 86_400_000;
+                            let t = TicketFact {
+                                id: TicketId(ticket),
+                                member: Some(MemberId(m)),
+                                store: StoreId(1),
+                                sold_at,
+                                line_count: lines.len() as i64,
+                                amount: lines.iter().map(|l| l.1).sum(),
+                                discount: 0,
+                                cost: 0,
+                            };
+                            data.apply_ticket_visit(&t);
+                            for &(p, a) in &lines {
+                                data.apply_line(&LineFact { ticket: t.id, member: MemberId(m), sold_at, product: ProductId(p as i64 + 1), amount: a });
+                            }
+                            sales.push((ticket, m, d, lines));
+                        }
+                        Op::Return(i, j, q) => {
+                            if sales.is_empty() {
+                                continue;
+                            }
+                            let (t, m, d, lines) = &sales[i % sales.len()];
+                            let (p, a) = lines[j % lines.len()];
+                            ret += 1;
+                            data.apply_return_member(&ReturnFact {
+                                id: ret,
+                                ticket: TicketId(*t),
+                                member: Some(MemberId(*m)),
+                                sold_at: d * 86_400_000,
+                                product: ProductId(p as i64 + 1),
+                                amount: a * q / 4,
+                                cost: 0,
+                            });
+                        }
+                        Op::Check(m, d, k, abnormal) => {
+                            check += 1;
+                            let c = HealthCheckFact {
+                                id: check,
+                                member: MemberId(m),
+                                checked_at: d * 86_400_000,
+                                kind: KINDS[k],
+                                abnormal,
+                            };
+                            data.advance_checks(&c);
+                            data.apply_check(&c);
+                        }
+                    }
+                }
+                data.seal();
+                let n = data.len();
+                let recent = data.recent();
+                let base = crate::data::day_of(0, 0);
+                for from in [Day::MIN, base + 5, base + 20, base + 39, base + 40] {
+                    for cap in 1..=LEVELS {
+                        for code in KEYS {
+                            let key = recent.category(code).unwrap();
+                            let planes = recent.purchase_levels(key, cap, from, Day::MAX, n).expect("answers");
+                            let got: Vec<Vec<u32>> = planes.iter().map(|p| members(p)).collect();
+                            prop_assert_eq!(got, naive_purchases(&data, code, from, cap), "{} from {} cap {}", code, from, cap);
+                        }
+                        for kind in [None, Some(0), Some(1)] {
+                            for abnormal in [None, Some(true), Some(false)] {
+                                let key = check_key(kind.map(|k| kind_index(KINDS[k])), abnormal);
+                                let planes = recent.check_levels(key, cap, from, Day::MAX, n).expect("answers");
+                                let got: Vec<Vec<u32>> = planes.iter().map(|p| members(p)).collect();
+                                prop_assert_eq!(got, naive_checks(&data, kind.map(|k| KINDS[k]), abnormal, from, cap));
+                            }
+                        }
+                    }
+                }
+                prop_assert!(recent.purchase_levels(recent.category("14").unwrap(), LEVELS + 1, Day::MIN, Day::MAX, n).is_none());
+            }
+        }
+    }
+
+    /// A window ending before a key's last day is not answered from the levels.
+    #[test]
+    fn windows_ending_before_the_last_day_are_left_to_the_postings() {
+        let mut data = company();
+        let t = TicketFact {
+            id: TicketId(1),
+            member: Some(MemberId(1)),
+            store: StoreId(1),
+            sold_at: 10 * 86_400_000,
+            line_count: 1,
+            amount: 100,
+            discount: 0,
+            cost: 0,
+        };
+        data.apply_ticket_visit(&t);
+        data.apply_line(&LineFact {
+            ticket: t.id,
+            member: MemberId(1),
+            sold_at: t.sold_at,
+            product: ProductId(3),
+            amount: 100,
+        });
+        data.seal();
+        let day = crate::data::day_of(t.sold_at, 0);
+        let key = data.recent().category("0901").unwrap();
+        assert!(data.recent().purchase_levels(key, 1, day - 5, day - 1, data.len()).is_none());
+        let planes = data.recent().purchase_levels(key, 1, day - 5, day, data.len()).unwrap();
+        assert_eq!(members(&planes[0]), [0]);
+        assert_eq!(data.recent().products(key), [2]);
+        assert_eq!(data.recent().products(data.recent().category("09").unwrap()), [2]);
+    }
+}
