@@ -733,6 +733,11 @@ impl CompanyData {
         let mut cleared_order: Vec<u32> = cleared.keys().copied().collect();
         cleared_order.sort_unstable();
         let fresh_build = self.purchases.total() == 0 && self.visits.total() == 0;
+        if !cleared.is_empty() {
+            // A history read again whole may leave entries on days its run no longer has: the
+            // recent days are built afresh below.
+            self.recent.stale = true;
+        }
         if fresh_build {
             self.visits.items.reserve_exact(pending.visits.len());
             self.purchases.items.reserve_exact(pending.lines.len());
@@ -852,8 +857,7 @@ impl CompanyData {
             self.product_days = ProductDays::build(self.products.len(), &self.purchases);
             self.check_days = CheckDays::build(&self.checks);
         }
-        if fresh_build || !cleared.is_empty() || self.recent.stale {
-            // A history read again whole may leave entries on days its run no longer has.
+        if fresh_build || self.recent.stale {
             self.recent.build(&self.purchases, &self.checks);
         }
         self.touched |= RoaringBitmap::from_sorted_iter(touched).expect("members are visited in order");

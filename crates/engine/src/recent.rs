@@ -215,11 +215,12 @@ impl Scratch {
         }
     }
 
-    fn of_purchases(&mut self, run: &[Purchase], product_keys: &[[u32; 2]]) {
+    /// The purchase facts of keys that `keep` keeps, and their levels.
+    fn of_purchases(&mut self, run: &[Purchase], product_keys: &[[u32; 2]], keep: impl Fn(u32) -> bool) {
         self.facts.clear();
         for p in run {
-            for &k in product_keys.get(p.product as usize).into_iter().flatten() {
-                if k != NONE_U32 {
+            for k in purchase_keys(product_keys, p) {
+                if k != NONE_U32 && keep(k) {
                     self.facts.push((k, p.day, p.amount));
                 }
             }
@@ -227,17 +228,50 @@ impl Scratch {
         self.settle(true);
     }
 
-    fn of_checks(&mut self, run: &[Check]) {
+    fn of_checks(&mut self, run: &[Check], keep: impl Fn(u32) -> bool) {
         self.facts.clear();
         for c in run {
-            let kind = kind_index(c.kind);
-            for k in [Some(kind), None] {
-                self.facts.push((check_key(k, None), c.day, 1));
-                self.facts.push((check_key(k, Some(c.abnormal)), c.day, 1));
+            for k in check_keys(c) {
+                if keep(k) {
+                    self.facts.push((k, c.day, 1));
+                }
             }
         }
         self.settle(false);
     }
+}
+
+/// A purchase's keys ([`NONE_U32`] where there is none).
+fn purchase_keys(product_keys: &[[u32; 2]], p: &Purchase) -> [u32; 2] {
+    product_keys.get(p.product as usize).copied().unwrap_or([NONE_U32; 2])
+}
+
+/// A check's keys: its kind and every kind, each counting all checks and those of its flag.
+fn check_keys(c: &Check) -> [u32; 4] {
+    let kind = kind_index(c.kind);
+    [
+        check_key(Some(kind), None),
+        check_key(Some(kind), Some(c.abnormal)),
+        check_key(None, None),
+        check_key(None, Some(c.abnormal)),
+    ]
+}
+
+/// The keys of the facts that differ between `old` and `new` (compared by position: a seal changes
+/// facts in place — returns — or appends), sorted.
+fn changed_keys<T: PartialEq, K: IntoIterator<Item = u32>>(old: &[T], new: &[T], keys: impl Fn(&T) -> K) -> Vec<u32> {
+    let mut out = Vec::new();
+    for i in 0..old.len().max(new.len()) {
+        let (a, b) = (old.get(i), new.get(i));
+        if a != b {
+            for f in [a, b].into_iter().flatten() {
+                out.extend(keys(f));
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// The index: purchases by category (each product's own category code and its two-character
@@ -254,6 +288,11 @@ pub struct RecentDays {
     pub(crate) stale: bool,
     /// Stale entries are tolerated up to the live ones, and at least this many.
     pub(crate) stale_floor: usize,
+}
+
+thread_local! {
+    /// A member's old and new facts by key, reused from member to member.
+    static SCRATCH: std::cell::RefCell<(Scratch, Scratch)> = std::cell::RefCell::new(Default::default());
 }
 
 /// The default [`RecentDays::stale_floor`].
@@ -299,8 +338,9 @@ impl RecentDays {
     /// Builds the index from the runs.
     pub(crate) fn build(&mut self, purchases: &Runs<Purchase>, checks: &Runs<Check>) {
         let pk = &self.product_keys;
-        self.purchases = Levels::build(self.keys.len(), purchases.count(), |o, s| s.of_purchases(purchases.of(o), pk));
-        self.checks = Levels::build(CHECK_KEYS as usize, checks.count(), |o, s| s.of_checks(checks.of(o)));
+        self.purchases =
+            Levels::build(self.keys.len(), purchases.count(), |o, s| s.of_purchases(purchases.of(o), pk, |_| true));
+        self.checks = Levels::build(CHECK_KEYS as usize, checks.count(), |o, s| s.of_checks(checks.of(o), |_| true));
         self.stale = false;
     }
 
@@ -314,17 +354,22 @@ impl RecentDays {
         if self.stale {
             return;
         }
-        let (mut a, mut b) = (Scratch::default(), Scratch::default());
-        if old.0 != new.0 {
-            a.of_purchases(old.0, &self.product_keys);
-            b.of_purchases(new.0, &self.product_keys);
-            self.purchases.replace(o, &a, &b);
-        }
-        if old.1 != new.1 {
-            a.of_checks(old.1);
-            b.of_checks(new.1);
-            self.checks.replace(o, &a, &b);
-        }
+        // Only the keys of changed facts can change levels.
+        let pk = &self.product_keys;
+        let keys = changed_keys(old.0, new.0, |p| purchase_keys(pk, p));
+        SCRATCH.with_borrow_mut(|(a, b)| {
+            if !keys.is_empty() {
+                a.of_purchases(old.0, pk, |k| keys.contains(&k));
+                b.of_purchases(new.0, pk, |k| keys.contains(&k));
+                self.purchases.replace(o, a, b);
+            }
+            let keys = changed_keys(old.1, new.1, check_keys);
+            if !keys.is_empty() {
+                a.of_checks(old.1, |k| keys.contains(&k));
+                b.of_checks(new.1, |k| keys.contains(&k));
+                self.checks.replace(o, a, b);
+            }
+        });
         let floor = if self.stale_floor == 0 { STALE_FLOOR } else { self.stale_floor };
         let stale = |l: &Levels| l.entries > l.live + l.live.max(floor);
         if stale(&self.purchases) || stale(&self.checks) {
