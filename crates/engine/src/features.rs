@@ -67,6 +67,10 @@ impl Features {
         for o in 0..data.len() {
             f.fill(data, o, &mut scratch);
         }
+        for k in [&mut f.avg_ticket_key, &mut f.items_per_ticket_key, &mut f.margin_rate_key, &mut f.discount_share_key]
+        {
+            k.recode();
+        }
         f
     }
 

@@ -6,9 +6,10 @@
 //! are decided in one pass, 64 members to a word, and the answer is built from the words.
 //!
 //! Ratios (average ticket, items per ticket, margin, discount share) would need a division per
-//! member, so their `f64` values are kept as order-preserving keys ([`RatioKeys`]) split into a
-//! high and a low 4-byte column: the scan compares the high halves and reads the low half only for
-//! members whose high half equals a bound's. Comparing keys is comparing the `f64` values.
+//! member, so their `f64` values are kept as order-preserving keys ([`RatioKeys`]), and beside the
+//! keys a 2-byte code per member that keeps their order (about 65,000 codes, each for about as many
+//! members, from a table over the keys' top 20 bits): the scan compares codes and reads the keys
+//! only in words with a member on a bound's code. Comparing keys is comparing the `f64` values.
 //!
 //! Missing values never satisfy a comparison: each column's "no value" lies outside every range.
 
@@ -46,7 +47,7 @@ pub enum Column<'a> {
     U32(&'a [u32]),
     I32(&'a [i32]),
     I64(&'a [i64]),
-    /// [`RatioKeys`]: values are the 64-bit keys.
+    /// [`RatioKeys`]: values are the 64-bit keys (scanned by their 2-byte codes).
     Ratio(&'a RatioKeys),
 }
 
@@ -65,7 +66,8 @@ impl Column<'_> {
     fn width(&self) -> usize {
         match self {
             Column::U8(_) => 1,
-            Column::U32(_) | Column::I32(_) | Column::Ratio(_) => 4,
+            Column::Ratio(_) => 2,
+            Column::U32(_) | Column::I32(_) => 4,
             Column::I64(_) => 8,
         }
     }
@@ -170,21 +172,26 @@ impl<'a> Test<'a> {
             Column::I32(c) => in_range(&c[r], lo, hi),
             Column::I64(c) => in_range(&c[r], lo, hi),
             Column::Ratio(k) => {
-                // By the high halves: inside, or on a bound's high half and then by the low half.
-                let h = &k.high[r.clone()];
-                let (a, b) = (lo >> 32, hi >> 32);
-                let mut w = in_range(h, a + 1, b - 1);
-                if lo <= hi {
-                    let (on_a, on_b) = (in_range(h, a, a), in_range(h, b, b));
-                    if on_a | on_b != 0 {
-                        let l = &k.low[r];
-                        let (la, lb) = (lo as u32 as i64, hi as u32 as i64);
-                        w |= if a == b {
-                            on_a & in_range(l, la, lb)
-                        } else {
-                            on_a & in_range(l, la, u32::MAX as i64) | on_b & in_range(l, 0, lb)
-                        };
-                    }
+                // By the codes: strictly between the bounds' codes, or on a bound's code and then
+                // by the key. An open end (every number) has no bound to refine.
+                if lo > hi {
+                    return 0;
+                }
+                let c = &k.codes[r.clone()];
+                let open_low = lo <= ratio_key(f64::NEG_INFINITY);
+                let open_high = hi >= ratio_key(f64::INFINITY);
+                let (a, b) = (k.code(lo) as i64, k.code(hi) as i64);
+                let inside = (if open_low { 1 } else { a + 1 }, if open_high { u16::MAX as i64 } else { b - 1 });
+                let mut w = in_range(c, inside.0, inside.1);
+                let mut on = 0;
+                if !open_low {
+                    on |= in_range(c, a, a);
+                }
+                if !open_high {
+                    on |= in_range(c, b, b);
+                }
+                if on != 0 {
+                    w |= on & in_range(&k.keys[r], lo, hi);
                 }
                 w
             }
@@ -239,28 +246,78 @@ pub fn ratio_key(x: f64) -> i64 {
     if bits < 0 { bits ^ i64::MAX } else { bits }
 }
 
-/// A ratio per member as [`ratio_key`]s ([`NO_RATIO`] when there is none), split into their high
-/// and low 32 bits, so a scan reads 4 bytes per member.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A ratio per member as [`ratio_key`]s ([`NO_RATIO`] when there is none), and each key's code:
+/// 0 for none, else the code of its top 20 bits in a table built from the keys
+/// ([`RatioKeys::recode`]), non-decreasing in the key, so comparing codes orders members as
+/// comparing keys does, ties aside. Until a table is built every value has code 1.
+#[derive(Debug, Clone, Default)]
 pub struct RatioKeys {
-    high: Vec<i32>,
-    low: Vec<u32>,
+    keys: Vec<i64>,
+    codes: Vec<u16>,
+    table: std::sync::Arc<Vec<u16>>,
+}
+
+/// The keys decide equality: the codes follow from them and the table.
+impl PartialEq for RatioKeys {
+    fn eq(&self, other: &Self) -> bool {
+        self.keys == other.keys
+    }
+}
+
+/// Bits of a key that index the code table.
+const PREFIX_BITS: u32 = 20;
+
+fn prefix(k: i64) -> usize {
+    ((k >> (64 - PREFIX_BITS)) + (1 << (PREFIX_BITS - 1))) as usize
 }
 
 impl RatioKeys {
     pub fn resize(&mut self, n: usize) {
-        self.high.resize(n, (NO_RATIO >> 32) as i32);
-        self.low.resize(n, NO_RATIO as u32);
+        self.keys.resize(n, NO_RATIO);
+        self.codes.resize(n, 0);
     }
 
     pub fn set(&mut self, o: usize, x: Option<f64>) {
         let k = x.map_or(NO_RATIO, ratio_key);
-        self.high[o] = (k >> 32) as i32;
-        self.low[o] = k as u32;
+        self.keys[o] = k;
+        self.codes[o] = self.code(k);
     }
 
     fn key(&self, o: usize) -> i64 {
-        (self.high[o] as i64) << 32 | self.low[o] as i64
+        self.keys[o]
+    }
+
+    /// A key's code (0 only for [`NO_RATIO`]).
+    fn code(&self, k: i64) -> u16 {
+        if k == NO_RATIO { 0 } else { self.table.get(prefix(k)).copied().unwrap_or(1) }
+    }
+
+    /// Builds the code table from the keys held — each code for about 1/65,000 of the members with
+    /// a value, one prefix (of [`PREFIX_BITS`]) never split — and codes every member again.
+    pub fn recode(&mut self) {
+        let mut counts = vec![0u32; 1 << PREFIX_BITS];
+        let mut present = 0usize;
+        for &k in &self.keys {
+            if k != NO_RATIO {
+                counts[prefix(k)] += 1;
+                present += 1;
+            }
+        }
+        let per_code = (present / 65_000).max(1) as u32;
+        let mut table = Vec::with_capacity(counts.len());
+        let (mut code, mut held) = (1u16, 0u32);
+        for c in counts {
+            if held >= per_code && code < u16::MAX {
+                code += 1;
+                held = 0;
+            }
+            table.push(code);
+            held += c;
+        }
+        self.table = std::sync::Arc::new(table);
+        for o in 0..self.keys.len() {
+            self.codes[o] = self.code(self.keys[o]);
+        }
     }
 }
 
@@ -289,6 +346,7 @@ macro_rules! cell {
     };
 }
 cell!(u8, u8);
+cell!(u16, u16);
 cell!(u32, u32);
 cell!(i32, u32);
 cell!(i64, u64);
@@ -438,6 +496,7 @@ mod tests {
             wants in prop::collection::vec((want(), 0usize..6, any::<bool>()), 1..4),
             keep in prop::collection::vec(any::<bool>(), 300),
             shape in 0..3,
+            coded in any::<bool>(),
         ) {
             let n = raw.len();
             let none = i32::MIN as i64;
@@ -452,6 +511,14 @@ mod tests {
             let mut keys = RatioKeys::default();
             keys.resize(n);
             (0..n).for_each(|o| keys.set(o, ratio(o)));
+            // Coded by a table (built on part of the members, as after an update), or not at all.
+            if coded {
+                let mut part = keys.clone();
+                (n / 2..n).for_each(|o| part.set(o, None));
+                part.recode();
+                keys.table = part.table.clone();
+                (0..n).for_each(|o| keys.set(o, ratio(o)));
+            }
             let mut tests = Vec::new();
             let mut formulas: Vec<Box<dyn Fn(usize) -> bool + '_>> = Vec::new();
             for &(want, kind, negate) in &wants {
