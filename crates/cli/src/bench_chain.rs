@@ -42,6 +42,11 @@ struct Built {
     build_s: f64,
     /// The build's phases: reading the facts in, sealing them into members' runs, deriving.
     build_phases: [f64; 3],
+    /// The seal's and the derive's phases (name, ms).
+    build_seal_timings: Vec<(&'static str, f64)>,
+    build_timings: Vec<(&'static str, f64)>,
+    /// The update seal's phases (name, ms).
+    day_seal_timings: Vec<(&'static str, f64)>,
     build_cpu_s: f64,
     day_s: f64,
     day_cpu_s: f64,
@@ -240,16 +245,23 @@ impl FactStream for Feed {
     }
 }
 
+/// Phases as "name 12 ms, ...".
+fn phases(timings: &[(&'static str, f64)]) -> String {
+    timings.iter().map(|(name, ms)| format!("{name} {ms:.0} ms")).collect::<Vec<_>>().join(", ")
+}
+
 fn build(feed: &mut Feed, mut data: CompanyData, generate_s: f64) -> Built {
     let last = feed.last;
     let started = Instant::now();
     let cpu = cpu_s();
     data.seal();
     let seal_s = started.elapsed().as_secs_f64();
+    let build_seal_timings = data.seal_timings.clone();
     let mut engine = CompanyEngine::new(data, Taxonomy::default_pharmacy(), Settings::default(), Vec::new(), last);
     let derive_s = started.elapsed().as_secs_f64() - seal_s;
     let build_s = feed.read_s + seal_s + derive_s;
     let build_phases = [feed.read_s, seal_s, derive_s];
+    let build_timings = engine.current().timings.clone();
     let build_cpu_s = feed.read_cpu_s + cpu_s() - cpu;
     // One day's sales arrive: read them in and recompute what depends on them.
     let day = std::mem::take(&mut feed.held);
@@ -261,6 +273,7 @@ fn build(feed: &mut Feed, mut data: CompanyData, generate_s: f64) -> Built {
     let read_s = started.elapsed().as_secs_f64();
     engine.data.seal();
     let seal_s = started.elapsed().as_secs_f64() - read_s;
+    let day_seal_timings = engine.data.seal_timings.clone();
     engine.update(last);
     let day_s = started.elapsed().as_secs_f64();
     let day_phases = [read_s, seal_s, day_s - read_s - seal_s];
@@ -275,6 +288,9 @@ fn build(feed: &mut Feed, mut data: CompanyData, generate_s: f64) -> Built {
         summary,
         build_s,
         build_phases,
+        build_seal_timings,
+        build_timings,
+        day_seal_timings,
         build_cpu_s,
         day_s,
         day_cpu_s,
@@ -319,6 +335,8 @@ pub fn run(b: &ChainBench) -> Result<()> {
         "full build from the facts: {:.2} s (reading the facts in {read:.2} s, sealing them into members' runs {seal:.2} s, deriving {derive:.2} s); CPU time {:.2} s",
         built.build_s, built.build_cpu_s
     );
+    println!("  of which sealing: {}", phases(&built.build_seal_timings));
+    println!("  of which deriving: {}", phases(&built.build_timings));
     let [read, seal, derive] = built.day_phases;
     println!(
         "one day's update ({} tickets, {} member lines) and recompute: {:.3} s (reading in {:.0} ms, sealing {:.0} ms, recompute {:.0} ms); CPU time {:.2} s",
@@ -330,8 +348,8 @@ pub fn run(b: &ChainBench) -> Result<()> {
         derive * 1000.0,
         built.day_cpu_s
     );
-    let phases: Vec<String> = d.timings.iter().map(|(name, ms)| format!("{name} {:.0} ms", ms)).collect();
-    println!("  of which the recompute: {}", phases.join(", "));
+    println!("  of which sealing: {}", phases(&built.day_seal_timings));
+    println!("  of which the recompute: {}", phases(&d.timings));
     println!(
         "resident memory after build: {:.0} MB (peak so far, generator included: {:.0} MB)",
         built.rss_mb, built.peak_rss_mb

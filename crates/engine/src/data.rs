@@ -451,6 +451,9 @@ pub struct CompanyData {
     /// The last ticket read (ticket id, member id, member ordinal): its lines need no member lookup.
     #[serde(skip)]
     last_ticket: Option<(i64, i64, u32)>,
+    /// The last seal's phases (name, ms), for benchmarks.
+    #[serde(skip)]
+    pub seal_timings: Vec<(&'static str, f64)>,
 }
 
 impl CompanyData {
@@ -478,6 +481,7 @@ impl CompanyData {
             product_index: FastMap::default(),
             store_index: FastMap::default(),
             last_ticket: None,
+            seal_timings: Vec::new(),
         }
     }
 
@@ -743,10 +747,21 @@ impl CompanyData {
             self.purchases.items.reserve_exact(pending.lines.len());
             self.checks.items.reserve_exact(pending.checks.len());
         }
-        let mut visits = Groups::new(pending.visits, n, &cleared, 0);
-        let mut lines = Groups::new(pending.lines, n, &cleared, 1);
+        let mut timings = Vec::new();
+        let mut clock = std::time::Instant::now();
+        let mut lap = |name: &'static str| {
+            timings.push((name, clock.elapsed().as_secs_f64() * 1000.0));
+            clock = std::time::Instant::now();
+        };
+        // Visits and lines are grouped on two threads (the two big logs).
+        let (mut visits, mut lines) = std::thread::scope(|s| {
+            let lines = s.spawn(|| Groups::new(pending.lines, n, &cleared, 1));
+            let visits = Groups::new(pending.visits, n, &cleared, 0);
+            (visits, lines.join().expect("grouping does not panic"))
+        });
         let mut returns = Groups::new(pending.returns, n, &cleared, 2);
         let mut checks = Groups::new(pending.checks, n, &cleared, 3);
+        lap("grouping by member");
         let mut touched: Vec<u32> = Vec::new();
         // A member's runs before the seal, to tell the by-day indexes what changed.
         let mut old_purchases: Vec<Purchase> = Vec::new();
@@ -849,17 +864,29 @@ impl CompanyData {
         }
         // The log, now in the runs, goes before the compaction and the by-day indexes allocate.
         drop((visits, lines, returns, checks));
+        lap("writing runs");
         self.visits.compact();
         self.purchases.compact();
         self.checks.compact();
-        if fresh_build {
-            // Every run was written in member order: the by-day indexes are built in one pass each.
-            self.product_days = ProductDays::build(self.products.len(), &self.purchases);
-            self.check_days = CheckDays::build(&self.checks);
-        }
-        if fresh_build || self.recent.stale {
-            self.recent.build(&self.purchases, &self.checks);
-        }
+        lap("compaction");
+        let products = self.products.len();
+        let rebuild_recent = fresh_build || self.recent.stale;
+        std::thread::scope(|s| {
+            // Every run was written in member order: the by-day indexes are built in one pass each,
+            // the purchases' on a thread of their own.
+            let product_days = fresh_build.then(|| s.spawn(|| ProductDays::build(products, &self.purchases)));
+            if fresh_build {
+                self.check_days = CheckDays::build(&self.checks);
+            }
+            if rebuild_recent {
+                self.recent.build(&self.purchases, &self.checks);
+            }
+            if let Some(p) = product_days {
+                self.product_days = p.join().expect("building the postings does not panic");
+            }
+        });
+        lap("by-day indexes");
+        self.seal_timings = timings;
         self.touched |= RoaringBitmap::from_sorted_iter(touched).expect("members are visited in order");
     }
 

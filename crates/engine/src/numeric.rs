@@ -7,9 +7,9 @@
 //!
 //! Ratios (average ticket, items per ticket, margin, discount share) would need a division per
 //! member, so their `f64` values are kept as order-preserving keys ([`RatioKeys`]), and beside the
-//! keys a 2-byte code per member that keeps their order (about 65,000 codes, each for about as many
-//! members, from a table over the keys' top 20 bits): the scan compares codes and reads the keys
-//! only in words with a member on a bound's code. Comparing keys is comparing the `f64` values.
+//! keys a 2-byte code per member that keeps their order (up to 65,535 codes, each for about as many
+//! members, from quantiles of the keys): the scan compares codes and reads the keys only in words
+//! with a member on a bound's code. Comparing keys is comparing the `f64` values.
 //!
 //! Missing values never satisfy a comparison: each column's "no value" lies outside every range.
 
@@ -247,25 +247,33 @@ pub fn ratio_key(x: f64) -> i64 {
 }
 
 /// A ratio per member as [`ratio_key`]s ([`NO_RATIO`] when there is none), and each key's code:
-/// 0 for none, else the code of its top 20 bits in a table built from the keys
-/// ([`RatioKeys::recode`]), non-decreasing in the key, so comparing codes orders members as
-/// comparing keys does, ties aside. Until a table is built every value has code 1.
+/// 0 for none, else 1 + the number of bounds at or below the key, the bounds being quantiles of the
+/// keys taken at the last [`RatioKeys::recode`] — so comparing codes orders members as comparing
+/// keys does, ties aside, and a code holds about 1/65,535 of the members (a value many members
+/// share keeps one code). A table by the keys' top bits narrows the search for the bounds at or
+/// below a key to the bounds sharing its top bits. Until bounds are taken every value has code 1.
 #[derive(Debug, Clone, Default)]
 pub struct RatioKeys {
     keys: Vec<i64>,
     codes: Vec<u16>,
-    table: std::sync::Arc<Vec<u16>>,
+    bounds: std::sync::Arc<Vec<i64>>,
+    /// By the top [`PREFIX_BITS`] of a key: how many bounds lie below the keys with those bits
+    /// (one more entry at the end).
+    below: std::sync::Arc<Vec<u16>>,
 }
 
-/// The keys decide equality: the codes follow from them and the table.
+/// The keys decide equality: the codes follow from them and the bounds.
 impl PartialEq for RatioKeys {
     fn eq(&self, other: &Self) -> bool {
         self.keys == other.keys
     }
 }
 
-/// Bits of a key that index the code table.
+/// Top bits of a key that index [`RatioKeys::below`].
 const PREFIX_BITS: u32 = 20;
+/// Bounds at most (codes up to 1 + this fit in 2 bytes), and keys sampled per bound.
+const MAX_BOUNDS: usize = u16::MAX as usize - 1;
+const SAMPLES_PER_BOUND: usize = 4;
 
 fn prefix(k: i64) -> usize {
     ((k >> (64 - PREFIX_BITS)) + (1 << (PREFIX_BITS - 1))) as usize
@@ -289,33 +297,37 @@ impl RatioKeys {
 
     /// A key's code (0 only for [`NO_RATIO`]).
     fn code(&self, k: i64) -> u16 {
-        if k == NO_RATIO { 0 } else { self.table.get(prefix(k)).copied().unwrap_or(1) }
+        if k == NO_RATIO {
+            return 0;
+        }
+        if self.below.is_empty() {
+            return 1;
+        }
+        let p = prefix(k);
+        let (a, b) = (self.below[p] as usize, self.below[p + 1] as usize);
+        (1 + a + self.bounds[a..b].partition_point(|&x| x <= k)) as u16
     }
 
-    /// Builds the code table from the keys held — each code for about 1/65,000 of the members with
-    /// a value, one prefix (of [`PREFIX_BITS`]) never split — and codes every member again.
+    /// Takes the bounds afresh from the keys held (quantiles of an even sample of the members with
+    /// a value) and codes every member again.
     pub fn recode(&mut self) {
-        let mut counts = vec![0u32; 1 << PREFIX_BITS];
-        let mut present = 0usize;
-        for &k in &self.keys {
-            if k != NO_RATIO {
-                counts[prefix(k)] += 1;
-                present += 1;
+        let n = self.keys.len();
+        let step = (n / (MAX_BOUNDS * SAMPLES_PER_BOUND)).max(1);
+        let mut sample: Vec<i64> = self.keys.iter().step_by(step).copied().filter(|&k| k != NO_RATIO).collect();
+        sample.sort_unstable();
+        let m = sample.len().min(MAX_BOUNDS);
+        let bounds: Vec<i64> = (1..=m).map(|i| sample[i * sample.len() / (m + 1)]).collect();
+        let mut below = Vec::with_capacity((1 << PREFIX_BITS) + 1);
+        let mut at = 0;
+        for p in 0..=(1usize << PREFIX_BITS) {
+            while at < bounds.len() && prefix(bounds[at]) < p {
+                at += 1;
             }
+            below.push(at as u16);
         }
-        let per_code = (present / 65_000).max(1) as u32;
-        let mut table = Vec::with_capacity(counts.len());
-        let (mut code, mut held) = (1u16, 0u32);
-        for c in counts {
-            if held >= per_code && code < u16::MAX {
-                code += 1;
-                held = 0;
-            }
-            table.push(code);
-            held += c;
-        }
-        self.table = std::sync::Arc::new(table);
-        for o in 0..self.keys.len() {
+        self.bounds = std::sync::Arc::new(bounds);
+        self.below = std::sync::Arc::new(below);
+        for o in 0..n {
             self.codes[o] = self.code(self.keys[o]);
         }
     }
@@ -516,7 +528,8 @@ mod tests {
                 let mut part = keys.clone();
                 (n / 2..n).for_each(|o| part.set(o, None));
                 part.recode();
-                keys.table = part.table.clone();
+                keys.bounds = part.bounds.clone();
+                keys.below = part.below.clone();
                 (0..n).for_each(|o| keys.set(o, ratio(o)));
             }
             let mut tests = Vec::new();
