@@ -191,7 +191,7 @@ impl<T: Copy> Runs<T> {
         if self.garbage * 3 <= self.items.len() {
             return;
         }
-        let mut items = Vec::with_capacity(self.total());
+        let mut items = crate::pages::with_capacity(self.total());
         for o in 0..self.len.len() {
             let (s, l) = (self.start[o] as usize, self.len[o] as usize);
             self.start[o] = items.len() as u32;
@@ -313,7 +313,8 @@ fn group<E: OfMember>(mut log: Vec<E>, n: usize, cleared: &FastMap<u32, [usize; 
         next[r + 1] += next[r];
     }
     let bounds = next.clone();
-    let mut by_range = vec![first; log.len()];
+    let mut by_range = crate::pages::with_capacity(log.len());
+    by_range.resize(log.len(), first);
     for e in &log {
         let at = &mut next[e.member() as usize / RANGE];
         by_range[*at] = *e;
@@ -661,16 +662,19 @@ impl CompanyData {
         let Some(o) = self.ordinal(m) else { return };
         self.last_ticket = Some((t.id.0, m.0, o));
         let store = self.store_index(t.store.0);
-        self.pending.visits.push(PendingVisit {
-            member: o,
-            day: day_of(t.sold_at, self.offset_minutes),
-            store,
-            items: t.line_count.max(0) as u32,
-            ticket: t.id.0,
-            amount: t.amount,
-            discount: t.discount,
-            cost: t.cost,
-        });
+        crate::pages::push(
+            &mut self.pending.visits,
+            PendingVisit {
+                member: o,
+                day: day_of(t.sold_at, self.offset_minutes),
+                store,
+                items: t.line_count.max(0) as u32,
+                ticket: t.id.0,
+                amount: t.amount,
+                discount: t.discount,
+                cost: t.cost,
+            },
+        );
     }
 
     pub fn apply_line(&mut self, l: &LineFact) {
@@ -683,7 +687,10 @@ impl CompanyData {
         };
         let Some(&p) = self.product_index.get(&l.product.0) else { return };
         let day = day_of(l.sold_at, self.offset_minutes);
-        self.pending.lines.push(PendingLine { member: o, day, product: p, ticket: l.ticket.0, amount: l.amount });
+        crate::pages::push(
+            &mut self.pending.lines,
+            PendingLine { member: o, day, product: p, ticket: l.ticket.0, amount: l.amount },
+        );
     }
 
     /// Takes a newly read return off the day totals of the ticket's day and advances the watermark.
@@ -721,7 +728,7 @@ impl CompanyData {
     pub fn apply_check(&mut self, c: &HealthCheckFact) {
         let Some(o) = self.ordinal(c.member) else { return };
         let day = day_of(c.checked_at, self.offset_minutes);
-        self.pending.checks.push((o, Check { id: c.id, day, kind: c.kind, abnormal: c.abnormal }));
+        crate::pages::push(&mut self.pending.checks, (o, Check { id: c.id, day, kind: c.kind, abnormal: c.abnormal }));
     }
 
     /// Writes the facts read since the last seal into their members' runs and the by-day indexes:
@@ -743,9 +750,9 @@ impl CompanyData {
             self.recent.stale = true;
         }
         if fresh_build {
-            self.visits.items.reserve_exact(pending.visits.len());
-            self.purchases.items.reserve_exact(pending.lines.len());
-            self.checks.items.reserve_exact(pending.checks.len());
+            crate::pages::reserve_exact(&mut self.visits.items, pending.visits.len());
+            crate::pages::reserve_exact(&mut self.purchases.items, pending.lines.len());
+            crate::pages::reserve_exact(&mut self.checks.items, pending.checks.len());
         }
         let mut timings = Vec::new();
         let mut clock = std::time::Instant::now();

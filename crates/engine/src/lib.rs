@@ -17,6 +17,7 @@ pub mod grades;
 pub mod lang;
 pub mod loyalty;
 pub mod numeric;
+mod pages;
 pub mod postings;
 pub mod recent;
 pub mod settings;

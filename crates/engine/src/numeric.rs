@@ -7,9 +7,10 @@
 //!
 //! Ratios (average ticket, items per ticket, margin, discount share) would need a division per
 //! member, so their `f64` values are kept as order-preserving keys ([`RatioKeys`]), and beside the
-//! keys a 2-byte code per member that keeps their order (up to 65,535 codes, each for about as many
-//! members, from quantiles of the keys): the scan compares codes and reads the keys only in words
-//! with a member on a bound's code. Comparing keys is comparing the `f64` values.
+//! keys a 2-byte code per member that keeps their order (from quantiles of the keys: one code for
+//! each quantile value itself, one for the values between two): the scan compares codes and reads
+//! the keys only in words with a member on a bound's code when that code holds more than one value.
+//! Comparing keys is comparing the `f64` values.
 //!
 //! Missing values never satisfy a comparison: each column's "no value" lies outside every range.
 
@@ -180,15 +181,19 @@ impl<'a> Test<'a> {
                 let c = &k.codes[r.clone()];
                 let open_low = lo <= ratio_key(f64::NEG_INFINITY);
                 let open_high = hi >= ratio_key(f64::INFINITY);
-                let (a, b) = (k.code(lo) as i64, k.code(hi) as i64);
-                let inside = (if open_low { 1 } else { a + 1 }, if open_high { u16::MAX as i64 } else { b - 1 });
-                let mut w = in_range(c, inside.0, inside.1);
+                let (a, b) = (k.code(lo), k.code(hi));
+                // A code of one value (a quantile) is decided by the code; a code of the values
+                // between two quantiles may straddle the bound.
+                let (split_a, split_b) = (!open_low && !RatioKeys::single(a), !open_high && !RatioKeys::single(b));
+                let from = if open_low { 1 } else { a as i64 + split_a as i64 };
+                let to = if open_high { u16::MAX as i64 } else { b as i64 - split_b as i64 };
+                let mut w = in_range(c, from, to);
                 let mut on = 0;
-                if !open_low {
-                    on |= in_range(c, a, a);
+                if split_a {
+                    on |= in_range(c, a as i64, a as i64);
                 }
-                if !open_high {
-                    on |= in_range(c, b, b);
+                if split_b {
+                    on |= in_range(c, b as i64, b as i64);
                 }
                 if on != 0 {
                     w |= on & in_range(&k.keys[r], lo, hi);
@@ -247,11 +252,12 @@ pub fn ratio_key(x: f64) -> i64 {
 }
 
 /// A ratio per member as [`ratio_key`]s ([`NO_RATIO`] when there is none), and each key's code:
-/// 0 for none, else 1 + the number of bounds at or below the key, the bounds being quantiles of the
-/// keys taken at the last [`RatioKeys::recode`] — so comparing codes orders members as comparing
-/// keys does, ties aside, and a code holds about 1/65,535 of the members (a value many members
-/// share keeps one code). A table by the keys' top bits narrows the search for the bounds at or
-/// below a key to the bounds sharing its top bits. Until bounds are taken every value has code 1.
+/// 0 for none; else, with j the number of bounds below the key, 1 + 2j when no bound equals it and
+/// 2 + 2j when one does. The bounds are distinct quantiles of the keys taken at the last
+/// [`RatioKeys::recode`], so comparing codes orders members as comparing keys does, ties aside; a
+/// value many members share (a margin of exactly 20%) is a bound and has a code of its own, and a
+/// code between two bounds holds few members. A table by the keys' top bits narrows the search for
+/// the bounds below a key. Until bounds are taken every value has code 1.
 #[derive(Debug, Clone, Default)]
 pub struct RatioKeys {
     keys: Vec<i64>,
@@ -271,9 +277,9 @@ impl PartialEq for RatioKeys {
 
 /// Top bits of a key that index [`RatioKeys::below`].
 const PREFIX_BITS: u32 = 20;
-/// Bounds at most (codes up to 1 + this fit in 2 bytes), and keys sampled per bound.
-const MAX_BOUNDS: usize = u16::MAX as usize - 1;
-const SAMPLES_PER_BOUND: usize = 4;
+/// Bounds at most (codes up to 2 + 2 × this fit in 2 bytes), and keys sampled per bound.
+const MAX_BOUNDS: usize = (u16::MAX as usize - 2) / 2;
+const SAMPLES_PER_BOUND: usize = 8;
 
 fn prefix(k: i64) -> usize {
     ((k >> (64 - PREFIX_BITS)) + (1 << (PREFIX_BITS - 1))) as usize
@@ -305,7 +311,13 @@ impl RatioKeys {
         }
         let p = prefix(k);
         let (a, b) = (self.below[p] as usize, self.below[p + 1] as usize);
-        (1 + a + self.bounds[a..b].partition_point(|&x| x <= k)) as u16
+        let j = a + self.bounds[a..b].partition_point(|&x| x < k);
+        (1 + 2 * j + (self.bounds.get(j) == Some(&k)) as usize) as u16
+    }
+
+    /// Whether every member with this code has the same key (a bound's code).
+    fn single(code: u16) -> bool {
+        code >= 2 && code % 2 == 0
     }
 
     /// Takes the bounds afresh from the keys held (quantiles of an even sample of the members with
@@ -316,7 +328,8 @@ impl RatioKeys {
         let mut sample: Vec<i64> = self.keys.iter().step_by(step).copied().filter(|&k| k != NO_RATIO).collect();
         sample.sort_unstable();
         let m = sample.len().min(MAX_BOUNDS);
-        let bounds: Vec<i64> = (1..=m).map(|i| sample[i * sample.len() / (m + 1)]).collect();
+        let mut bounds: Vec<i64> = (1..=m).map(|i| sample[i * sample.len() / (m + 1)]).collect();
+        bounds.dedup();
         let mut below = Vec::with_capacity((1 << PREFIX_BITS) + 1);
         let mut at = 0;
         for p in 0..=(1usize << PREFIX_BITS) {

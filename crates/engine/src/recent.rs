@@ -55,16 +55,8 @@ struct Levels {
 }
 
 impl Levels {
-    fn build(keys: usize, n: usize, of: impl Fn(usize, &mut Scratch)) -> Levels {
-        let mut s = Scratch::default();
-        let (mut first, mut last) = (Day::MAX, Day::MIN);
-        for o in 0..n {
-            of(o, &mut s);
-            for &(_, d, _) in &s.facts {
-                first = first.min(d);
-                last = last.max(d);
-            }
-        }
+    /// Built from every member's facts (`of`), all on days `first..=last`.
+    fn build(keys: usize, n: usize, (first, last): (Day, Day), of: impl Fn(usize, &mut Scratch)) -> Levels {
         let by = ByDay::build_within(
             first,
             last,
@@ -338,9 +330,15 @@ impl RecentDays {
     /// Builds the index from the runs.
     pub(crate) fn build(&mut self, purchases: &Runs<Purchase>, checks: &Runs<Check>) {
         let pk = &self.product_keys;
-        self.purchases =
-            Levels::build(self.keys.len(), purchases.count(), |o, s| s.of_purchases(purchases.of(o), pk, |_| true));
-        self.checks = Levels::build(CHECK_KEYS as usize, checks.count(), |o, s| s.of_checks(checks.of(o), |_| true));
+        let days =
+            |days: &mut dyn Iterator<Item = Day>| days.fold((Day::MAX, Day::MIN), |(f, l), d| (f.min(d), l.max(d)));
+        let span = days(&mut purchases.iter().flatten().map(|p| p.day));
+        self.purchases = Levels::build(self.keys.len(), purchases.count(), span, |o, s| {
+            s.of_purchases(purchases.of(o), pk, |_| true)
+        });
+        let span = days(&mut checks.iter().flatten().map(|c| c.day));
+        self.checks =
+            Levels::build(CHECK_KEYS as usize, checks.count(), span, |o, s| s.of_checks(checks.of(o), |_| true));
         self.stale = false;
     }
 

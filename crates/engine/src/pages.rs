@@ -1,0 +1,58 @@
+//! Big buffers on 2 MB pages. The seal scatters tens of millions of facts over buffers of
+//! gigabytes; on 4 KB pages nearly every scattered write misses the TLB and every first touch is a
+//! page fault. Linux backs memory with 2 MB pages where asked (`MADV_HUGEPAGE`; the usual default
+//! of `/sys/kernel/mm/transparent_hugepage/enabled` is `madvise`). Elsewhere these are plain
+//! allocations.
+
+/// Buffers below this are left alone.
+const BIG: usize = 32 << 20;
+
+/// A vector with room for `n` elements, on 2 MB pages when big.
+pub(crate) fn with_capacity<T>(n: usize) -> Vec<T> {
+    let v = Vec::with_capacity(n);
+    advise(&v);
+    v
+}
+
+/// Pushes onto a vector that may grow big (a log read fact by fact): grows by doubling, and asks
+/// for 2 MB pages for each new buffer once big.
+#[inline]
+pub(crate) fn push<T>(v: &mut Vec<T>, x: T) {
+    if v.len() == v.capacity() {
+        grow(v);
+    }
+    v.push(x);
+}
+
+#[cold]
+fn grow<T>(v: &mut Vec<T>) {
+    v.reserve_exact(v.capacity().max(1 << 12));
+    advise(v);
+}
+
+/// Reserves room for `additional` more elements, on 2 MB pages when big.
+pub(crate) fn reserve_exact<T>(v: &mut Vec<T>, additional: usize) {
+    v.reserve_exact(additional);
+    advise(v);
+}
+
+/// Asks for 2 MB pages over the whole 2 MB pages inside the vector's buffer, when it is big.
+fn advise<T>(v: &Vec<T>) {
+    let bytes = v.capacity() * std::mem::size_of::<T>();
+    if bytes < BIG {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE_PAGE: usize = 2 << 20;
+        let start = (v.as_ptr() as usize).next_multiple_of(HUGE_PAGE);
+        let end = (v.as_ptr() as usize + bytes) / HUGE_PAGE * HUGE_PAGE;
+        if end > start {
+            // SAFETY: advice on whole pages inside a buffer this vector owns; it changes how the
+            // kernel backs them, never their contents. A refusal (an old kernel) is harmless.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+}
