@@ -317,7 +317,7 @@ impl RatioKeys {
 
     /// Whether every member with this code has the same key (a bound's code).
     fn single(code: u16) -> bool {
-        code >= 2 && code % 2 == 0
+        code >= 2 && code.is_multiple_of(2)
     }
 
     /// Takes the bounds afresh from the keys held (quantiles of an even sample of the members with

@@ -431,6 +431,9 @@ mod tests {
     const KEYS: [&str; 5] = ["1401", "1402", "14", "0901", "09"];
     const KINDS: [HealthKind; 2] = [HealthKind::BloodGlucose, HealthKind::BloodPressure];
 
+    /// A sale made in the test: ticket id, member, day, (product, amount) lines.
+    type SaleMade = (i64, i64, i64, Vec<(usize, i64)>);
+
     #[derive(Debug, Clone)]
     enum Op {
         /// member, day, (product, amount) lines
@@ -551,7 +554,7 @@ mod tests {
             let mut data = company();
             data.recent.stale_floor = floor;
             // (ticket id, member, day, lines) of every sale so far.
-            let mut sales: Vec<(i64, i64, i64, Vec<(usize, i64)>)> = Vec::new();
+            let mut sales: Vec<SaleMade> = Vec::new();
             let (mut ticket, mut ret, mut check) = (0i64, 0i64, 0i64);
             for step in steps {
                 for op in step {
