@@ -191,7 +191,7 @@ impl<T: Copy> Runs<T> {
         if self.garbage * 3 <= self.items.len() {
             return;
         }
-        let mut items = crate::pages::with_capacity(self.total());
+        let mut items = crate::pages::with_capacity(with_headroom(self.total()));
         for o in 0..self.len.len() {
             let (s, l) = (self.start[o] as usize, self.len[o] as usize);
             self.start[o] = items.len() as u32;
@@ -200,6 +200,13 @@ impl<T: Copy> Runs<T> {
         self.items = items;
         self.garbage = 0;
     }
+}
+
+/// Room for an arena of `n` facts and the runs that updates copy to its end: without it the first
+/// update after a build or a compaction grows the arena by copying all of it (gigabytes at 10M
+/// members). Only the pages written are ever resident.
+fn with_headroom(n: usize) -> usize {
+    n + n / 8 + 1024
 }
 
 /// A log entry: the member it belongs to.
@@ -750,9 +757,9 @@ impl CompanyData {
             self.recent.stale = true;
         }
         if fresh_build {
-            crate::pages::reserve_exact(&mut self.visits.items, pending.visits.len());
-            crate::pages::reserve_exact(&mut self.purchases.items, pending.lines.len());
-            crate::pages::reserve_exact(&mut self.checks.items, pending.checks.len());
+            crate::pages::reserve_exact(&mut self.visits.items, with_headroom(pending.visits.len()));
+            crate::pages::reserve_exact(&mut self.purchases.items, with_headroom(pending.lines.len()));
+            crate::pages::reserve_exact(&mut self.checks.items, with_headroom(pending.checks.len()));
         }
         let mut timings = Vec::new();
         let mut clock = std::time::Instant::now();
