@@ -7,6 +7,7 @@ use crate::settings::{DrugGroup, Settings};
 use roaring::RoaringBitmap;
 use rxmember_core::taxonomy::Taxonomy;
 use serde::Serialize;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -22,8 +23,9 @@ pub struct Class {
     pub kind: ClassKind,
     /// Category code for taxonomy classes.
     pub code: Option<String>,
+    /// Shared with the catalogue's value for the class (see [`crate::catalogue::TagValue`]).
     #[serde(skip)]
-    pub members: RoaringBitmap,
+    pub members: Arc<RoaringBitmap>,
     #[serde(skip)]
     window_days: i64,
     #[serde(skip)]
@@ -86,15 +88,7 @@ fn index(data: &CompanyData, taxonomy: &Taxonomy, settings: &Settings) -> (Vec<C
         for p in products {
             product_classes[p as usize].push(id);
         }
-        classes.push(Class {
-            name,
-            kind,
-            code,
-            members: RoaringBitmap::new(),
-            window_days: w,
-            min_days: d,
-            min_share: s,
-        });
+        classes.push(Class { name, kind, code, members: Arc::default(), window_days: w, min_days: d, min_share: s });
     };
     for c in &taxonomy.categories {
         let kind = if c.is_major() { ClassKind::Major } else { ClassKind::Minor };
@@ -229,13 +223,14 @@ pub fn compute(data: &CompanyData, taxonomy: &Taxonomy, settings: &Settings, as_
         k.member(o, |c| members[c as usize].push(o as u32));
     }
     for (class, m) in classes.iter_mut().zip(members) {
-        class.members = RoaringBitmap::from_sorted_iter(m).unwrap_or_default();
+        class.members = Arc::new(RoaringBitmap::from_sorted_iter(m).unwrap_or_default());
     }
     classes
 }
 
 /// The classes after `data` changed only for `touched` members (new members are always touched), as
-/// of the same day and under the same settings: only those members are classified again.
+/// of the same day and under the same settings: only those members are classified again. A class's
+/// bitmap is changed in place unless something else still holds it (then it is copied).
 pub fn update(
     prev: Vec<Class>,
     data: &CompanyData,
@@ -252,8 +247,9 @@ pub fn update(
     }
     for ((class, old), add) in classes.iter_mut().zip(prev).zip(added) {
         class.members = old.members;
-        class.members -= touched;
-        class.members.extend(add);
+        let members = Arc::make_mut(&mut class.members);
+        *members -= touched;
+        *members |= RoaringBitmap::from_sorted_iter(add).expect("touched members ascend");
     }
     classes
 }

@@ -16,6 +16,7 @@
 
 use crate::features::Features;
 use crate::settings::{ActivitySettings, RfmSettings};
+use roaring::RoaringBitmap;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -93,39 +94,103 @@ pub struct RfmThresholds {
     pub m_fen: i64,
 }
 
-fn median(mut v: Vec<i64>) -> i64 {
-    if v.is_empty() {
+/// The value at position `count / 2` in sorted order of the values `value` gives for members
+/// `0..n` (0 when there are none): the median, the upper one of an even count. Found without
+/// sorting or collecting every value: the values are counted into at most 2¹⁶ equal ranges between
+/// their minimum and maximum, and only the values of the range holding the median are collected.
+/// Small ranges (days, ticket counts) are counted value by value, in two passes.
+fn median(n: usize, value: impl Fn(usize) -> Option<i64>) -> i64 {
+    let (mut count, mut min, mut max) = (0usize, i64::MAX, i64::MIN);
+    for o in 0..n {
+        if let Some(v) = value(o) {
+            count += 1;
+            min = min.min(v);
+            max = max.max(v);
+        }
+    }
+    if count == 0 {
         return 0;
     }
-    let mid = v.len() / 2;
-    let (_, m, _) = v.select_nth_unstable(mid);
-    *m
+    let span = max.abs_diff(min);
+    let shift = (u64::BITS - span.leading_zeros()).saturating_sub(16);
+    let range = |v: i64| (v.abs_diff(min) >> shift) as usize;
+    let mut counts = vec![0u32; range(max) + 1];
+    for o in 0..n {
+        if let Some(v) = value(o) {
+            counts[range(v)] += 1;
+        }
+    }
+    let mut rank = count / 2;
+    let mut r = 0;
+    while rank >= counts[r] as usize {
+        rank -= counts[r] as usize;
+        r += 1;
+    }
+    if shift == 0 {
+        return min + r as i64;
+    }
+    let mut inside: Vec<i64> = (0..n).filter_map(|o| value(o).filter(|&v| range(v) == r)).collect();
+    *inside.select_nth_unstable(rank).1
+}
+
+/// The thresholds in force: the company's own, else the medians over the effective members.
+pub fn rfm_thresholds(f: &Features, s: &RfmSettings) -> RfmThresholds {
+    let n = f.frequency_12m.len();
+    let effective = |o: usize| f.frequency_12m[o] > 0;
+    RfmThresholds {
+        r_days: s.r_days.unwrap_or_else(|| median(n, |o| effective(o).then(|| f.recency(o).unwrap_or(0) as i64))),
+        f_tickets: s.f_tickets.unwrap_or_else(|| median(n, |o| effective(o).then(|| f.frequency_12m[o] as i64))),
+        m_fen: s
+            .m_yuan
+            .map(|y| (y * 100.0).round() as i64)
+            .unwrap_or_else(|| median(n, |o| effective(o).then(|| f.monetary_12m[o]))),
+    }
+}
+
+/// Member `o`'s grade under thresholds `t`.
+fn rfm_grade(f: &Features, o: usize, t: &RfmThresholds) -> RfmGrade {
+    if f.frequency_12m[o] == 0 {
+        return RfmGrade::NotEffective;
+    }
+    let r_high = (f.recency(o).unwrap_or(i32::MAX) as i64) < t.r_days;
+    let f_high = f.frequency_12m[o] as i64 > t.f_tickets;
+    let m_high = f.monetary_12m[o] > t.m_fen;
+    RfmGrade::of(r_high, f_high, m_high)
 }
 
 /// Grades every member; also returns the thresholds used.
 pub fn rfm_grades(f: &Features, s: &RfmSettings) -> (Vec<RfmGrade>, RfmThresholds) {
-    let n = f.frequency_12m.len();
-    let effective: Vec<usize> = (0..n).filter(|&o| f.frequency_12m[o] > 0).collect();
-    let t = RfmThresholds {
-        r_days: s
-            .r_days
-            .unwrap_or_else(|| median(effective.iter().map(|&o| f.recency(o).unwrap_or(0) as i64).collect())),
-        f_tickets: s
-            .f_tickets
-            .unwrap_or_else(|| median(effective.iter().map(|&o| f.frequency_12m[o] as i64).collect())),
-        m_fen: s
-            .m_yuan
-            .map(|y| (y * 100.0).round() as i64)
-            .unwrap_or_else(|| median(effective.iter().map(|&o| f.monetary_12m[o]).collect())),
-    };
-    let mut grades = vec![RfmGrade::NotEffective; n];
-    for o in effective {
-        let r_high = (f.recency(o).unwrap_or(i32::MAX) as i64) < t.r_days;
-        let f_high = f.frequency_12m[o] as i64 > t.f_tickets;
-        let m_high = f.monetary_12m[o] > t.m_fen;
-        grades[o] = RfmGrade::of(r_high, f_high, m_high);
+    let t = rfm_thresholds(f, s);
+    ((0..f.frequency_12m.len()).map(|o| rfm_grade(f, o, &t)).collect(), t)
+}
+
+/// Brings `grades` (given under thresholds `before`) up to date, in place, after the features
+/// changed only for `touched` members (new members are always touched), as of the same day and
+/// under the same settings: the touched members are graded again, and every member when the
+/// thresholds moved. Returns the thresholds and the untouched members whose grade changed.
+pub fn update_rfm_grades(
+    grades: &mut Vec<RfmGrade>,
+    before: RfmThresholds,
+    f: &Features,
+    s: &RfmSettings,
+    touched: &RoaringBitmap,
+) -> (RfmThresholds, RoaringBitmap) {
+    let t = rfm_thresholds(f, s);
+    grades.resize(f.frequency_12m.len(), RfmGrade::NotEffective);
+    for o in touched {
+        grades[o as usize] = rfm_grade(f, o as usize, &t);
     }
-    (grades, t)
+    let mut moved = Vec::new();
+    if t != before {
+        for (o, g) in grades.iter_mut().enumerate() {
+            let now = rfm_grade(f, o, &t);
+            if *g != now {
+                *g = now;
+                moved.push(o as u32);
+            }
+        }
+    }
+    (t, RoaringBitmap::from_sorted_iter(moved).expect("ordinals ascend"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -203,14 +268,49 @@ impl ActivityLevel {
 }
 
 pub fn activity_levels(f: &Features, s: &ActivitySettings) -> Vec<ActivityLevel> {
-    (0..f.frequency_12m.len())
-        .map(|o| ActivityLevel::of(f.recency(o), f.first_purchase_days(o), f.frequency_12m[o], s))
-        .collect()
+    (0..f.frequency_12m.len()).map(|o| activity_level(f, o, s)).collect()
+}
+
+fn activity_level(f: &Features, o: usize, s: &ActivitySettings) -> ActivityLevel {
+    ActivityLevel::of(f.recency(o), f.first_purchase_days(o), f.frequency_12m[o], s)
+}
+
+/// Brings `levels` up to date, in place, after the features changed only for `touched` members (new
+/// members are always touched), as of the same day and under the same settings: a level depends
+/// only on the member's own features.
+pub fn update_activity_levels(
+    levels: &mut Vec<ActivityLevel>,
+    f: &Features,
+    s: &ActivitySettings,
+    touched: &RoaringBitmap,
+) {
+    levels.resize(f.frequency_12m.len(), ActivityLevel::NeverPurchased);
+    for o in touched {
+        levels[o as usize] = activity_level(f, o as usize, s);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn median_is_the_sorted_values_middle(
+            values in prop::collection::vec(prop_oneof![
+                any::<i64>().prop_map(Some),
+                (-400i64..400).prop_map(Some),
+                (0i64..2_000_000).prop_map(Some),
+                Just(None),
+            ], 0..3000),
+        ) {
+            let mut present: Vec<i64> = values.iter().flatten().copied().collect();
+            present.sort_unstable();
+            let want = if present.is_empty() { 0 } else { present[present.len() / 2] };
+            prop_assert_eq!(median(values.len(), |o| values[o]), want);
+        }
+    }
 
     #[test]
     fn eight_cells_map_to_six_grades() {
