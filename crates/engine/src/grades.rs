@@ -94,56 +94,76 @@ pub struct RfmThresholds {
     pub m_fen: i64,
 }
 
-/// The value at position `count / 2` in sorted order of the values `value` gives for members
-/// `0..n` (0 when there are none): the median, the upper one of an even count. Found without
-/// sorting or collecting every value: the values are counted into at most 2¹⁶ equal ranges between
-/// their minimum and maximum, and only the values of the range holding the median are collected.
-/// Small ranges (days, ticket counts) are counted value by value, in two passes.
-fn median(n: usize, value: impl Fn(usize) -> Option<i64>) -> i64 {
-    let (mut count, mut min, mut max) = (0usize, i64::MAX, i64::MIN);
+/// For each of the `K` values `value` gives for members `0..n` (members it gives none are left
+/// out): the value at position `count / 2` in sorted order — the median, the upper one of an even
+/// count — and 0 when there are none. Found in three passes over the members, without sorting or
+/// collecting every value: each value's range is cut into at most 2¹⁶ equal parts and counted, and
+/// only the values of the part holding the median are collected. Small ranges (days, ticket
+/// counts) are counted value by value and need no third pass.
+fn medians<const K: usize>(n: usize, value: impl Fn(usize) -> Option<[i64; K]>) -> [i64; K] {
+    let (mut count, mut min, mut max) = (0usize, [i64::MAX; K], [i64::MIN; K]);
     for o in 0..n {
         if let Some(v) = value(o) {
             count += 1;
-            min = min.min(v);
-            max = max.max(v);
+            for k in 0..K {
+                min[k] = min[k].min(v[k]);
+                max[k] = max[k].max(v[k]);
+            }
         }
     }
     if count == 0 {
-        return 0;
+        return [0; K];
     }
-    let span = max.abs_diff(min);
-    let shift = (u64::BITS - span.leading_zeros()).saturating_sub(16);
-    let range = |v: i64| (v.abs_diff(min) >> shift) as usize;
-    let mut counts = vec![0u32; range(max) + 1];
+    let shift: [u32; K] =
+        std::array::from_fn(|k| (u64::BITS - max[k].abs_diff(min[k]).leading_zeros()).saturating_sub(16));
+    let part = |k: usize, v: i64| (v.abs_diff(min[k]) >> shift[k]) as usize;
+    let mut counts: [Vec<u32>; K] = std::array::from_fn(|k| vec![0u32; part(k, max[k]) + 1]);
     for o in 0..n {
         if let Some(v) = value(o) {
-            counts[range(v)] += 1;
+            for k in 0..K {
+                counts[k][part(k, v[k])] += 1;
+            }
         }
     }
-    let mut rank = count / 2;
-    let mut r = 0;
-    while rank >= counts[r] as usize {
-        rank -= counts[r] as usize;
-        r += 1;
+    // The part holding position count / 2, and the position within it.
+    let (part_of_median, rank): ([usize; K], [usize; K]) = {
+        let mut at = [0usize; K];
+        let mut rank = [count / 2; K];
+        for k in 0..K {
+            while rank[k] >= counts[k][at[k]] as usize {
+                rank[k] -= counts[k][at[k]] as usize;
+                at[k] += 1;
+            }
+        }
+        (at, rank)
+    };
+    let mut inside: [Vec<i64>; K] = std::array::from_fn(|_| Vec::new());
+    if shift.iter().any(|&s| s > 0) {
+        for o in 0..n {
+            if let Some(v) = value(o) {
+                for k in 0..K {
+                    if shift[k] > 0 && part(k, v[k]) == part_of_median[k] {
+                        inside[k].push(v[k]);
+                    }
+                }
+            }
+        }
     }
-    if shift == 0 {
-        return min + r as i64;
-    }
-    let mut inside: Vec<i64> = (0..n).filter_map(|o| value(o).filter(|&v| range(v) == r)).collect();
-    *inside.select_nth_unstable(rank).1
+    std::array::from_fn(|k| {
+        if shift[k] == 0 { min[k] + part_of_median[k] as i64 } else { *inside[k].select_nth_unstable(rank[k]).1 }
+    })
 }
 
 /// The thresholds in force: the company's own, else the medians over the effective members.
 pub fn rfm_thresholds(f: &Features, s: &RfmSettings) -> RfmThresholds {
-    let n = f.frequency_12m.len();
-    let effective = |o: usize| f.frequency_12m[o] > 0;
+    let [r, tickets, m] = medians(f.frequency_12m.len(), |o| {
+        (f.frequency_12m[o] > 0)
+            .then(|| [f.recency(o).unwrap_or(0) as i64, f.frequency_12m[o] as i64, f.monetary_12m[o]])
+    });
     RfmThresholds {
-        r_days: s.r_days.unwrap_or_else(|| median(n, |o| effective(o).then(|| f.recency(o).unwrap_or(0) as i64))),
-        f_tickets: s.f_tickets.unwrap_or_else(|| median(n, |o| effective(o).then(|| f.frequency_12m[o] as i64))),
-        m_fen: s
-            .m_yuan
-            .map(|y| (y * 100.0).round() as i64)
-            .unwrap_or_else(|| median(n, |o| effective(o).then(|| f.monetary_12m[o]))),
+        r_days: s.r_days.unwrap_or(r),
+        f_tickets: s.f_tickets.unwrap_or(tickets),
+        m_fen: s.m_yuan.map(|y| (y * 100.0).round() as i64).unwrap_or(m),
     }
 }
 
@@ -297,18 +317,19 @@ mod tests {
 
     proptest! {
         #[test]
-        fn median_is_the_sorted_values_middle(
-            values in prop::collection::vec(prop_oneof![
-                any::<i64>().prop_map(Some),
-                (-400i64..400).prop_map(Some),
-                (0i64..2_000_000).prop_map(Some),
-                Just(None),
-            ], 0..3000),
+        fn medians_are_the_sorted_values_middles(
+            values in prop::collection::vec(prop::option::weighted(0.8, (
+                prop_oneof![any::<i64>(), -400i64..400],
+                0i64..400,
+                prop_oneof![0i64..2_000_000, any::<i64>()],
+            ).prop_map(|(a, b, c)| [a, b, c])), 0..3000),
         ) {
-            let mut present: Vec<i64> = values.iter().flatten().copied().collect();
-            present.sort_unstable();
-            let want = if present.is_empty() { 0 } else { present[present.len() / 2] };
-            prop_assert_eq!(median(values.len(), |o| values[o]), want);
+            let want: [i64; 3] = std::array::from_fn(|k| {
+                let mut present: Vec<i64> = values.iter().flatten().map(|v| v[k]).collect();
+                present.sort_unstable();
+                if present.is_empty() { 0 } else { present[present.len() / 2] }
+            });
+            prop_assert_eq!(medians(values.len(), |o| values[o]), want);
         }
     }
 
