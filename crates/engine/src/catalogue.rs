@@ -10,7 +10,7 @@ use roaring::RoaringBitmap;
 use rxmember_core::member::{Gender, MemberStatus, RegistrationSource};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Registration sources in the order of the `source` dimension's values.
 pub const SOURCES: [RegistrationSource; 5] = [
@@ -168,18 +168,31 @@ pub struct Inputs<'a> {
 /// same values.
 struct Builder<'a> {
     n: usize,
-    prev: Option<(Vec<Dimension>, &'a RoaringBitmap)>,
+    /// The previous catalogue, shared by the builders of both halves (each takes its own dimensions).
+    prev: Option<(&'a Mutex<Vec<Dimension>>, &'a RoaringBitmap)>,
     dims: Vec<Dimension>,
 }
 
 impl<'a> Builder<'a> {
+    /// The previous dimension `key`'s values (taken out of it) if they satisfy `same`, and the
+    /// changed members.
+    fn take_previous(
+        &mut self,
+        key: &str,
+        same: impl FnOnce(&[TagValue]) -> bool,
+    ) -> Option<(Vec<TagValue>, &'a RoaringBitmap)> {
+        let (dims, changed) = self.prev?;
+        let mut dims = dims.lock().expect("a catalogue builder does not panic");
+        let d = dims.iter_mut().find(|d| d.key == key)?;
+        same(&d.values).then(|| (std::mem::take(&mut d.values), changed))
+    }
+
     /// The previous dimension `key`'s values (taken out of it) if it had exactly these value names,
     /// and the changed members.
     fn previous(&mut self, key: &str, names: &[String]) -> Option<(Vec<TagValue>, &'a RoaringBitmap)> {
-        let (dims, changed) = self.prev.as_mut()?;
-        let d = dims.iter_mut().find(|d| d.key == key)?;
-        (d.values.len() == names.len() && d.values.iter().zip(names).all(|(v, n)| v.name == *n))
-            .then(|| (std::mem::take(&mut d.values), *changed))
+        self.take_previous(key, |values| {
+            values.len() == names.len() && values.iter().zip(names).all(|(v, n)| v.name == *n)
+        })
     }
 
     /// A dimension where each member has at most one value, given by `f` (a value index).
@@ -209,21 +222,30 @@ impl<'a> Builder<'a> {
 /// The chronic-condition values (a member may have several): placed again for the changed members
 /// only, unless one of them brings a condition not seen before.
 fn chronic_values(b: &mut Builder, data: &CompanyData) -> Vec<TagValue> {
-    if let Some((dims, changed)) = b.prev.as_mut()
-        && let Some(d) = dims.iter_mut().find(|d| d.key == "chronic")
-    {
-        let known = |c: &String| d.values.iter().any(|v| v.name == *c);
-        if changed.iter().all(|o| data.members[o as usize].chronic_conditions.iter().all(known)) {
-            let mut values = std::mem::take(&mut d.values);
-            for v in &mut values {
-                let members = Arc::make_mut(&mut v.members);
-                *members -= &**changed;
-                members
-                    .extend(changed.iter().filter(|&o| data.members[o as usize].chronic_conditions.contains(&v.name)));
-            }
-            values.retain(|v| !v.members.is_empty());
-            return values;
+    // The changed members of each known condition, in one pass over the changed members.
+    let mut lists: Vec<Vec<u32>> = Vec::new();
+    let changed = b.prev.map(|(_, c)| c);
+    let known = |values: &[TagValue]| {
+        let Some(changed) = changed else { return false };
+        lists = vec![Vec::new(); values.len()];
+        changed.iter().all(|o| {
+            data.members[o as usize].chronic_conditions.iter().all(|c| {
+                let Some(v) = values.iter().position(|v| v.name == *c) else { return false };
+                if lists[v].last() != Some(&o) {
+                    lists[v].push(o);
+                }
+                true
+            })
+        })
+    };
+    if let Some((mut values, changed)) = b.take_previous("chronic", known) {
+        for (v, l) in values.iter_mut().zip(lists) {
+            let members = Arc::make_mut(&mut v.members);
+            *members -= changed;
+            *members |= RoaringBitmap::from_sorted_iter(l).expect("changed members ascend");
         }
+        values.retain(|v| !v.members.is_empty());
+        return values;
     }
     let mut chronic: Vec<String> = data.members.iter().flat_map(|m| m.chronic_conditions.iter().cloned()).collect();
     chronic.sort();
@@ -243,10 +265,25 @@ fn chronic_values(b: &mut Builder, data: &CompanyData) -> Vec<TagValue> {
         .collect()
 }
 
-pub fn build(i: Inputs) -> Vec<Dimension> {
+pub fn build(mut i: Inputs) -> Vec<Dimension> {
+    let (prev, changed) = match i.prev.take() {
+        Some((dims, changed)) => (Some(Mutex::new(dims)), Some(changed)),
+        None => (None, None),
+    };
+    let builder = || Builder { n: i.data.len(), prev: prev.as_ref().zip(changed), dims: Vec::new() };
+    // Each dimension is placed on its own: two halves, one thread each.
+    let (mut dims, rest) = std::thread::scope(|s| {
+        let first = s.spawn(|| consumption_and_product(&i, builder()));
+        let rest = health_and_member(&i, builder());
+        (first.join().expect("the catalogue's first half does not panic"), rest)
+    });
+    dims.extend(rest);
+    dims
+}
+
+/// 消费属性 and 商品属性.
+fn consumption_and_product(i: &Inputs, mut b: Builder) -> Vec<Dimension> {
     let (data, f) = (i.data, i.features);
-    let n = data.len();
-    let mut b = Builder { n, prev: i.prev, dims: Vec::new() };
     use Primary::*;
 
     // 消费属性
@@ -354,6 +391,14 @@ pub fn build(i: Inputs) -> Vec<Dimension> {
         |o| (f.frequency_12m[o] > 0).then_some(!f.bought_rx_12m[o] as usize),
     );
 
+    b.dims
+}
+
+/// 健康属性 and 会员属性.
+fn health_and_member(i: &Inputs, mut b: Builder) -> Vec<Dimension> {
+    let (data, f) = (i.data, i.features);
+    use Primary::*;
+
     // 健康属性
     b.split("checks", "年检测次数", Health, &names(&["未检测", "1次", "2次", "3次及以上"]), |o| {
         Some(band(f.checks_12m[o] as f64, &[1.0, 2.0, 3.0]))
@@ -384,6 +429,7 @@ pub fn build(i: Inputs) -> Vec<Dimension> {
     });
 
     // 会员属性
+    let stores: Vec<String> = data.stores.iter().map(|s| s.name.clone()).collect();
     b.split("gender", "性别", Member, &names(&["男", "女", "未知"]), |o| {
         Some(match data.members[o].gender {
             Gender::Male => 0,

@@ -37,7 +37,11 @@ struct M {
     balance: i64,
     lots: Vec<(i64, i64)>,
     tier: Option<usize>,
+    /// Chronic conditions (indices into [`CHRONIC`]).
+    chronic: Vec<usize>,
 }
+
+const CHRONIC: [&str; 3] = ["高血压", "糖尿病", "高血脂"];
 
 const TIERS: [(&str, &str); 3] = [("normal", "普通"), ("silver", "银卡"), ("gold", "金卡")];
 
@@ -72,14 +76,16 @@ fn members() -> impl Strategy<Value = Vec<M>> {
             prop::option::of(0i64..30_000),
             prop::option::of(0i64..800),
             (0i64..2_000, prop::collection::vec((-10i64..400, 1i64..500), 0..4), prop::option::of(0usize..3)),
+            prop::collection::vec(0usize..3, 0..3),
         )
-            .prop_map(|(gender, b, r, (balance, lots, tier))| M {
+            .prop_map(|(gender, b, r, (balance, lots, tier), chronic)| M {
                 gender,
                 birthday: b.map(|d| NaiveDate::from_ymd_opt(1940, 1, 1).unwrap() + chrono::Duration::days(d)),
                 registered_days_ago: r,
                 balance,
                 lots,
                 tier,
+                chronic,
             }),
         1..25,
     )
@@ -182,20 +188,25 @@ impl World {
     }
 
     /// Built from the first `split` tickets, then brought up to date incrementally with the next
-    /// `more` (members who bought nothing before `split` join then), then with the rest while a
-    /// reader holds the first update's result, which must stay as it was.
+    /// `more` (members who bought nothing before `split` join then, and others' chronic conditions
+    /// change), then with the rest while a reader holds the first update's result, which must stay
+    /// as it was.
     fn engine_updated(&self, split: usize, more: usize) -> CompanyEngine {
         let split = split.min(self.tickets.len());
         let mid = (split + more).min(self.tickets.len());
         // Only a suffix of the members joins late, so that ordinals are those of a full build.
         let known = self.tickets[..split].iter().filter_map(|t| t.member).max().map_or(0, |m| m + 1);
         let mut data = self.members_data(known);
+        self.apply_members(&mut data, 0..known, true);
         self.apply_tickets(&mut data, 0..split);
         // An earlier loyalty state, replaced by the current one in the second update.
         self.apply_loyalty(&mut data, true);
         let mut engine =
             CompanyEngine::new(data, Taxonomy::default_pharmacy(), Settings::default(), vec![], day_of_date(as_of()));
-        self.apply_members(&mut engine.data, known..self.members.len());
+        for i in (1..known).step_by(2) {
+            self.apply_members(&mut engine.data, i..i + 1, false);
+        }
+        self.apply_members(&mut engine.data, known..self.members.len(), false);
         self.apply_tickets(&mut engine.data, split..mid);
         engine.update(day_of_date(as_of()));
         let held = engine.current();
@@ -227,12 +238,14 @@ impl World {
                 })
                 .collect(),
         );
-        self.apply_members(&mut data, 0..members);
+        self.apply_members(&mut data, 0..members, false);
         data
     }
 
-    fn apply_members(&self, data: &mut CompanyData, range: std::ops::Range<usize>) {
+    /// Members' facts (`earlier`: odd members have other chronic conditions, changed by an update).
+    fn apply_members(&self, data: &mut CompanyData, range: std::ops::Range<usize>, earlier: bool) {
         for (i, m) in self.members.iter().enumerate().take(range.end).skip(range.start) {
+            let chronic = m.chronic.iter().map(|&c| if earlier && i % 2 == 1 { (c + 1) % CHRONIC.len() } else { c });
             data.apply_member(MemberFact {
                 id: MemberId(i as i64 + 1),
                 card_no: format!("C{i}"),
@@ -244,7 +257,7 @@ impl World {
                 source: RegistrationSource::Store,
                 referred: false,
                 has_allergies: false,
-                chronic_conditions: vec![],
+                chronic_conditions: chronic.map(|c| CHRONIC[c].to_string()).collect(),
                 sms_opt_in: true,
                 health_consent: true,
                 status: MemberStatus::Active,
