@@ -94,64 +94,91 @@ pub struct RfmThresholds {
     pub m_fen: i64,
 }
 
+/// `pass` over members `0..n` in two halves, one thread each: the passes here are plain scans of
+/// columns, and the machine's other core is idle while grades are computed.
+fn in_halves<T: Send>(n: usize, pass: impl Fn(std::ops::Range<usize>) -> T + Sync) -> [T; 2] {
+    std::thread::scope(|s| {
+        let second = s.spawn(|| pass(n / 2..n));
+        [pass(0..n / 2), second.join().expect("a scan does not panic")]
+    })
+}
+
 /// For each of the `K` values `value` gives for members `0..n` (members it gives none are left
 /// out): the value at position `count / 2` in sorted order — the median, the upper one of an even
 /// count — and 0 when there are none. Found in three passes over the members, without sorting or
 /// collecting every value: each value's range is cut into at most 2¹⁶ equal parts and counted, and
 /// only the values of the part holding the median are collected. Small ranges (days, ticket
 /// counts) are counted value by value and need no third pass.
-fn medians<const K: usize>(n: usize, value: impl Fn(usize) -> Option<[i64; K]>) -> [i64; K] {
-    let (mut count, mut min, mut max) = (0usize, [i64::MAX; K], [i64::MIN; K]);
-    for o in 0..n {
-        if let Some(v) = value(o) {
-            count += 1;
-            for k in 0..K {
-                min[k] = min[k].min(v[k]);
-                max[k] = max[k].max(v[k]);
-            }
-        }
-    }
-    if count == 0 {
-        return [0; K];
-    }
-    let shift: [u32; K] =
-        std::array::from_fn(|k| (u64::BITS - max[k].abs_diff(min[k]).leading_zeros()).saturating_sub(16));
-    let part = |k: usize, v: i64| (v.abs_diff(min[k]) >> shift[k]) as usize;
-    let mut counts: [Vec<u32>; K] = std::array::from_fn(|k| vec![0u32; part(k, max[k]) + 1]);
-    for o in 0..n {
-        if let Some(v) = value(o) {
-            for k in 0..K {
-                counts[k][part(k, v[k])] += 1;
-            }
-        }
-    }
-    // The part holding position count / 2, and the position within it.
-    let (part_of_median, rank): ([usize; K], [usize; K]) = {
-        let mut at = [0usize; K];
-        let mut rank = [count / 2; K];
-        for k in 0..K {
-            while rank[k] >= counts[k][at[k]] as usize {
-                rank[k] -= counts[k][at[k]] as usize;
-                at[k] += 1;
-            }
-        }
-        (at, rank)
-    };
-    let mut inside: [Vec<i64>; K] = std::array::from_fn(|_| Vec::new());
-    if shift.iter().any(|&s| s > 0) {
-        for o in 0..n {
+fn medians<const K: usize>(n: usize, value: impl Fn(usize) -> Option<[i64; K]> + Sync) -> [i64; K] {
+    let ranges = in_halves(n, |members| {
+        let (mut count, mut min, mut max) = (0usize, [i64::MAX; K], [i64::MIN; K]);
+        for o in members {
             if let Some(v) = value(o) {
+                count += 1;
                 for k in 0..K {
-                    if shift[k] > 0 && part(k, v[k]) == part_of_median[k] {
-                        inside[k].push(v[k]);
-                    }
+                    min[k] = min[k].min(v[k]);
+                    max[k] = max[k].max(v[k]);
                 }
             }
         }
+        (count, min, max)
+    });
+    let count = ranges[0].0 + ranges[1].0;
+    if count == 0 {
+        return [0; K];
     }
-    std::array::from_fn(|k| {
-        if shift[k] == 0 { min[k] + part_of_median[k] as i64 } else { *inside[k].select_nth_unstable(rank[k]).1 }
-    })
+    let min: [i64; K] = std::array::from_fn(|k| ranges[0].1[k].min(ranges[1].1[k]));
+    let max: [i64; K] = std::array::from_fn(|k| ranges[0].2[k].max(ranges[1].2[k]));
+    let shift: [u32; K] =
+        std::array::from_fn(|k| (u64::BITS - max[k].abs_diff(min[k]).leading_zeros()).saturating_sub(16));
+    let part = |k: usize, v: i64| (v.abs_diff(min[k]) >> shift[k]) as usize;
+    let [mut counts, more] = in_halves(n, |members| {
+        let mut counts: [Vec<u32>; K] = std::array::from_fn(|k| vec![0u32; part(k, max[k]) + 1]);
+        for o in members {
+            if let Some(v) = value(o) {
+                for k in 0..K {
+                    counts[k][part(k, v[k])] += 1;
+                }
+            }
+        }
+        counts
+    });
+    for (c, m) in counts.iter_mut().zip(more) {
+        c.iter_mut().zip(m).for_each(|(c, m)| *c += m);
+    }
+    // The part holding position count / 2, and the position within it.
+    let mut at = [0usize; K];
+    let mut rank = [count / 2; K];
+    for k in 0..K {
+        while rank[k] >= counts[k][at[k]] as usize {
+            rank[k] -= counts[k][at[k]] as usize;
+            at[k] += 1;
+        }
+    }
+    let mut inside: [Vec<i64>; K] = std::array::from_fn(|_| Vec::new());
+    if shift.iter().any(|&s| s > 0) {
+        let halves = in_halves(n, |members| {
+            let mut inside: [Vec<i64>; K] = std::array::from_fn(|_| Vec::new());
+            for o in members {
+                if let Some(v) = value(o) {
+                    for k in 0..K {
+                        if shift[k] > 0 && part(k, v[k]) == at[k] {
+                            inside[k].push(v[k]);
+                        }
+                    }
+                }
+            }
+            inside
+        });
+        for half in halves {
+            for (i, h) in inside.iter_mut().zip(half) {
+                i.extend(h);
+            }
+        }
+    }
+    std::array::from_fn(
+        |k| if shift[k] == 0 { min[k] + at[k] as i64 } else { *inside[k].select_nth_unstable(rank[k]).1 },
+    )
 }
 
 /// The thresholds in force: the company's own, else the medians over the effective members.
@@ -200,17 +227,29 @@ pub fn update_rfm_grades(
     for o in touched {
         grades[o as usize] = rfm_grade(f, o as usize, &t);
     }
-    let mut moved = Vec::new();
+    let mut moved = RoaringBitmap::new();
     if t != before {
-        for (o, g) in grades.iter_mut().enumerate() {
-            let now = rfm_grade(f, o, &t);
-            if *g != now {
-                *g = now;
-                moved.push(o as u32);
+        // Every member again, in two halves, one thread each.
+        let regrade = |grades: &mut [RfmGrade], first: usize| -> Vec<u32> {
+            let mut moved = Vec::new();
+            for (o, g) in (first..).zip(grades.iter_mut()) {
+                let now = rfm_grade(f, o, &t);
+                if *g != now {
+                    *g = now;
+                    moved.push(o as u32);
+                }
             }
-        }
+            moved
+        };
+        let half = grades.len() / 2;
+        let (low, high) = grades.split_at_mut(half);
+        let (low, high) = std::thread::scope(|s| {
+            let high = s.spawn(|| regrade(high, half));
+            (regrade(low, 0), high.join().expect("grading does not panic"))
+        });
+        moved = RoaringBitmap::from_sorted_iter(low.into_iter().chain(high)).expect("ordinals ascend");
     }
-    (t, RoaringBitmap::from_sorted_iter(moved).expect("ordinals ascend"))
+    (t, moved)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
