@@ -537,7 +537,7 @@ impl<'a> Evaluator<'a> {
                 s.d.classes
                     .iter()
                     .find(|c| c.name == v || c.name == with)
-                    .map(|c| c.members.clone())
+                    .map(|c| RoaringBitmap::clone(&c.members))
                     .ok_or_else(|| err(span, format!("未知的人群分类 \"{v}\""), format!("unknown class \"{v}\"")))
             },
             "tag" => |s: &Self, v: &str, span| s.tag(v, span),
@@ -592,7 +592,10 @@ impl<'a> Evaluator<'a> {
             },
             "chronic" => |s: &Self, v: &str, _| {
                 let v = v.trim();
-                Ok(s.dim("chronic").and_then(|d| d.value(v)).map(|t| t.members.clone()).unwrap_or_default())
+                Ok(s.dim("chronic")
+                    .and_then(|d| d.value(v))
+                    .map(|t| RoaringBitmap::clone(&t.members))
+                    .unwrap_or_default())
             },
             _ => return None,
         })
@@ -606,7 +609,7 @@ impl<'a> Evaluator<'a> {
     /// The members of a catalogue dimension's value, by the value's position: categorical fields
     /// are answered from the catalogue's bitmaps instead of a pass over every member.
     fn dim_value(&self, key: &str, index: usize) -> RoaringBitmap {
-        self.dim(key).and_then(|d| d.values.get(index)).map(|t| t.members.clone()).unwrap_or_default()
+        self.dim(key).and_then(|d| d.values.get(index)).map(|t| RoaringBitmap::clone(&t.members)).unwrap_or_default()
     }
 
     /// Yes/no fields: the catalogue dimension holding them (value 0 yes, value 1 no).
@@ -698,7 +701,7 @@ impl<'a> Evaluator<'a> {
         if let Some((dim, value)) = v.split_once(['/', '／']) {
             let (dim, value) = (dim.trim(), value.trim());
             if let Some(d) = self.d.catalogue.iter().find(|d| d.name == dim || d.key == dim) {
-                return d.value(value).map(|t| t.members.clone()).ok_or_else(|| {
+                return d.value(value).map(|t| RoaringBitmap::clone(&t.members)).ok_or_else(|| {
                     let some: Vec<&str> = d.values.iter().take(8).map(|t| t.name.as_str()).collect();
                     err(
                         span,

@@ -10,6 +10,7 @@ use roaring::RoaringBitmap;
 use rxmember_core::member::{Gender, MemberStatus, RegistrationSource};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Registration sources in the order of the `source` dimension's values.
 pub const SOURCES: [RegistrationSource; 5] = [
@@ -45,7 +46,9 @@ impl Primary {
 #[derive(Debug, Clone)]
 pub struct TagValue {
     pub name: String,
-    pub members: RoaringBitmap,
+    /// Shared: a class's or drug group's value is that class's or group's own bitmap, and an update
+    /// changes a value in place unless a reader still holds the catalogue before (then it copies it).
+    pub members: Arc<RoaringBitmap>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,9 +78,55 @@ fn split(n: usize, names: &[String], f: impl Fn(usize) -> Option<usize>) -> Vec<
         .zip(lists)
         .map(|(name, l)| TagValue {
             name: name.clone(),
-            members: RoaringBitmap::from_sorted_iter(l).unwrap_or_default(),
+            members: Arc::new(RoaringBitmap::from_sorted_iter(l).unwrap_or_default()),
         })
         .collect()
+}
+
+/// Above this many values, a dimension's changed members are first looked up in their new value
+/// (one bitmap probe each) and only those not found there are taken out of every value; below it,
+/// every changed member is taken out of each value (a pass over the changed members per value).
+const FEW_VALUES: usize = 16;
+
+/// Places the `changed` members again in a dimension where each member has at most one value (`f`
+/// gives it), in place: the same values as [`split`] over every member, when only the changed
+/// members' values may differ from those `values` were placed by.
+fn place_again(values: &mut [TagValue], changed: &RoaringBitmap, f: impl Fn(usize) -> Option<usize>) {
+    let mut lists: Vec<Vec<u32>> = vec![Vec::new(); values.len()];
+    if values.len() <= FEW_VALUES {
+        for o in changed {
+            if let Some(v) = f(o as usize) {
+                lists[v].push(o);
+            }
+        }
+        for (v, l) in values.iter_mut().zip(lists) {
+            let members = Arc::make_mut(&mut v.members);
+            *members -= changed;
+            *members |= RoaringBitmap::from_sorted_iter(l).expect("changed members ascend");
+        }
+        return;
+    }
+    // A member already in its new value is in no other: only the others move.
+    let mut moved: Vec<u32> = Vec::new();
+    for o in changed {
+        match f(o as usize) {
+            Some(v) if values[v].members.contains(o) => {}
+            Some(v) => {
+                moved.push(o);
+                lists[v].push(o);
+            }
+            None => moved.push(o),
+        }
+    }
+    let moved = RoaringBitmap::from_sorted_iter(moved).expect("changed members ascend");
+    for (v, l) in values.iter_mut().zip(lists) {
+        if l.is_empty() && v.members.is_disjoint(&moved) {
+            continue;
+        }
+        let members = Arc::make_mut(&mut v.members);
+        *members -= &moved;
+        *members |= RoaringBitmap::from_sorted_iter(l).expect("changed members ascend");
+    }
 }
 
 fn names(v: &[&str]) -> Vec<String> {
@@ -89,16 +138,28 @@ fn band(x: f64, uppers: &[f64]) -> usize {
     uppers.iter().position(|u| x < *u).unwrap_or(uppers.len())
 }
 
+/// The dimensions whose values are the classes' and drug groups' own bitmaps (shared, never placed
+/// again by the catalogue).
+const SHARED: [&str; 4] = ["major_class", "minor_class", "custom_class", "drug_group"];
+
+/// The catalogue without the dimensions that share the classes' and drug groups' bitmaps: what an
+/// update keeps while it brings those bitmaps up to date in place.
+pub fn without_shared(mut dims: Vec<Dimension>) -> Vec<Dimension> {
+    dims.retain(|d| !SHARED.contains(&d.key));
+    dims
+}
+
 pub struct Inputs<'a> {
-    /// The catalogue before, and the members whose values may have changed since (facts, features,
-    /// grades or activity): only those are placed again. `None` builds every value from scratch.
-    pub prev: Option<(&'a [Dimension], &'a RoaringBitmap)>,
+    /// The catalogue before (its bitmaps are changed in place), and the members whose values may have
+    /// changed since (facts, features, grades or activity): only those are placed again. `None`
+    /// builds every value from scratch.
+    pub prev: Option<(Vec<Dimension>, &'a RoaringBitmap)>,
     pub data: &'a CompanyData,
     pub features: &'a Features,
     pub grades: &'a [RfmGrade],
     pub activity: &'a [ActivityLevel],
     pub classes: &'a [Class],
-    pub groups: &'a [(String, RoaringBitmap)],
+    pub groups: &'a [(String, Arc<RoaringBitmap>)],
     /// Points expiring per member within 30 days of the as-of day.
     pub expiring_30d: &'a HashMap<u32, i64>,
 }
@@ -107,16 +168,31 @@ pub struct Inputs<'a> {
 /// same values.
 struct Builder<'a> {
     n: usize,
-    prev: Option<(&'a [Dimension], &'a RoaringBitmap)>,
+    /// The previous catalogue, shared by the builders of both halves (each takes its own dimensions).
+    prev: Option<(&'a Mutex<Vec<Dimension>>, &'a RoaringBitmap)>,
     dims: Vec<Dimension>,
 }
 
-impl Builder<'_> {
-    /// The previous dimension `key` with exactly these value names, and the changed members.
-    fn previous(&self, key: &str, names: &[String]) -> Option<(&Dimension, &RoaringBitmap)> {
+impl<'a> Builder<'a> {
+    /// The previous dimension `key`'s values (taken out of it) if they satisfy `same`, and the
+    /// changed members.
+    fn take_previous(
+        &mut self,
+        key: &str,
+        same: impl FnOnce(&[TagValue]) -> bool,
+    ) -> Option<(Vec<TagValue>, &'a RoaringBitmap)> {
         let (dims, changed) = self.prev?;
-        let d = dims.iter().find(|d| d.key == key)?;
-        (d.values.len() == names.len() && d.values.iter().zip(names).all(|(v, n)| v.name == *n)).then_some((d, changed))
+        let mut dims = dims.lock().expect("a catalogue builder does not panic");
+        let d = dims.iter_mut().find(|d| d.key == key)?;
+        same(&d.values).then(|| (std::mem::take(&mut d.values), changed))
+    }
+
+    /// The previous dimension `key`'s values (taken out of it) if it had exactly these value names,
+    /// and the changed members.
+    fn previous(&mut self, key: &str, names: &[String]) -> Option<(Vec<TagValue>, &'a RoaringBitmap)> {
+        self.take_previous(key, |values| {
+            values.len() == names.len() && values.iter().zip(names).all(|(v, n)| v.name == *n)
+        })
     }
 
     /// A dimension where each member has at most one value, given by `f` (a value index).
@@ -129,22 +205,9 @@ impl Builder<'_> {
         f: impl Fn(usize) -> Option<usize>,
     ) {
         let values = match self.previous(key, names) {
-            Some((d, changed)) => {
-                let mut lists: Vec<Vec<u32>> = vec![Vec::new(); names.len()];
-                for o in changed {
-                    if let Some(v) = f(o as usize) {
-                        lists[v].push(o);
-                    }
-                }
-                d.values
-                    .iter()
-                    .zip(lists)
-                    .map(|(v, l)| {
-                        let mut members = &v.members - changed;
-                        members |= RoaringBitmap::from_sorted_iter(l).expect("changed members ascend");
-                        TagValue { name: v.name.clone(), members }
-                    })
-                    .collect()
+            Some((mut values, changed)) => {
+                place_again(&mut values, changed, f);
+                values
             }
             None => split(self.n, names, f),
         };
@@ -158,25 +221,31 @@ impl Builder<'_> {
 
 /// The chronic-condition values (a member may have several): placed again for the changed members
 /// only, unless one of them brings a condition not seen before.
-fn chronic_values(b: &Builder, data: &CompanyData) -> Vec<TagValue> {
-    if let Some((dims, changed)) = b.prev
-        && let Some(d) = dims.iter().find(|d| d.key == "chronic")
-    {
-        let known = |c: &String| d.values.iter().any(|v| v.name == *c);
-        if changed.iter().all(|o| data.members[o as usize].chronic_conditions.iter().all(known)) {
-            return d
-                .values
-                .iter()
-                .map(|v| {
-                    let mut members = &v.members - changed;
-                    members.extend(
-                        changed.iter().filter(|&o| data.members[o as usize].chronic_conditions.contains(&v.name)),
-                    );
-                    TagValue { name: v.name.clone(), members }
-                })
-                .filter(|v| !v.members.is_empty())
-                .collect();
+fn chronic_values(b: &mut Builder, data: &CompanyData) -> Vec<TagValue> {
+    // The changed members of each known condition, in one pass over the changed members.
+    let mut lists: Vec<Vec<u32>> = Vec::new();
+    let changed = b.prev.map(|(_, c)| c);
+    let known = |values: &[TagValue]| {
+        let Some(changed) = changed else { return false };
+        lists = vec![Vec::new(); values.len()];
+        changed.iter().all(|o| {
+            data.members[o as usize].chronic_conditions.iter().all(|c| {
+                let Some(v) = values.iter().position(|v| v.name == *c) else { return false };
+                if lists[v].last() != Some(&o) {
+                    lists[v].push(o);
+                }
+                true
+            })
+        })
+    };
+    if let Some((mut values, changed)) = b.take_previous("chronic", known) {
+        for (v, l) in values.iter_mut().zip(lists) {
+            let members = Arc::make_mut(&mut v.members);
+            *members -= changed;
+            *members |= RoaringBitmap::from_sorted_iter(l).expect("changed members ascend");
         }
+        values.retain(|v| !v.members.is_empty());
+        return values;
     }
     let mut chronic: Vec<String> = data.members.iter().flat_map(|m| m.chronic_conditions.iter().cloned()).collect();
     chronic.sort();
@@ -189,13 +258,32 @@ fn chronic_values(b: &Builder, data: &CompanyData) -> Vec<TagValue> {
             }
         }
     }
-    chronic.into_iter().zip(lists).map(|(name, l)| TagValue { name, members: l.into_iter().collect() }).collect()
+    chronic
+        .into_iter()
+        .zip(lists)
+        .map(|(name, l)| TagValue { name, members: Arc::new(l.into_iter().collect()) })
+        .collect()
 }
 
-pub fn build(i: &Inputs) -> Vec<Dimension> {
+pub fn build(mut i: Inputs) -> Vec<Dimension> {
+    let (prev, changed) = match i.prev.take() {
+        Some((dims, changed)) => (Some(Mutex::new(dims)), Some(changed)),
+        None => (None, None),
+    };
+    let builder = || Builder { n: i.data.len(), prev: prev.as_ref().zip(changed), dims: Vec::new() };
+    // Each dimension is placed on its own: two halves, one thread each.
+    let (mut dims, rest) = std::thread::scope(|s| {
+        let first = s.spawn(|| consumption_and_product(&i, builder()));
+        let rest = health_and_member(&i, builder());
+        (first.join().expect("the catalogue's first half does not panic"), rest)
+    });
+    dims.extend(rest);
+    dims
+}
+
+/// 消费属性 and 商品属性.
+fn consumption_and_product(i: &Inputs, mut b: Builder) -> Vec<Dimension> {
     let (data, f) = (i.data, i.features);
-    let n = data.len();
-    let mut b = Builder { n, prev: i.prev, dims: Vec::new() };
     use Primary::*;
 
     // 消费属性
@@ -283,7 +371,7 @@ pub fn build(i: &Inputs) -> Vec<Dimension> {
         i.classes
             .iter()
             .filter(|c| c.kind == kind)
-            .map(|c| TagValue { name: c.name.clone(), members: c.members.clone() })
+            .map(|c| TagValue { name: c.name.clone(), members: Arc::clone(&c.members) })
             .collect()
     };
     b.given("major_class", "品类大类人群", Product, classes_of(ClassKind::Major));
@@ -293,7 +381,7 @@ pub fn build(i: &Inputs) -> Vec<Dimension> {
         "drug_group",
         "药品群组",
         Product,
-        i.groups.iter().map(|(name, m)| TagValue { name: name.clone(), members: m.clone() }).collect(),
+        i.groups.iter().map(|(name, m)| TagValue { name: name.clone(), members: Arc::clone(m) }).collect(),
     );
     b.split(
         "prescription",
@@ -302,6 +390,14 @@ pub fn build(i: &Inputs) -> Vec<Dimension> {
         &names(&["近一年购买处方药", "近一年未购买处方药"]),
         |o| (f.frequency_12m[o] > 0).then_some(!f.bought_rx_12m[o] as usize),
     );
+
+    b.dims
+}
+
+/// 健康属性 and 会员属性.
+fn health_and_member(i: &Inputs, mut b: Builder) -> Vec<Dimension> {
+    let (data, f) = (i.data, i.features);
+    use Primary::*;
 
     // 健康属性
     b.split("checks", "年检测次数", Health, &names(&["未检测", "1次", "2次", "3次及以上"]), |o| {
@@ -323,7 +419,7 @@ pub fn build(i: &Inputs) -> Vec<Dimension> {
             })
         });
     }
-    let chronic = chronic_values(&b, data);
+    let chronic = chronic_values(&mut b, data);
     b.given("chronic", "慢病档案", Health, chronic);
     b.split("allergies", "过敏史", Health, &names(&["有过敏史", "无记录"]), |o| {
         Some(!data.members[o].has_allergies as usize)
@@ -333,6 +429,7 @@ pub fn build(i: &Inputs) -> Vec<Dimension> {
     });
 
     // 会员属性
+    let stores: Vec<String> = data.stores.iter().map(|s| s.name.clone()).collect();
     b.split("gender", "性别", Member, &names(&["男", "女", "未知"]), |o| {
         Some(match data.members[o].gender {
             Gender::Male => 0,
@@ -417,4 +514,40 @@ pub fn build(i: &Inputs) -> Vec<Dimension> {
         i.expiring_30d.contains_key(&(o as u32)).then_some(0)
     });
     b.dims
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bitmaps(values: &[TagValue]) -> Vec<RoaringBitmap> {
+        values.iter().map(|v| RoaringBitmap::clone(&v.members)).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Few and many values, array and bitmap containers; a reader's copy of the values before
+        /// keeps them.
+        #[test]
+        fn placing_changed_members_again_equals_splitting_anew(
+            (k, before, after, changed) in (1usize..40, 0usize..10_000).prop_flat_map(|(k, n)| (
+                Just(k),
+                prop::collection::vec(prop::option::weighted(0.9, 0..k), n),
+                prop::collection::vec(prop::option::weighted(0.9, 0..k), n),
+                prop::collection::vec(prop::bool::weighted(0.2), n),
+            )),
+        ) {
+            let names: Vec<String> = (0..k).map(|v| v.to_string()).collect();
+            let n = before.len();
+            let now = |o: usize| if changed[o] { after[o] } else { before[o] };
+            let mut values = split(n, &names, |o| before[o]);
+            let held = values.clone();
+            let changed = RoaringBitmap::from_sorted_iter((0..n as u32).filter(|&o| changed[o as usize])).unwrap();
+            place_again(&mut values, &changed, now);
+            prop_assert_eq!(bitmaps(&values), bitmaps(&split(n, &names, now)));
+            prop_assert_eq!(bitmaps(&held), bitmaps(&split(n, &names, |o| before[o])));
+        }
+    }
 }

@@ -2,11 +2,12 @@
 //! Rules are in [`crate::settings::ClassSettings`]; seed 002 and PRODUCT.md describe the reference
 //! platform's 65 major and ~300 minor classes, which is what the default taxonomy yields.
 
-use crate::data::{CompanyData, Day};
+use crate::data::{CompanyData, Day, Purchase};
 use crate::settings::{DrugGroup, Settings};
 use roaring::RoaringBitmap;
 use rxmember_core::taxonomy::Taxonomy;
 use serde::Serialize;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -22,8 +23,9 @@ pub struct Class {
     pub kind: ClassKind,
     /// Category code for taxonomy classes.
     pub code: Option<String>,
+    /// Shared with the catalogue's value for the class (see [`crate::catalogue::TagValue`]).
     #[serde(skip)]
-    pub members: RoaringBitmap,
+    pub members: Arc<RoaringBitmap>,
     #[serde(skip)]
     window_days: i64,
     #[serde(skip)]
@@ -86,15 +88,7 @@ fn index(data: &CompanyData, taxonomy: &Taxonomy, settings: &Settings) -> (Vec<C
         for p in products {
             product_classes[p as usize].push(id);
         }
-        classes.push(Class {
-            name,
-            kind,
-            code,
-            members: RoaringBitmap::new(),
-            window_days: w,
-            min_days: d,
-            min_share: s,
-        });
+        classes.push(Class { name, kind, code, members: Arc::default(), window_days: w, min_days: d, min_share: s });
     };
     for c in &taxonomy.categories {
         let kind = if c.is_major() { ClassKind::Major } else { ClassKind::Minor };
@@ -144,50 +138,57 @@ struct Classifier<'a> {
     as_of: Day,
     max_window: i64,
     default_window: i64,
-    hits: Vec<(u32, Day, i64)>,
+    /// Per class (indexed like `classes`), reset after each member.
+    tallies: Vec<Tally>,
+    /// The classes with a tally for the current member.
+    seen: Vec<u32>,
+    /// A member's purchases sorted by day, when they were not.
+    sorted: Vec<Purchase>,
 }
 
 impl Classifier<'_> {
     /// Calls `found` with each class member `o` is in.
     fn member(&mut self, o: usize, mut found: impl FnMut(u32)) {
         let (as_of, purchases) = (self.as_of, self.data.purchases(o));
-        // (class, day, amount) of purchases in the widest window, then per class in its window.
-        self.hits.clear();
-        for p in purchases.iter().filter(|p| p.day <= as_of && (as_of - p.day) < self.max_window as i32) {
+        // Purchases come in the order read, which is by day but for a return read without its sale.
+        let by_day: &[Purchase] = if purchases.is_sorted_by_key(|p| p.day) {
+            purchases
+        } else {
+            self.sorted.clear();
+            self.sorted.extend_from_slice(purchases);
+            self.sorted.sort_by_key(|p| p.day);
+            &self.sorted
+        };
+        // Per class, over its window: days with a positive net and the net spend. A class's
+        // purchases come day by day, so a day ends when the next one starts.
+        let tallies = &mut self.tallies;
+        self.seen.clear();
+        for p in by_day.iter().filter(|p| p.day <= as_of && (as_of - p.day) < self.max_window as i32) {
             for &c in &self.product_classes[p.product as usize] {
                 if ((as_of - p.day) as i64) < self.classes[c as usize].window_days {
-                    self.hits.push((c, p.day, p.amount));
+                    let t = &mut tallies[c as usize];
+                    if t.day != p.day {
+                        if t.day == NO_DAY {
+                            self.seen.push(c);
+                        } else {
+                            t.days += (t.net > 0) as i64;
+                        }
+                        t.day = p.day;
+                        t.net = 0;
+                    }
+                    t.net += p.amount;
+                    t.spend += p.amount;
                 }
             }
         }
-        if self.hits.is_empty() {
-            return;
-        }
-        self.hits.sort_unstable();
         // Total net spend per window length, for the share rule.
         let total_in = |w: i64| -> i64 {
             purchases.iter().filter(|p| p.day <= as_of && ((as_of - p.day) as i64) < w).map(|p| p.amount).sum()
         };
         let mut default_total: Option<i64> = None;
-        let hits = &self.hits;
-        let mut i = 0;
-        while i < hits.len() {
-            let c = hits[i].0;
-            let mut days = 0i64;
-            let mut spend = 0i64;
-            let mut day_amount = 0i64;
-            let mut day = hits[i].1;
-            while i < hits.len() && hits[i].0 == c {
-                if hits[i].1 != day {
-                    days += (day_amount > 0) as i64;
-                    day = hits[i].1;
-                    day_amount = 0;
-                }
-                day_amount += hits[i].2;
-                spend += hits[i].2;
-                i += 1;
-            }
-            days += (day_amount > 0) as i64;
+        for &c in &self.seen {
+            let t = std::mem::replace(&mut tallies[c as usize], NO_TALLY);
+            let (days, spend) = (t.days + (t.net > 0) as i64, t.spend);
             let class = &self.classes[c as usize];
             let total = if class.window_days == self.default_window {
                 *default_total.get_or_insert_with(|| total_in(self.default_window))
@@ -201,6 +202,18 @@ impl Classifier<'_> {
         }
     }
 }
+
+/// One class's running count while a member's purchases are read day by day.
+#[derive(Clone, Copy)]
+struct Tally {
+    day: Day,
+    net: i64,
+    days: i64,
+    spend: i64,
+}
+
+const NO_DAY: Day = Day::MIN;
+const NO_TALLY: Tally = Tally { day: NO_DAY, net: 0, days: 0, spend: 0 };
 
 fn classifier<'a>(
     data: &'a CompanyData,
@@ -216,7 +229,9 @@ fn classifier<'a>(
         as_of,
         max_window: classes.iter().map(|c| c.window_days).max().unwrap_or(0),
         default_window: s.classes.window_days,
-        hits: Vec::new(),
+        tallies: vec![NO_TALLY; classes.len()],
+        seen: Vec::new(),
+        sorted: Vec::new(),
     }
 }
 
@@ -229,13 +244,14 @@ pub fn compute(data: &CompanyData, taxonomy: &Taxonomy, settings: &Settings, as_
         k.member(o, |c| members[c as usize].push(o as u32));
     }
     for (class, m) in classes.iter_mut().zip(members) {
-        class.members = RoaringBitmap::from_sorted_iter(m).unwrap_or_default();
+        class.members = Arc::new(RoaringBitmap::from_sorted_iter(m).unwrap_or_default());
     }
     classes
 }
 
 /// The classes after `data` changed only for `touched` members (new members are always touched), as
-/// of the same day and under the same settings: only those members are classified again.
+/// of the same day and under the same settings: only those members are classified again. A class's
+/// bitmap is changed in place unless something else still holds it (then it is copied).
 pub fn update(
     prev: Vec<Class>,
     data: &CompanyData,
@@ -252,8 +268,9 @@ pub fn update(
     }
     for ((class, old), add) in classes.iter_mut().zip(prev).zip(added) {
         class.members = old.members;
-        class.members -= touched;
-        class.members.extend(add);
+        let members = Arc::make_mut(&mut class.members);
+        *members -= touched;
+        *members |= RoaringBitmap::from_sorted_iter(add).expect("touched members ascend");
     }
     classes
 }

@@ -227,7 +227,7 @@ impl CompanyEngine {
             .values
             .iter()
             .map(|v| {
-                let m = &v.members & mask;
+                let m = &*v.members & mask;
                 let sales: i64 = m.iter().map(|o| d.features.monetary_12m[o as usize]).sum();
                 GradeSummary {
                     grade: v.name.clone(),

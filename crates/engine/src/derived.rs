@@ -14,6 +14,7 @@ use rxmember_core::MemberId;
 use rxmember_core::taxonomy::Taxonomy;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A saved tag (保存的标签): an audience expression under a name, or a list of members (uploaded card
 /// numbers, resolved to members by the server).
@@ -30,7 +31,8 @@ pub struct SavedTag {
 pub struct GroupMembers {
     pub name: String,
     pub products: Vec<u32>,
-    pub members: RoaringBitmap,
+    /// Shared with the catalogue's `drug_group` value.
+    pub members: Arc<RoaringBitmap>,
 }
 
 #[derive(Clone, Default)]
@@ -67,10 +69,12 @@ impl Derived {
 
     /// What `compute` would give after `data` changed only for `touched` members (new members are
     /// always touched), when nothing else changed: the same day, settings, taxonomy and saved tags.
-    /// Per-member features and classes are computed again for those members only; grades (medians)
-    /// and saved tags are whole-company and computed again in full; the catalogue places again only
-    /// the members whose facts, grade or activity level changed.
-    /// `prev`'s columns and bitmaps are reused, not copied (clone it to keep it).
+    /// Per-member features, classes and activity levels are computed again for those members only;
+    /// the grades' medians are whole-company, and grades are given again to every member only when
+    /// the thresholds moved; the catalogue places again only the members whose facts, grade or
+    /// activity level changed; saved tags are computed again in full.
+    /// `prev`'s columns and bitmaps are reused and changed in place, not copied; a bitmap `prev`
+    /// shares with a reader (a clone of it) is copied when it changes.
     pub fn update(
         prev: Derived,
         data: &CompanyData,
@@ -101,6 +105,9 @@ impl Derived {
             timings.push((name, clock.elapsed().as_secs_f64() * 1000.0));
             clock = std::time::Instant::now();
         };
+        // The catalogue's class and drug-group values share those bitmaps: let go of them first, so
+        // that the classes are updated in place.
+        let prev_catalogue = prev.as_mut().map(|p| catalogue::without_shared(std::mem::take(&mut p.catalogue)));
         // Features and classes are independent: one thread each.
         let prev_classes = prev.as_mut().map(|p| std::mem::take(&mut p.classes));
         let prev_features = prev.as_mut().map(|p| std::mem::take(&mut p.features));
@@ -119,10 +126,36 @@ impl Derived {
             (features, classes.join().expect("class computation does not panic"))
         });
         lap("features and classes", &mut timings);
-        let (grades, thresholds) = grades::rfm_grades(&features, &settings.rfm);
-        let activity = grades::activity_levels(&features, &settings.activity);
+        // Members whose tag values may differ from the previous catalogue: touched ones, and those
+        // whose grade moved with the medians (activity levels change with a member's own features).
+        let (grades, thresholds, activity, changed) = match (prev.as_mut(), touched) {
+            (Some(p), Some(touched)) => {
+                let mut grades = std::mem::take(&mut p.grades);
+                let (thresholds, moved) =
+                    grades::update_rfm_grades(&mut grades, p.thresholds, &features, &settings.rfm, touched);
+                let mut activity = std::mem::take(&mut p.activity);
+                grades::update_activity_levels(&mut activity, &features, &settings.activity, touched);
+                (grades, thresholds, activity, Some(moved | touched))
+            }
+            _ => {
+                let (grades, thresholds) = grades::rfm_grades(&features, &settings.rfm);
+                (grades, thresholds, grades::activity_levels(&features, &settings.activity), None)
+            }
+        };
         lap("grades", &mut timings);
-        let universe: RoaringBitmap = (0..data.len() as u32).collect();
+        let mut universe = RoaringBitmap::new();
+        universe.insert_range(0..data.len() as u32);
+        let checked = match (prev.as_mut(), touched) {
+            (Some(p), Some(touched)) => {
+                let mut checked = std::mem::take(&mut p.checked);
+                checked -= touched;
+                checked |=
+                    RoaringBitmap::from_sorted_iter(touched.iter().filter(|&o| !data.checks(o as usize).is_empty()))
+                        .expect("touched members ascend");
+                checked
+            }
+            _ => data.checked_members(),
+        };
         let mut d = Derived {
             as_of,
             features,
@@ -134,7 +167,7 @@ impl Derived {
             catalogue: Vec::new(),
             saved: Vec::new(),
             universe,
-            checked: data.checked_members(),
+            checked,
             expiring_30d: data.loyalty.expiring_between(as_of, as_of + 29),
             timings: Vec::new(),
         };
@@ -143,26 +176,15 @@ impl Derived {
             .iter()
             .map(|g| {
                 let products = classes::products_in_group(data, taxonomy, g);
-                let members = audience::bought_within_year(data, &d, &products);
+                let members = Arc::new(audience::bought_within_year(data, &d, &products));
                 GroupMembers { name: g.name.clone(), products, members }
             })
             .collect();
-        let groups: Vec<(String, RoaringBitmap)> =
-            d.groups.iter().map(|g| (g.name.clone(), g.members.clone())).collect();
+        let groups: Vec<(String, Arc<RoaringBitmap>)> =
+            d.groups.iter().map(|g| (g.name.clone(), Arc::clone(&g.members))).collect();
         lap("drug groups", &mut timings);
-        // Members whose tag values may differ from the previous catalogue: touched ones, and those
-        // whose grade moved with the medians or whose activity level changed.
-        let changed: Option<RoaringBitmap> = prev.as_ref().zip(touched).map(|(p, touched)| {
-            let n = p.grades.len().min(d.grades.len());
-            let moved = (0..n as u32).filter(|&o| {
-                p.grades[o as usize] != d.grades[o as usize] || p.activity[o as usize] != d.activity[o as usize]
-            });
-            let mut c = RoaringBitmap::from_sorted_iter(moved).expect("ordinals ascend");
-            c |= touched;
-            c
-        });
-        d.catalogue = catalogue::build(&catalogue::Inputs {
-            prev: prev.as_ref().zip(changed.as_ref()).map(|(p, c)| (&p.catalogue[..], c)),
+        d.catalogue = catalogue::build(catalogue::Inputs {
+            prev: prev_catalogue.zip(changed.as_ref()),
             data,
             features: &d.features,
             grades: &d.grades,

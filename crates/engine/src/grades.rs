@@ -16,6 +16,7 @@
 
 use crate::features::Features;
 use crate::settings::{ActivitySettings, RfmSettings};
+use roaring::RoaringBitmap;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -93,39 +94,162 @@ pub struct RfmThresholds {
     pub m_fen: i64,
 }
 
-fn median(mut v: Vec<i64>) -> i64 {
-    if v.is_empty() {
-        return 0;
+/// `pass` over members `0..n` in two halves, one thread each: the passes here are plain scans of
+/// columns, and the machine's other core is idle while grades are computed.
+fn in_halves<T: Send>(n: usize, pass: impl Fn(std::ops::Range<usize>) -> T + Sync) -> [T; 2] {
+    std::thread::scope(|s| {
+        let second = s.spawn(|| pass(n / 2..n));
+        [pass(0..n / 2), second.join().expect("a scan does not panic")]
+    })
+}
+
+/// For each of the `K` values `value` gives for members `0..n` (members it gives none are left
+/// out): the value at position `count / 2` in sorted order — the median, the upper one of an even
+/// count — and 0 when there are none. Found in three passes over the members, without sorting or
+/// collecting every value: each value's range is cut into at most 2¹⁶ equal parts and counted, and
+/// only the values of the part holding the median are collected. Small ranges (days, ticket
+/// counts) are counted value by value and need no third pass.
+fn medians<const K: usize>(n: usize, value: impl Fn(usize) -> Option<[i64; K]> + Sync) -> [i64; K] {
+    let ranges = in_halves(n, |members| {
+        let (mut count, mut min, mut max) = (0usize, [i64::MAX; K], [i64::MIN; K]);
+        for o in members {
+            if let Some(v) = value(o) {
+                count += 1;
+                for k in 0..K {
+                    min[k] = min[k].min(v[k]);
+                    max[k] = max[k].max(v[k]);
+                }
+            }
+        }
+        (count, min, max)
+    });
+    let count = ranges[0].0 + ranges[1].0;
+    if count == 0 {
+        return [0; K];
     }
-    let mid = v.len() / 2;
-    let (_, m, _) = v.select_nth_unstable(mid);
-    *m
+    let min: [i64; K] = std::array::from_fn(|k| ranges[0].1[k].min(ranges[1].1[k]));
+    let max: [i64; K] = std::array::from_fn(|k| ranges[0].2[k].max(ranges[1].2[k]));
+    let shift: [u32; K] =
+        std::array::from_fn(|k| (u64::BITS - max[k].abs_diff(min[k]).leading_zeros()).saturating_sub(16));
+    let part = |k: usize, v: i64| (v.abs_diff(min[k]) >> shift[k]) as usize;
+    let [mut counts, more] = in_halves(n, |members| {
+        let mut counts: [Vec<u32>; K] = std::array::from_fn(|k| vec![0u32; part(k, max[k]) + 1]);
+        for o in members {
+            if let Some(v) = value(o) {
+                for k in 0..K {
+                    counts[k][part(k, v[k])] += 1;
+                }
+            }
+        }
+        counts
+    });
+    for (c, m) in counts.iter_mut().zip(more) {
+        c.iter_mut().zip(m).for_each(|(c, m)| *c += m);
+    }
+    // The part holding position count / 2, and the position within it.
+    let mut at = [0usize; K];
+    let mut rank = [count / 2; K];
+    for k in 0..K {
+        while rank[k] >= counts[k][at[k]] as usize {
+            rank[k] -= counts[k][at[k]] as usize;
+            at[k] += 1;
+        }
+    }
+    let mut inside: [Vec<i64>; K] = std::array::from_fn(|_| Vec::new());
+    if shift.iter().any(|&s| s > 0) {
+        let halves = in_halves(n, |members| {
+            let mut inside: [Vec<i64>; K] = std::array::from_fn(|_| Vec::new());
+            for o in members {
+                if let Some(v) = value(o) {
+                    for k in 0..K {
+                        if shift[k] > 0 && part(k, v[k]) == at[k] {
+                            inside[k].push(v[k]);
+                        }
+                    }
+                }
+            }
+            inside
+        });
+        for half in halves {
+            for (i, h) in inside.iter_mut().zip(half) {
+                i.extend(h);
+            }
+        }
+    }
+    std::array::from_fn(
+        |k| if shift[k] == 0 { min[k] + at[k] as i64 } else { *inside[k].select_nth_unstable(rank[k]).1 },
+    )
+}
+
+/// The thresholds in force: the company's own, else the medians over the effective members.
+pub fn rfm_thresholds(f: &Features, s: &RfmSettings) -> RfmThresholds {
+    let [r, tickets, m] = medians(f.frequency_12m.len(), |o| {
+        (f.frequency_12m[o] > 0)
+            .then(|| [f.recency(o).unwrap_or(0) as i64, f.frequency_12m[o] as i64, f.monetary_12m[o]])
+    });
+    RfmThresholds {
+        r_days: s.r_days.unwrap_or(r),
+        f_tickets: s.f_tickets.unwrap_or(tickets),
+        m_fen: s.m_yuan.map(|y| (y * 100.0).round() as i64).unwrap_or(m),
+    }
+}
+
+/// Member `o`'s grade under thresholds `t`.
+fn rfm_grade(f: &Features, o: usize, t: &RfmThresholds) -> RfmGrade {
+    if f.frequency_12m[o] == 0 {
+        return RfmGrade::NotEffective;
+    }
+    let r_high = (f.recency(o).unwrap_or(i32::MAX) as i64) < t.r_days;
+    let f_high = f.frequency_12m[o] as i64 > t.f_tickets;
+    let m_high = f.monetary_12m[o] > t.m_fen;
+    RfmGrade::of(r_high, f_high, m_high)
 }
 
 /// Grades every member; also returns the thresholds used.
 pub fn rfm_grades(f: &Features, s: &RfmSettings) -> (Vec<RfmGrade>, RfmThresholds) {
-    let n = f.frequency_12m.len();
-    let effective: Vec<usize> = (0..n).filter(|&o| f.frequency_12m[o] > 0).collect();
-    let t = RfmThresholds {
-        r_days: s
-            .r_days
-            .unwrap_or_else(|| median(effective.iter().map(|&o| f.recency(o).unwrap_or(0) as i64).collect())),
-        f_tickets: s
-            .f_tickets
-            .unwrap_or_else(|| median(effective.iter().map(|&o| f.frequency_12m[o] as i64).collect())),
-        m_fen: s
-            .m_yuan
-            .map(|y| (y * 100.0).round() as i64)
-            .unwrap_or_else(|| median(effective.iter().map(|&o| f.monetary_12m[o]).collect())),
-    };
-    let mut grades = vec![RfmGrade::NotEffective; n];
-    for o in effective {
-        let r_high = (f.recency(o).unwrap_or(i32::MAX) as i64) < t.r_days;
-        let f_high = f.frequency_12m[o] as i64 > t.f_tickets;
-        let m_high = f.monetary_12m[o] > t.m_fen;
-        grades[o] = RfmGrade::of(r_high, f_high, m_high);
+    let t = rfm_thresholds(f, s);
+    ((0..f.frequency_12m.len()).map(|o| rfm_grade(f, o, &t)).collect(), t)
+}
+
+/// Brings `grades` (given under thresholds `before`) up to date, in place, after the features
+/// changed only for `touched` members (new members are always touched), as of the same day and
+/// under the same settings: the touched members are graded again, and every member when the
+/// thresholds moved. Returns the thresholds and the untouched members whose grade changed.
+pub fn update_rfm_grades(
+    grades: &mut Vec<RfmGrade>,
+    before: RfmThresholds,
+    f: &Features,
+    s: &RfmSettings,
+    touched: &RoaringBitmap,
+) -> (RfmThresholds, RoaringBitmap) {
+    let t = rfm_thresholds(f, s);
+    grades.resize(f.frequency_12m.len(), RfmGrade::NotEffective);
+    for o in touched {
+        grades[o as usize] = rfm_grade(f, o as usize, &t);
     }
-    (grades, t)
+    let mut moved = RoaringBitmap::new();
+    if t != before {
+        // Every member again, in two halves, one thread each.
+        let regrade = |grades: &mut [RfmGrade], first: usize| -> Vec<u32> {
+            let mut moved = Vec::new();
+            for (o, g) in (first..).zip(grades.iter_mut()) {
+                let now = rfm_grade(f, o, &t);
+                if *g != now {
+                    *g = now;
+                    moved.push(o as u32);
+                }
+            }
+            moved
+        };
+        let half = grades.len() / 2;
+        let (low, high) = grades.split_at_mut(half);
+        let (low, high) = std::thread::scope(|s| {
+            let high = s.spawn(|| regrade(high, half));
+            (regrade(low, 0), high.join().expect("grading does not panic"))
+        });
+        moved = RoaringBitmap::from_sorted_iter(low.into_iter().chain(high)).expect("ordinals ascend");
+    }
+    (t, moved)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -203,14 +327,50 @@ impl ActivityLevel {
 }
 
 pub fn activity_levels(f: &Features, s: &ActivitySettings) -> Vec<ActivityLevel> {
-    (0..f.frequency_12m.len())
-        .map(|o| ActivityLevel::of(f.recency(o), f.first_purchase_days(o), f.frequency_12m[o], s))
-        .collect()
+    (0..f.frequency_12m.len()).map(|o| activity_level(f, o, s)).collect()
+}
+
+fn activity_level(f: &Features, o: usize, s: &ActivitySettings) -> ActivityLevel {
+    ActivityLevel::of(f.recency(o), f.first_purchase_days(o), f.frequency_12m[o], s)
+}
+
+/// Brings `levels` up to date, in place, after the features changed only for `touched` members (new
+/// members are always touched), as of the same day and under the same settings: a level depends
+/// only on the member's own features.
+pub fn update_activity_levels(
+    levels: &mut Vec<ActivityLevel>,
+    f: &Features,
+    s: &ActivitySettings,
+    touched: &RoaringBitmap,
+) {
+    levels.resize(f.frequency_12m.len(), ActivityLevel::NeverPurchased);
+    for o in touched {
+        levels[o as usize] = activity_level(f, o as usize, s);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn medians_are_the_sorted_values_middles(
+            values in prop::collection::vec(prop::option::weighted(0.8, (
+                prop_oneof![any::<i64>(), -400i64..400],
+                0i64..400,
+                prop_oneof![0i64..2_000_000, any::<i64>()],
+            ).prop_map(|(a, b, c)| [a, b, c])), 0..3000),
+        ) {
+            let want: [i64; 3] = std::array::from_fn(|k| {
+                let mut present: Vec<i64> = values.iter().flatten().map(|v| v[k]).collect();
+                present.sort_unstable();
+                if present.is_empty() { 0 } else { present[present.len() / 2] }
+            });
+            prop_assert_eq!(medians(values.len(), |o| values[o]), want);
+        }
+    }
 
     #[test]
     fn eight_cells_map_to_six_grades() {

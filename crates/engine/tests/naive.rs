@@ -3,6 +3,7 @@
 
 use chrono::NaiveDate;
 use proptest::prelude::*;
+use roaring::RoaringBitmap;
 use rxmember_core::facts::{
     HealthCheckFact, LineFact, LoyaltyFact, MemberFact, ProductFact, ReturnFact, StoreFact, TicketFact, TierLevelFact,
 };
@@ -13,6 +14,7 @@ use rxmember_core::time::local_to_epoch_ms;
 use rxmember_core::{CompanyId, MemberId, ProductId, StoreId, TicketId};
 use rxmember_engine::company::CompanyEngine;
 use rxmember_engine::data::{CompanyData, day_of_date};
+use rxmember_engine::derived::Derived;
 use rxmember_engine::settings::Settings;
 
 const OFFSET: i32 = 480;
@@ -35,7 +37,11 @@ struct M {
     balance: i64,
     lots: Vec<(i64, i64)>,
     tier: Option<usize>,
+    /// Chronic conditions (indices into [`CHRONIC`]).
+    chronic: Vec<usize>,
 }
+
+const CHRONIC: [&str; 3] = ["高血压", "糖尿病", "高血脂"];
 
 const TIERS: [(&str, &str); 3] = [("normal", "普通"), ("silver", "银卡"), ("gold", "金卡")];
 
@@ -70,14 +76,16 @@ fn members() -> impl Strategy<Value = Vec<M>> {
             prop::option::of(0i64..30_000),
             prop::option::of(0i64..800),
             (0i64..2_000, prop::collection::vec((-10i64..400, 1i64..500), 0..4), prop::option::of(0usize..3)),
+            prop::collection::vec(0usize..3, 0..3),
         )
-            .prop_map(|(gender, b, r, (balance, lots, tier))| M {
+            .prop_map(|(gender, b, r, (balance, lots, tier), chronic)| M {
                 gender,
                 birthday: b.map(|d| NaiveDate::from_ymd_opt(1940, 1, 1).unwrap() + chrono::Duration::days(d)),
                 registered_days_ago: r,
                 balance,
                 lots,
                 tier,
+                chronic,
             }),
         1..25,
     )
@@ -172,30 +180,47 @@ struct World {
 
 impl World {
     fn engine(&self) -> CompanyEngine {
-        let mut data = self.members_data();
+        let mut data = self.members_data(self.members.len());
         self.apply_tickets(&mut data, 0..self.tickets.len());
         self.apply_returns_and_checks(&mut data);
         self.apply_loyalty(&mut data, false);
         CompanyEngine::new(data, Taxonomy::default_pharmacy(), Settings::default(), vec![], day_of_date(as_of()))
     }
 
-    /// Built from the first `split` tickets, then brought up to date incrementally with the rest.
-    fn engine_updated(&self, split: usize) -> CompanyEngine {
+    /// Built from the first `split` tickets, then brought up to date incrementally with the next
+    /// `more` (members who bought nothing before `split` join then, and others' chronic conditions
+    /// change), then with the rest while a reader holds the first update's result, which must stay
+    /// as it was.
+    fn engine_updated(&self, split: usize, more: usize) -> CompanyEngine {
         let split = split.min(self.tickets.len());
-        let mut data = self.members_data();
+        let mid = (split + more).min(self.tickets.len());
+        // Only a suffix of the members joins late, so that ordinals are those of a full build.
+        let known = self.tickets[..split].iter().filter_map(|t| t.member).max().map_or(0, |m| m + 1);
+        let mut data = self.members_data(known);
+        self.apply_members(&mut data, 0..known, true);
         self.apply_tickets(&mut data, 0..split);
-        // An earlier loyalty state, replaced by the current one in the update.
+        // An earlier loyalty state, replaced by the current one in the second update.
         self.apply_loyalty(&mut data, true);
         let mut engine =
             CompanyEngine::new(data, Taxonomy::default_pharmacy(), Settings::default(), vec![], day_of_date(as_of()));
-        self.apply_tickets(&mut engine.data, split..self.tickets.len());
+        for i in (1..known).step_by(2) {
+            self.apply_members(&mut engine.data, i..i + 1, false);
+        }
+        self.apply_members(&mut engine.data, known..self.members.len(), false);
+        self.apply_tickets(&mut engine.data, split..mid);
+        engine.update(day_of_date(as_of()));
+        let held = engine.current();
+        let before = Snapshot::of(&held);
+        self.apply_tickets(&mut engine.data, mid..self.tickets.len());
         self.apply_returns_and_checks(&mut engine.data);
         self.apply_loyalty(&mut engine.data, false);
         engine.update(day_of_date(as_of()));
+        assert!(Snapshot::of(&held) == before, "an update changed what a reader holds");
         engine
     }
 
-    fn members_data(&self) -> CompanyData {
+    /// The company's stores and products, and its first `members` members.
+    fn members_data(&self, members: usize) -> CompanyData {
         let mut data = CompanyData::new(CompanyId(1), OFFSET);
         data.set_stores(vec![StoreFact { id: StoreId(1), code: "S1".into(), name: "一店".into() }]);
         data.set_products(
@@ -213,7 +238,14 @@ impl World {
                 })
                 .collect(),
         );
-        for (i, m) in self.members.iter().enumerate() {
+        self.apply_members(&mut data, 0..members, false);
+        data
+    }
+
+    /// Members' facts (`earlier`: odd members have other chronic conditions, changed by an update).
+    fn apply_members(&self, data: &mut CompanyData, range: std::ops::Range<usize>, earlier: bool) {
+        for (i, m) in self.members.iter().enumerate().take(range.end).skip(range.start) {
+            let chronic = m.chronic.iter().map(|&c| if earlier && i % 2 == 1 { (c + 1) % CHRONIC.len() } else { c });
             data.apply_member(MemberFact {
                 id: MemberId(i as i64 + 1),
                 card_no: format!("C{i}"),
@@ -225,14 +257,13 @@ impl World {
                 source: RegistrationSource::Store,
                 referred: false,
                 has_allergies: false,
-                chronic_conditions: vec![],
+                chronic_conditions: chronic.map(|c| CHRONIC[c].to_string()).collect(),
                 sms_opt_in: true,
                 health_consent: true,
                 status: MemberStatus::Active,
                 updated_at: 1,
             });
         }
-        data
     }
 
     fn apply_tickets(&self, data: &mut CompanyData, range: std::ops::Range<usize>) {
@@ -334,6 +365,30 @@ impl World {
 
 /// The naive evaluator: a tiny parser for exactly the shapes `expr()` generates, and the rules
 /// applied to one member at a time.
+/// What a reader sees of a [`Derived`], deeply copied.
+#[derive(PartialEq)]
+struct Snapshot {
+    features: rxmember_engine::features::Features,
+    grades: Vec<rxmember_engine::grades::RfmGrade>,
+    activity: Vec<rxmember_engine::grades::ActivityLevel>,
+    bitmaps: Vec<(String, RoaringBitmap)>,
+}
+
+impl Snapshot {
+    fn of(d: &Derived) -> Snapshot {
+        let mut bitmaps =
+            vec![("universe".to_string(), d.universe.clone()), ("checked".to_string(), d.checked.clone())];
+        bitmaps.extend(d.classes.iter().map(|c| (c.name.clone(), RoaringBitmap::clone(&c.members))));
+        bitmaps.extend(d.groups.iter().map(|g| (g.name.clone(), RoaringBitmap::clone(&g.members))));
+        for dim in &d.catalogue {
+            bitmaps.extend(
+                dim.values.iter().map(|v| (format!("{}/{}", dim.key, v.name), RoaringBitmap::clone(&v.members))),
+            );
+        }
+        Snapshot { features: d.features.clone(), grades: d.grades.clone(), activity: d.activity.clone(), bitmaps }
+    }
+}
+
 fn naive(w: &World, text: &str, m: usize) -> bool {
     let text = text.trim();
     if let Some(inner) = strip_not(text) {
@@ -514,19 +569,27 @@ proptest! {
     fn incremental_update_equals_a_full_build(
         (ms, ts, cs) in members().prop_flat_map(|m| { let n = m.len(); (Just(m), tickets(n), checks(n)) }),
         split in 0usize..40,
+        more in 0usize..30,
         exprs in prop::collection::vec(expr(), 1..4),
     ) {
         let world = World { members: ms, tickets: ts, checks: cs };
         let full = world.engine();
-        let updated = world.engine_updated(split);
+        let updated = world.engine_updated(split, more);
         let (a, b) = (full.current(), updated.current());
         prop_assert_eq!(&a.features, &b.features);
         prop_assert_eq!(&a.grades, &b.grades);
         prop_assert_eq!(&a.activity, &b.activity);
         prop_assert_eq!(a.thresholds, b.thresholds);
+        prop_assert_eq!(&a.universe, &b.universe);
+        prop_assert_eq!(&a.checked, &b.checked);
+        prop_assert_eq!(a.classes.len(), b.classes.len());
         for (x, y) in a.classes.iter().zip(&b.classes) {
             prop_assert_eq!(&x.members, &y.members, "class {}", x.name);
         }
+        let keys = |d: &Derived| -> Vec<(&str, Vec<String>)> {
+            d.catalogue.iter().map(|x| (x.key, x.values.iter().map(|v| v.name.clone()).collect())).collect()
+        };
+        prop_assert_eq!(keys(&a), keys(&b));
         for (x, y) in a.catalogue.iter().zip(&b.catalogue) {
             for (v, w) in x.values.iter().zip(&y.values) {
                 prop_assert_eq!(&v.members, &w.members, "tag {}/{}", x.name, v.name);
