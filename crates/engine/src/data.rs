@@ -763,7 +763,7 @@ impl CompanyData {
         }
         let mut timings = Vec::new();
         let mut clock = std::time::Instant::now();
-        let mut lap = |name: &'static str| {
+        let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, f64)>| {
             timings.push((name, clock.elapsed().as_secs_f64() * 1000.0));
             clock = std::time::Instant::now();
         };
@@ -775,12 +775,14 @@ impl CompanyData {
         });
         let mut returns = Groups::new(pending.returns, n, &cleared, 2);
         let mut checks = Groups::new(pending.checks, n, &cleared, 3);
-        lap("grouping by member");
+        lap("grouping by member", &mut timings);
         let mut touched: Vec<u32> = Vec::new();
         // A member's runs before the seal, to tell the by-day indexes what changed.
         let mut old_purchases: Vec<Purchase> = Vec::new();
         let mut old_checks: Vec<Check> = Vec::new();
         let mut next_cleared = cleared_order.iter().peekable();
+        // An update's time in the by-day indexes (not timed per member in a full build).
+        let (mut postings_s, mut recent_s) = (0.0, 0.0);
         loop {
             let o = visits.head().min(lines.head()).min(returns.head()).min(checks.head());
             let o = next_cleared.peek().map_or(o, |&&c| c.min(o));
@@ -871,18 +873,30 @@ impl CompanyData {
             }
             if !fresh_build {
                 // A cleared member's old facts all go: the positional comparison removes them.
+                let t = std::time::Instant::now();
                 self.product_days.replace(o, &old_purchases, self.purchases.of(m));
                 self.check_days.replace(o, &old_checks, self.checks.of(m));
+                let u = std::time::Instant::now();
                 self.recent.replace(o, (&old_purchases, &old_checks), (self.purchases.of(m), self.checks.of(m)));
+                postings_s += (u - t).as_secs_f64();
+                recent_s += u.elapsed().as_secs_f64();
             }
         }
+        let t = std::time::Instant::now();
+        self.recent.flush();
+        recent_s += t.elapsed().as_secs_f64();
         // The log, now in the runs, goes before the compaction and the by-day indexes allocate.
         drop((visits, lines, returns, checks));
-        lap("writing runs");
+        lap("writing runs", &mut timings);
+        if !fresh_build {
+            // Of which: the by-day indexes kept in step member by member.
+            timings.push(("of which postings", postings_s * 1000.0));
+            timings.push(("recent days", recent_s * 1000.0));
+        }
         self.visits.compact();
         self.purchases.compact();
         self.checks.compact();
-        lap("compaction");
+        lap("compaction", &mut timings);
         let products = self.products.len();
         let rebuild_recent = fresh_build || self.recent.stale;
         std::thread::scope(|s| {
@@ -899,7 +913,7 @@ impl CompanyData {
                 self.product_days = p.join().expect("building the postings does not panic");
             }
         });
-        lap("by-day indexes");
+        lap("by-day indexes", &mut timings);
         self.seal_timings = timings;
         self.touched |= RoaringBitmap::from_sorted_iter(touched).expect("members are visited in order");
     }

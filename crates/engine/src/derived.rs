@@ -145,6 +145,10 @@ impl Derived {
         lap("grades", &mut timings);
         let mut universe = RoaringBitmap::new();
         universe.insert_range(0..data.len() as u32);
+        // As plain bit containers: every question starts from the universe, and the crate's
+        // operations between run containers and others are several times slower (at 10M members
+        // `bought(...) and not checked(...)` took 18 ms against 7).
+        universe.remove_run_compression();
         let checked = match (prev.as_mut(), touched) {
             (Some(p), Some(touched)) => {
                 let mut checked = std::mem::take(&mut p.checked);

@@ -52,6 +52,9 @@ struct Levels {
     /// Entries in the buckets, and how many of them are current (the rest are stale).
     entries: usize,
     live: usize,
+    /// Entries to add at the end of the seal (bucket, day, member): added in bucket and day order,
+    /// a bucket at a time, instead of one scattered push per entry.
+    pending: Vec<(u32, Day, u32)>,
 }
 
 impl Levels {
@@ -85,7 +88,7 @@ impl Levels {
                 }
             }
         }
-        Levels { by, last, entries, live: entries }
+        Levels { by, last, entries, live: entries, pending: Vec::new() }
     }
 
     /// Member `o`'s levels were `old` (its facts then `old_facts`) and are now `new`.
@@ -128,8 +131,17 @@ impl Levels {
     }
 
     fn add(&mut self, o: u32, (key, level): (u32, u8), d: Day) {
-        self.by.add(key as usize * LEVELS + level as usize, d, o, false);
+        self.pending.push(((key as usize * LEVELS + level as usize) as u32, d, o));
         self.entries += 1;
+    }
+
+    /// Adds the pending entries.
+    fn flush(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_unstable_by_key(|&(b, d, _)| (b, d));
+        for (b, d, o) in pending {
+            self.by.add(b as usize, d, o, false);
+        }
     }
 
     /// Removes member `o`'s entries of one level on days after `from` up to `to`: they can only sit
@@ -373,6 +385,12 @@ impl RecentDays {
         if stale(&self.purchases) || stale(&self.checks) {
             self.stale = true;
         }
+    }
+
+    /// Adds the entries the seal's replacements left pending (called once at the seal's end).
+    pub(crate) fn flush(&mut self) {
+        self.purchases.flush();
+        self.checks.flush();
     }
 
     /// For `bought(category = …)` over `from..=to` with counts deciding at `cap`: the members
