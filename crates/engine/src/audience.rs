@@ -1123,9 +1123,8 @@ impl<'a> Evaluator<'a> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use rxmember_core::facts::{LineFact, MemberFact, ProductFact, ReturnFact, StoreFact, TicketFact};
-    use rxmember_core::member::{Gender, MemberStatus};
-    use rxmember_core::{CompanyId, MemberId, ProductId, StoreId, TicketId};
+    use rxmember_core::facts::{ProductFact, ReturnFact, StoreFact};
+    use rxmember_core::{CompanyId, MemberId, ProductId, StoreId};
 
     const MEMBERS: u32 = 12;
     const PRODUCTS: u32 = 4;
@@ -1153,43 +1152,14 @@ mod tests {
                 .collect(),
         );
         for m in 1..=MEMBERS as i64 {
-            data.apply_member(MemberFact {
-                id: MemberId(m),
-                card_no: format!("C{m}"),
-                gender: Gender::Unknown,
-                birthday: None,
-                store: None,
-                registered_at: None,
-                clerk_code: None,
-                source: RegistrationSource::Store,
-                referred: false,
-                has_allergies: false,
-                chronic_conditions: vec![],
-                sms_opt_in: false,
-                health_consent: false,
-                status: MemberStatus::Active,
-                updated_at: 0,
-            });
+            data.apply_member(crate::test_support::member(m));
         }
         let mut returns = 0;
         for (i, (m, day, store, lines, back)) in sales.iter().enumerate() {
             let member = MemberId(*m as i64 + 1);
             let sold_at = *day as i64 * 86_400_000;
-            let t = TicketFact {
-                id: TicketId(i as i64 + 1),
-                member: Some(member),
-                store: StoreId(*store as i64 + 1),
-                sold_at,
-                line_count: lines.len() as i64,
-                amount: lines.iter().map(|l| l.1).sum(),
-                discount: 0,
-                cost: 0,
-            };
-            data.apply_ticket_visit(&t);
-            for (p, amount) in lines {
-                let product = ProductId(*p as i64 + 1);
-                data.apply_line(&LineFact { ticket: t.id, member, sold_at, product, amount: *amount });
-            }
+            let ids: Vec<(i64, i64)> = lines.iter().map(|&(p, a)| (p as i64 + 1, a)).collect();
+            let t = crate::test_support::ticket(&mut data, i as i64 + 1, member.0, *store as i64 + 1, sold_at, &ids);
             for (p, amount) in back {
                 returns += 1;
                 let product = ProductId(*p as i64 + 1);

@@ -26,6 +26,17 @@ pub fn cap(conditions: &[(Cmp, f64)]) -> Option<u32> {
     (cap <= MAX_CAP as f64).then_some(cap as u32)
 }
 
+/// Of one word's count planes (plane c: the members counted more than c times; the last, of
+/// `pass.len()`, meaning "that many or more"), the members whose count c + 1 passes (`pass[c]`).
+#[inline]
+pub(crate) fn passing(pass: &[bool], plane: impl Fn(usize) -> u64) -> u64 {
+    let mut x = 0;
+    for (c, _) in pass.iter().enumerate().filter(|(_, p)| **p) {
+        x |= plane(c) & !if c + 1 < pass.len() { plane(c + 1) } else { 0 };
+    }
+    x
+}
+
 /// Members in one part of the member range (2^19: a part's planes are cap × 64 KB).
 const PART_BITS: u32 = 19;
 /// In a part's list: the end of a day (see [`Counts::once_a_day`]).
@@ -123,10 +134,7 @@ impl Counts {
             let first = p * part_words;
             for w in 0..part_words.min(words - first) {
                 let planes = &planes[w * cap..(w + 1) * cap];
-                let mut x = 0u64;
-                for (c, _) in pass.iter().enumerate().filter(|(_, p)| **p) {
-                    x |= planes[c] & !planes.get(c + 1).copied().unwrap_or(0);
-                }
+                let x = passing(&pass, |c| planes[c]);
                 hit[(first + w) * 8..(first + w + 1) * 8].copy_from_slice(&x.to_le_bytes());
                 seen[(first + w) * 8..(first + w + 1) * 8].copy_from_slice(&planes[0].to_le_bytes());
             }

@@ -946,50 +946,10 @@ mod tests {
         }
     }
 
-    fn member(id: i64) -> MemberFact {
-        MemberFact {
-            id: MemberId(id),
-            card_no: format!("C{id}"),
-            gender: rxmember_core::member::Gender::Unknown,
-            birthday: None,
-            store: None,
-            registered_at: None,
-            clerk_code: None,
-            source: rxmember_core::member::RegistrationSource::Store,
-            referred: false,
-            has_allergies: false,
-            chronic_conditions: vec![],
-            sms_opt_in: false,
-            health_consent: false,
-            status: rxmember_core::member::MemberStatus::Active,
-            updated_at: 0,
-        }
-    }
-
     /// Ticket `id` of member `m` on day offset `day`, one line of product 1 per amount.
     fn sale(data: &mut CompanyData, id: i64, m: i64, day: i64, amounts: &[i64]) {
-        use rxmember_core::{ProductId, StoreId, TicketId};
-        let sold_at = day * 86_400_000;
-        let t = TicketFact {
-            id: TicketId(id),
-            member: Some(MemberId(m)),
-            store: StoreId(1),
-            sold_at,
-            line_count: amounts.len() as i64,
-            amount: amounts.iter().sum(),
-            discount: 0,
-            cost: 0,
-        };
-        data.apply_ticket_visit(&t);
-        for a in amounts {
-            data.apply_line(&LineFact {
-                ticket: t.id,
-                member: MemberId(m),
-                sold_at,
-                product: ProductId(1),
-                amount: *a,
-            });
-        }
+        let lines: Vec<(i64, i64)> = amounts.iter().map(|&a| (1, a)).collect();
+        crate::test_support::ticket(data, id, m, 1, day * 86_400_000, &lines);
     }
 
     fn refund(data: &mut CompanyData, id: i64, ticket: i64, m: i64, day: i64, amount: i64) {
@@ -1018,7 +978,7 @@ mod tests {
             is_prescription: false,
         }]);
         for m in 1..=3 {
-            data.apply_member(member(m));
+            data.apply_member(crate::test_support::member(m));
         }
         data
     }

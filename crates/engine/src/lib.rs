@@ -21,3 +21,5 @@ mod pages;
 pub mod postings;
 pub mod recent;
 pub mod settings;
+#[cfg(test)]
+mod test_support;

@@ -120,8 +120,8 @@ impl<'a> Test<'a> {
 
     /// `want` on a ratio kept as [`RatioKeys`].
     pub fn ratio(keys: &'a RatioKeys, want: Want) -> Test<'a> {
-        // Not `NO_RATIO + 1`: the smallest number's key has a high half of its own, so members
-        // without a value are not read twice.
+        // From the smallest number's key, not `NO_RATIO + 1`: the scan then knows the range is
+        // open below and members without a value (code 0) stay out without reading their keys.
         let (min, max) = (ratio_key(f64::NEG_INFINITY), ratio_key(f64::INFINITY));
         let key = |t: f64| ratio_key(t);
         let (lo, hi, ex) = match want {
@@ -487,7 +487,7 @@ mod tests {
             (-500i64..3000).prop_map(|k| k as f64 / 100.0),
             (-500i64..3000).prop_map(|k| k as f64 / 100.0 + 0.005),
             (-50i64..300).prop_map(|k| k as f64 / 10.0),
-            // A ratio's exact value, its neighbours, one with the same high half of its key.
+            // A ratio's exact value, its neighbouring keys, one a little off (as `f32`).
             (-20i64..40).prop_map(|k| k as f64 / 7.0),
             (-20i64..40, -2i64..3).prop_map(|(k, d)| f64::from_bits(((k as f64 / 7.0).to_bits() as i64 + d) as u64)),
             (-20i64..40).prop_map(|k| (k as f64 / 7.0) as f32 as f64),

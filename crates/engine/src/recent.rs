@@ -9,8 +9,8 @@
 //! same days `bought(...)` counts); for checks, every check (the same count `checked(...)` makes).
 //! A member has at least k counted days on or after `from` exactly when its level-k day is on or
 //! after `from`, provided nothing of the key happened after the window's end; hence the index
-//! answers only windows ending on or after the key's last day ([`RecentDays::levels`] says `None`
-//! otherwise and the caller reads the postings).
+//! answers only windows ending on or after the key's last day ([`RecentDays::purchase_levels`] and
+//! [`RecentDays::check_levels`] say `None` otherwise and the caller reads the postings).
 //!
 //! Kept in step with the members' runs at every seal ([`crate::data::CompanyData::seal`]). A new
 //! purchase only moves a member's levels to later days; then the entry under the earlier day is
@@ -91,7 +91,8 @@ impl Levels {
         Levels { by, last, entries, live: entries, pending: Vec::new() }
     }
 
-    /// Member `o`'s levels were `old` (its facts then `old_facts`) and are now `new`.
+    /// Member `o`'s levels (of some keys) were `old.levels`, from facts `old.facts`, and are now
+    /// `new.levels`.
     fn replace(&mut self, o: u32, old: &Scratch, new: &Scratch) {
         for &(key, d, _) in &new.facts {
             let k = key as usize;
@@ -280,7 +281,7 @@ fn changed_keys<T: PartialEq, K: IntoIterator<Item = u32>>(old: &[T], new: &[T],
 
 /// The index: purchases by category (each product's own category code and its two-character
 /// major category), checks by kind and abnormal flag.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RecentDays {
     /// Category code → purchase key.
     keys: FastMap<String, u32>,
@@ -301,6 +302,19 @@ thread_local! {
 
 /// The default [`RecentDays::stale_floor`].
 const STALE_FLOOR: usize = 1 << 16;
+
+impl Default for RecentDays {
+    fn default() -> Self {
+        RecentDays {
+            keys: FastMap::default(),
+            product_keys: Vec::new(),
+            purchases: Levels::default(),
+            checks: Levels::default(),
+            stale: false,
+            stale_floor: STALE_FLOOR,
+        }
+    }
+}
 
 impl RecentDays {
     /// The purchase key of a category code (`None` if no product is in it).
@@ -380,8 +394,7 @@ impl RecentDays {
                 self.checks.replace(o, a, b);
             }
         });
-        let floor = if self.stale_floor == 0 { STALE_FLOOR } else { self.stale_floor };
-        let stale = |l: &Levels| l.entries > l.live + l.live.max(floor);
+        let stale = |l: &Levels| l.entries > l.live + l.live.max(self.stale_floor);
         if stale(&self.purchases) || stale(&self.checks) {
             self.stale = true;
         }
@@ -410,11 +423,6 @@ impl RecentDays {
         }
         self.checks.select(key, cap, from, to, n)
     }
-
-    /// Entries held and how many are current (purchases, checks).
-    pub fn entries(&self) -> [(usize, usize); 2] {
-        [(self.purchases.entries, self.purchases.live), (self.checks.entries, self.checks.live)]
-    }
 }
 
 /// The members whose count (level planes 1..=cap, the last meaning "cap or more") passes `keep`,
@@ -426,10 +434,7 @@ pub fn select(planes: &[Vec<u64>], keep: impl Fn(u32) -> bool) -> (RoaringBitmap
     let mut hit = vec![0u8; words * 8];
     let mut seen = vec![0u8; words * 8];
     for w in 0..words {
-        let mut x = 0u64;
-        for (c, _) in pass.iter().enumerate().filter(|(_, p)| **p) {
-            x |= planes[c][w] & !planes.get(c + 1).map_or(0, |p| p[w]);
-        }
+        let x = crate::counts::passing(&pass, |c| planes[c][w]);
         hit[w * 8..(w + 1) * 8].copy_from_slice(&x.to_le_bytes());
         seen[w * 8..(w + 1) * 8].copy_from_slice(&planes[0][w].to_le_bytes());
     }
@@ -441,7 +446,7 @@ mod tests {
     use super::*;
     use crate::data::CompanyData;
     use proptest::prelude::*;
-    use rxmember_core::facts::{HealthCheckFact, LineFact, MemberFact, ReturnFact, StoreFact, TicketFact};
+    use rxmember_core::facts::{HealthCheckFact, ReturnFact, StoreFact};
     use rxmember_core::health::HealthKind;
     use rxmember_core::{CompanyId, MemberId, ProductId, StoreId, TicketId};
 
@@ -489,23 +494,7 @@ mod tests {
                 .collect(),
         );
         for m in 1..=4 {
-            data.apply_member(MemberFact {
-                id: MemberId(m),
-                card_no: format!("C{m}"),
-                gender: rxmember_core::member::Gender::Unknown,
-                birthday: None,
-                store: None,
-                registered_at: None,
-                clerk_code: None,
-                source: rxmember_core::member::RegistrationSource::Store,
-                referred: false,
-                has_allergies: false,
-                chronic_conditions: vec![],
-                sms_opt_in: false,
-                health_consent: false,
-                status: rxmember_core::member::MemberStatus::Active,
-                updated_at: 0,
-            });
+            data.apply_member(crate::test_support::member(m));
         }
         data
     }
@@ -579,21 +568,8 @@ mod tests {
                     match op {
                         Op::Sale(m, d, lines) => {
                             ticket += 1;
-                            let sold_at = d * 86_400_000;
-                            let t = TicketFact {
-                                id: TicketId(ticket),
-                                member: Some(MemberId(m)),
-                                store: StoreId(1),
-                                sold_at,
-                                line_count: lines.len() as i64,
-                                amount: lines.iter().map(|l| l.1).sum(),
-                                discount: 0,
-                                cost: 0,
-                            };
-                            data.apply_ticket_visit(&t);
-                            for &(p, a) in &lines {
-                                data.apply_line(&LineFact { ticket: t.id, member: MemberId(m), sold_at, product: ProductId(p as i64 + 1), amount: a });
-                            }
+                            let ids: Vec<(i64, i64)> = lines.iter().map(|&(p, a)| (p as i64 + 1, a)).collect();
+                            crate::test_support::ticket(&mut data, ticket, m, 1, d * 86_400_000, &ids);
                             sales.push((ticket, m, d, lines));
                         }
                         Op::Return(i, j, q) => {
@@ -658,24 +634,7 @@ mod tests {
     #[test]
     fn windows_ending_before_the_last_day_are_left_to_the_postings() {
         let mut data = company();
-        let t = TicketFact {
-            id: TicketId(1),
-            member: Some(MemberId(1)),
-            store: StoreId(1),
-            sold_at: 10 * 86_400_000,
-            line_count: 1,
-            amount: 100,
-            discount: 0,
-            cost: 0,
-        };
-        data.apply_ticket_visit(&t);
-        data.apply_line(&LineFact {
-            ticket: t.id,
-            member: MemberId(1),
-            sold_at: t.sold_at,
-            product: ProductId(3),
-            amount: 100,
-        });
+        let t = crate::test_support::ticket(&mut data, 1, 1, 1, 10 * 86_400_000, &[(3, 100)]);
         data.seal();
         let day = crate::data::day_of(t.sold_at, 0);
         let key = data.recent().category("0901").unwrap();
