@@ -15,7 +15,6 @@ use rxmember_engine::company::CompanyEngine;
 use rxmember_engine::data::{CompanyData, Day, NONE_U32, date_of_day, day_of, day_of_date};
 use rxmember_engine::features::NONE_I32;
 use rxmember_engine::settings::Settings;
-use std::cmp::Ordering;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -27,6 +26,8 @@ pub struct ChainBench {
     pub repeat: usize,
     pub duckdb: bool,
     pub dir: PathBuf,
+    /// Days held back from the build and read in afterwards, one update each (at least 1).
+    pub days: usize,
 }
 
 /// Time zone of the demo chain (UTC+8), in minutes.
@@ -45,8 +46,12 @@ struct Built {
     /// The seal's and the derive's phases (name, ms).
     build_seal_timings: Vec<(&'static str, f64)>,
     build_timings: Vec<(&'static str, f64)>,
-    /// The update seal's phases (name, ms).
+    /// The first update's seal phases (name, ms).
     day_seal_timings: Vec<(&'static str, f64)>,
+    /// The first update's recompute phases (name, ms).
+    day_timings: Vec<(&'static str, f64)>,
+    /// Every held-back day's update: (day, tickets, wall s, seal s, recompute s, the seal's phases).
+    updates: Vec<(Day, usize, f64, f64, f64, String)>,
     build_cpu_s: f64,
     day_s: f64,
     day_cpu_s: f64,
@@ -87,12 +92,15 @@ struct Counted {
 /// the generator's facts are never all held at once, which is what lets the 10M-member chain run.
 struct Feed {
     wanted: Option<String>,
-    /// The day held back (the as-of day).
+    /// The as-of day, the last of the days held back.
     last: Day,
+    /// The first day held back.
+    first_held: Day,
     started: Instant,
     code: String,
     data: Option<CompanyData>,
-    held: DayFacts,
+    /// The days held back, from `first_held` on.
+    held: Vec<DayFacts>,
     counted: Counted,
     /// Time spent reading facts into the engine: wall, and this thread's CPU.
     read_s: f64,
@@ -193,20 +201,20 @@ impl FactStream for Feed {
         self.counted.tickets += tickets.len() as u64;
         self.counted.all_lines += tickets.iter().map(|t| t.line_count as u64).sum::<u64>();
         self.counted.member_lines += lines.len() as u64;
-        let last = self.last;
+        let (first, last) = (self.first_held, self.last);
         let data = self.data.as_mut().expect("a wanted company is being read");
         let mut next = 0;
         for t in tickets {
             let n = lines[next..].iter().take_while(|l| l.ticket == t.id).count();
             let own = &lines[next..next + n];
             next += n;
-            match day_of(t.sold_at, OFFSET).cmp(&last) {
-                Ordering::Less => _ = read_tickets(data, std::slice::from_ref(t), own),
-                Ordering::Equal => {
-                    self.held.tickets.push(*t);
-                    self.held.lines.extend_from_slice(own);
-                }
-                Ordering::Greater => {}
+            let day = day_of(t.sold_at, OFFSET);
+            if day < first {
+                read_tickets(data, std::slice::from_ref(t), own);
+            } else if day <= last {
+                let held = &mut self.held[(day - first) as usize];
+                held.tickets.push(*t);
+                held.lines.extend_from_slice(own);
             }
         }
         self.lap(lap);
@@ -215,21 +223,31 @@ impl FactStream for Feed {
     fn returns(&mut self, returns: &[ReturnFact]) {
         let lap = Lap::start();
         self.counted.returns += returns.len() as u64;
-        let last = self.last;
-        let read: Vec<ReturnFact> = returns.iter().filter(|r| day_of(r.sold_at, OFFSET) < last).copied().collect();
+        let (first, last) = (self.first_held, self.last);
+        let read: Vec<ReturnFact> = returns.iter().filter(|r| day_of(r.sold_at, OFFSET) < first).copied().collect();
         read_returns(self.data(), &read);
-        self.held.returns.extend(returns.iter().filter(|r| day_of(r.sold_at, OFFSET) == last));
+        for r in returns {
+            let day = day_of(r.sold_at, OFFSET);
+            if (first..=last).contains(&day) {
+                self.held[(day - first) as usize].returns.push(*r);
+            }
+        }
         self.lap(lap);
     }
 
     fn checks(&mut self, checks: &[HealthCheckFact]) {
         let lap = Lap::start();
         self.counted.checks += checks.len() as u64;
-        let last = self.last;
+        let (first, last) = (self.first_held, self.last);
         let read: Vec<HealthCheckFact> =
-            checks.iter().filter(|c| day_of(c.checked_at, OFFSET) < last).copied().collect();
+            checks.iter().filter(|c| day_of(c.checked_at, OFFSET) < first).copied().collect();
         read_checks(self.data(), &read);
-        self.held.checks.extend(checks.iter().filter(|c| day_of(c.checked_at, OFFSET) == last));
+        for c in checks {
+            let day = day_of(c.checked_at, OFFSET);
+            if (first..=last).contains(&day) {
+                self.held[(day - first) as usize].checks.push(*c);
+            }
+        }
         self.lap(lap);
     }
 
@@ -263,21 +281,31 @@ fn build(feed: &mut Feed, mut data: CompanyData, generate_s: f64) -> Built {
     let build_phases = [feed.read_s, seal_s, derive_s];
     let build_timings = engine.current().timings.clone();
     let build_cpu_s = feed.read_cpu_s + cpu_s() - cpu;
-    // One day's sales arrive: read them in and recompute what depends on them.
-    let day = std::mem::take(&mut feed.held);
-    let started = Instant::now();
-    let cpu = cpu_s();
-    let (day_tickets, day_lines) = read_tickets(&mut engine.data, &day.tickets, &day.lines);
-    read_returns(&mut engine.data, &day.returns);
-    read_checks(&mut engine.data, &day.checks);
-    let read_s = started.elapsed().as_secs_f64();
-    engine.data.seal();
-    let seal_s = started.elapsed().as_secs_f64() - read_s;
-    let day_seal_timings = engine.data.seal_timings.clone();
-    engine.update(last);
-    let day_s = started.elapsed().as_secs_f64();
-    let day_phases = [read_s, seal_s, day_s - read_s - seal_s];
-    let day_cpu_s = cpu_s() - cpu;
+    // The held-back days' sales arrive a day at a time (as imports during the as-of day): each is
+    // read in and what depends on it recomputed.
+    let mut updates = Vec::new();
+    let (mut day_seal_timings, mut day_timings) = (Vec::new(), Vec::new());
+    let (mut day_s, mut day_cpu_s, mut day_phases, mut day_tickets, mut day_lines) = (0.0, 0.0, [0.0; 3], 0, 0);
+    for (i, day) in std::mem::take(&mut feed.held).into_iter().enumerate() {
+        let started = Instant::now();
+        let cpu = cpu_s();
+        let (tickets, lines) = read_tickets(&mut engine.data, &day.tickets, &day.lines);
+        read_returns(&mut engine.data, &day.returns);
+        read_checks(&mut engine.data, &day.checks);
+        let read_s = started.elapsed().as_secs_f64();
+        engine.data.seal();
+        let seal_s = started.elapsed().as_secs_f64() - read_s;
+        engine.update(last);
+        let wall = started.elapsed().as_secs_f64();
+        let seal_phases = phases(&engine.data.seal_timings);
+        updates.push((feed.first_held + i as Day, tickets, wall, seal_s, wall - read_s - seal_s, seal_phases));
+        if i == 0 {
+            day_seal_timings = engine.data.seal_timings.clone();
+            day_timings = engine.current().timings.clone();
+            (day_s, day_cpu_s, day_tickets, day_lines) = (wall, cpu_s() - cpu, tickets, lines);
+            day_phases = [read_s, seal_s, wall - read_s - seal_s];
+        }
+    }
     let c = &feed.counted;
     let summary = format!(
         "company {} — {} members, {} stores, {} products; {} tickets ({} lines, {} of them on member tickets), {} returns, {} health checks",
@@ -291,6 +319,8 @@ fn build(feed: &mut Feed, mut data: CompanyData, generate_s: f64) -> Built {
         build_seal_timings,
         build_timings,
         day_seal_timings,
+        day_timings,
+        updates,
         build_cpu_s,
         day_s,
         day_cpu_s,
@@ -309,10 +339,11 @@ pub fn run(b: &ChainBench) -> Result<()> {
     let mut feed = Feed {
         wanted: b.company.clone(),
         last: day_of_date(end),
+        first_held: day_of_date(end) - b.days.max(1) as Day + 1,
         started: Instant::now(),
         code: String::new(),
         data: None,
-        held: DayFacts::default(),
+        held: (0..b.days.max(1)).map(|_| DayFacts::default()).collect(),
         counted: Counted::default(),
         read_s: 0.0,
         read_cpu_s: 0.0,
@@ -349,7 +380,26 @@ pub fn run(b: &ChainBench) -> Result<()> {
         built.day_cpu_s
     );
     println!("  of which sealing: {}", phases(&built.day_seal_timings));
-    println!("  of which the recompute: {}", phases(&d.timings));
+    println!("  of which the recompute: {}", phases(&built.day_timings));
+    if built.updates.len() > 1 {
+        let walls: Vec<f64> = built.updates.iter().map(|u| u.2 * 1000.0).collect();
+        println!(
+            "{} days read in one update each: p50 {:.0} ms, max {:.0} ms, mean {:.0} ms",
+            walls.len(),
+            percentile(&walls, 0.5),
+            walls.iter().copied().fold(0.0, f64::max),
+            walls.iter().sum::<f64>() / walls.len() as f64
+        );
+        for (day, tickets, wall, seal, recompute, seal_phases) in &built.updates {
+            println!(
+                "  {}: {tickets} tickets, {:.0} ms (sealing {:.0} ms: {seal_phases}; recompute {:.0} ms)",
+                date_of_day(*day),
+                wall * 1000.0,
+                seal * 1000.0,
+                recompute * 1000.0
+            );
+        }
+    }
     println!(
         "resident memory after build: {:.0} MB (peak so far, generator included: {:.0} MB)",
         built.rss_mb, built.peak_rss_mb

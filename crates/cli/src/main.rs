@@ -147,6 +147,10 @@ enum BenchCommand {
         /// Where the CSV files for DuckDB are written (with --size).
         #[arg(long, default_value = "bench/data")]
         data_dir: PathBuf,
+        /// Days held back from the full build and read in afterwards, one update each (with
+        /// --size): the first is reported in detail, all of them as p50 and max.
+        #[arg(long, default_value_t = 1)]
+        days: usize,
     },
     /// ERP import throughput into SQLite and, with --pg, PostgreSQL, on the demo chain's exported files.
     Import {
@@ -405,7 +409,7 @@ async fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
     if let Command::Bench {
-        command: BenchCommand::Engine { company, repeat, size: Some(size), seed, no_duckdb, data_dir },
+        command: BenchCommand::Engine { company, repeat, size: Some(size), seed, no_duckdb, data_dir, days },
     } = &cli.command
     {
         let size = rxmember_demo::Size::parse(size).context("--size must be tiny, small, large or huge")?;
@@ -416,6 +420,7 @@ async fn run(cli: Cli) -> Result<()> {
             repeat: (*repeat).max(1),
             duckdb: !*no_duckdb,
             dir: data_dir.clone(),
+            days: *days,
         });
     }
     if let Command::Demo { size, seed, export: Some(dir) } = &cli.command {

@@ -63,7 +63,7 @@ fn visit_index(visits: &[Visit], ticket: i64) -> Option<usize> {
 }
 
 /// One ticket of a member. Money in fen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Visit {
     pub ticket: i64,
     pub day: Day,
@@ -84,7 +84,7 @@ impl Visit {
 }
 
 /// What a member bought of one product on one ticket, net of returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Purchase {
     pub ticket: i64,
     pub day: Day,
@@ -99,6 +99,13 @@ pub struct Check {
     pub day: Day,
     pub kind: HealthKind,
     pub abnormal: bool,
+}
+
+/// Fills the room of run slots ([`Runs`]); never read.
+impl Default for Check {
+    fn default() -> Self {
+        Check { id: 0, day: 0, kind: HealthKind::Other, abnormal: false }
+    }
 }
 
 /// Sales of all tickets (members and not) on one day, for member-contribution figures.
@@ -125,29 +132,47 @@ pub struct Watermark {
 }
 
 /// One kind of fact for every member in one arena: member `o`'s facts are one contiguous run, in
-/// the order read. A member whose facts change gets a new run at the end; the old run becomes
-/// garbage, reclaimed by a compaction once it is a third of the arena. So a full build writes the
-/// runs in member order (a plain columnar layout), and an update copies only the touched members'.
+/// the order read, in a slot with some room after it ([`room`]). A member's new facts go into its
+/// slot's room; a member whose slot is full gets a new, bigger slot at the end of the arena and the
+/// old one becomes garbage, reclaimed by a compaction once it is a third of the arena. So a full
+/// build writes the runs in member order (a columnar layout with gaps of an eighth), and an update
+/// writes the touched members' new facts in place; only a member that outgrew its room is copied.
 /// At most 2³² facts of one kind per company.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Runs<T> {
     start: Vec<u32>,
     len: Vec<u32>,
+    /// Each member's slot: its run and the room after it.
+    cap: Vec<u32>,
     items: Vec<T>,
+    /// Facts held (the runs' lengths summed).
+    held: usize,
+    /// Slots given up (their size, in facts).
     garbage: usize,
 }
 
 impl<T> Default for Runs<T> {
     fn default() -> Self {
-        Runs { start: Vec::new(), len: Vec::new(), items: Vec::new(), garbage: 0 }
+        Runs { start: Vec::new(), len: Vec::new(), cap: Vec::new(), items: Vec::new(), held: 0, garbage: 0 }
     }
 }
 
-impl<T: Copy> Runs<T> {
+/// The slot for a run of `n` facts: an eighth more and two (a day's facts of a regular customer
+/// usually fit without moving the run; memory grows by about an eighth).
+fn room(n: usize) -> usize {
+    if n == 0 { 0 } else { n + n / 8 + 2 }
+}
+
+impl<T: Copy + Default> Runs<T> {
     /// Member `o`'s facts.
     pub fn of(&self, o: usize) -> &[T] {
         let s = self.start[o] as usize;
         &self.items[s..s + self.len[o] as usize]
+    }
+
+    fn of_mut(&mut self, o: usize) -> &mut [T] {
+        let s = self.start[o] as usize;
+        &mut self.items[s..s + self.len[o] as usize]
     }
 
     /// Facts of every member, in ordinal order.
@@ -160,30 +185,72 @@ impl<T: Copy> Runs<T> {
         self.len.len()
     }
 
-    /// Facts held (garbage not counted).
+    /// Facts held.
     pub fn total(&self) -> usize {
-        self.items.len() - self.garbage
+        self.held
     }
 
     fn grow(&mut self, n: usize) {
         self.start.resize(n, 0);
         self.len.resize(n, 0);
+        self.cap.resize(n, 0);
     }
 
-    /// Starts member `o`'s new run at the end of the arena, with its old facts unless `fresh`; the
-    /// caller pushes onto the arena and closes the run with [`Runs::close`].
-    fn reopen(&mut self, o: usize, fresh: bool) {
-        let (s, l) = (self.start[o] as usize, self.len[o] as usize);
-        self.garbage += l;
-        let at = self.items.len();
-        if !fresh {
-            self.items.extend_from_within(s..s + l);
+    /// Makes room for `extra` more facts in member `o`'s run (emptied first if `fresh`): in its
+    /// slot if they fit, else in a new slot at the arena's end with the run copied over.
+    fn open(&mut self, o: usize, fresh: bool, extra: usize) {
+        if fresh {
+            self.held -= self.len[o] as usize;
+            self.len[o] = 0;
         }
+        let (s, l, c) = (self.start[o] as usize, self.len[o] as usize, self.cap[o] as usize);
+        if c - l >= extra {
+            return;
+        }
+        // The new slot is the arena's last: pushes extend the arena, and [`Runs::close`] fills
+        // what room is left.
+        let at = self.items.len();
+        self.items.extend_from_within(s..s + l);
+        self.garbage += c;
         self.start[o] = u32::try_from(at).expect("fewer than 2^32 facts of one kind per company");
+        self.cap[o] = room(l + extra) as u32;
     }
 
+    /// Appends to member `o`'s run, within the room made by [`Runs::open`].
+    fn push(&mut self, o: usize, x: T) {
+        let l = self.len[o] as usize;
+        debug_assert!(l < self.cap[o] as usize, "room was made");
+        let at = self.start[o] as usize + l;
+        if at == self.items.len() {
+            self.items.push(x);
+        } else {
+            self.items[at] = x;
+        }
+        self.len[o] += 1;
+        self.held += 1;
+    }
+
+    /// Appends several facts to member `o`'s run, within the room made by [`Runs::open`].
+    fn extend(&mut self, o: usize, facts: impl Iterator<Item = T>) {
+        let at = self.start[o] as usize + self.len[o] as usize;
+        let before = self.items.len();
+        if at == before {
+            self.items.extend(facts);
+            let added = self.items.len() - before;
+            self.len[o] += added as u32;
+            self.held += added;
+        } else {
+            facts.for_each(|x| self.push(o, x));
+        }
+        debug_assert!(self.len[o] <= self.cap[o], "room was made");
+    }
+
+    /// Ends the pushes to member `o`'s run: a slot at the arena's end gets the rest of its room.
     fn close(&mut self, o: usize) {
-        self.len[o] = (self.items.len() - self.start[o] as usize) as u32;
+        let end = self.start[o] as usize + self.cap[o] as usize;
+        if end > self.items.len() {
+            self.items.resize(end, T::default());
+        }
     }
 
     /// Rewrites the arena in member order once garbage is a third of it.
@@ -191,18 +258,20 @@ impl<T: Copy> Runs<T> {
         if self.garbage * 3 <= self.items.len() {
             return;
         }
-        let mut items = crate::pages::with_capacity(with_headroom(self.total()));
+        let mut items = crate::pages::with_capacity(with_headroom(self.held + self.held / 8 + 2 * self.len.len()));
         for o in 0..self.len.len() {
             let (s, l) = (self.start[o] as usize, self.len[o] as usize);
             self.start[o] = items.len() as u32;
+            self.cap[o] = room(l) as u32;
             items.extend_from_slice(&self.items[s..s + l]);
+            items.resize(items.len() + room(l) - l, T::default());
         }
         self.items = items;
         self.garbage = 0;
     }
 }
 
-/// Room for an arena of `n` facts and the runs that updates copy to its end: without it the first
+/// Room for an arena of `n` facts and the slots that updates move to its end: without it the first
 /// update after a build or a compaction grows the arena by copying all of it (gigabytes at 10M
 /// members). Only the pages written are ever resident.
 fn with_headroom(n: usize) -> usize {
@@ -757,9 +826,11 @@ impl CompanyData {
             self.recent.stale = true;
         }
         if fresh_build {
-            crate::pages::reserve_exact(&mut self.visits.items, with_headroom(pending.visits.len()));
-            crate::pages::reserve_exact(&mut self.purchases.items, with_headroom(pending.lines.len()));
-            crate::pages::reserve_exact(&mut self.checks.items, with_headroom(pending.checks.len()));
+            // Each run's slot has room (an eighth and two facts more), and the arena room after.
+            let slots = |facts: usize| with_headroom(facts + facts / 8 + 2 * n);
+            crate::pages::reserve_exact(&mut self.visits.items, slots(pending.visits.len()));
+            crate::pages::reserve_exact(&mut self.purchases.items, slots(pending.lines.len()));
+            crate::pages::reserve_exact(&mut self.checks.items, slots(pending.checks.len()));
         }
         let mut timings = Vec::new();
         let mut clock = std::time::Instant::now();
@@ -802,41 +873,41 @@ impl CompanyData {
                 old_checks.extend_from_slice(self.checks.of(m));
             }
 
-            self.visits.reopen(m, fresh);
-            let start = self.visits.start[m] as usize;
-            self.visits.items.extend(visits.take(o).iter().map(|v| Visit {
-                ticket: v.ticket,
-                day: v.day,
-                store: v.store,
-                amount: v.amount,
-                discount: v.discount,
-                cost: v.cost,
-                items: v.items,
-                returned: 0,
-                returned_cost: 0,
-                returned_lines: 0,
-            }));
+            let new_visits = visits.take(o);
+            self.visits.open(m, fresh, new_visits.len());
+            self.visits.extend(
+                m,
+                new_visits.iter().map(|v| Visit {
+                    ticket: v.ticket,
+                    day: v.day,
+                    store: v.store,
+                    amount: v.amount,
+                    discount: v.discount,
+                    cost: v.cost,
+                    items: v.items,
+                    returned: 0,
+                    returned_cost: 0,
+                    returned_lines: 0,
+                }),
+            );
             self.visits.close(m);
 
-            self.purchases.reopen(m, fresh);
-            let pstart = self.purchases.start[m] as usize;
-            for l in lines.take(o) {
-                let vs = &self.visits.items[start..];
+            let (new_lines, new_returns) = (lines.take(o), returns.take(o));
+            self.purchases.open(m, fresh, new_lines.len() + new_returns.len());
+            for l in new_lines {
+                let vs = self.visits.of(m);
                 let store = visit_index(vs, l.ticket).map_or(NONE_U32, |i| vs[i].store);
-                let run = &mut self.purchases.items[pstart..];
+                let run = self.purchases.of_mut(m);
                 match run.iter_mut().rev().take_while(|b| b.ticket == l.ticket).find(|b| b.product == l.product) {
                     Some(b) => b.amount += l.amount,
-                    None => self.purchases.items.push(Purchase {
-                        ticket: l.ticket,
-                        day: l.day,
-                        product: l.product,
-                        store,
-                        amount: l.amount,
-                    }),
+                    None => self.purchases.push(
+                        m,
+                        Purchase { ticket: l.ticket, day: l.day, product: l.product, store, amount: l.amount },
+                    ),
                 }
             }
-            for &(_, r) in returns.take(o) {
-                let vs = &mut self.visits.items[start..];
+            for &(_, r) in new_returns {
+                let vs = self.visits.of_mut(m);
                 if let Some(i) = visit_index(vs, r.ticket) {
                     vs[i].returned += r.amount;
                     vs[i].returned_cost += r.cost;
@@ -845,22 +916,26 @@ impl CompanyData {
                 if r.product == NONE_U32 {
                     continue;
                 }
-                let run = &mut self.purchases.items[pstart..];
+                let run = self.purchases.of_mut(m);
                 match run.iter_mut().rev().find(|b| b.ticket == r.ticket && b.product == r.product) {
                     Some(b) => b.amount -= r.amount,
-                    None => self.purchases.items.push(Purchase {
-                        ticket: r.ticket,
-                        day: r.day,
-                        product: r.product,
-                        store: NONE_U32,
-                        amount: -r.amount,
-                    }),
+                    None => self.purchases.push(
+                        m,
+                        Purchase {
+                            ticket: r.ticket,
+                            day: r.day,
+                            product: r.product,
+                            store: NONE_U32,
+                            amount: -r.amount,
+                        },
+                    ),
                 }
             }
             self.purchases.close(m);
 
-            self.checks.reopen(m, fresh);
-            self.checks.items.extend(checks.take(o).iter().map(|c| c.1));
+            let new_checks = checks.take(o);
+            self.checks.open(m, fresh, new_checks.len());
+            self.checks.extend(m, new_checks.iter().map(|c| c.1));
             self.checks.close(m);
 
             // Only purchases new to the run can add a buyer (a cleared run is new in full).
@@ -1044,6 +1119,40 @@ mod tests {
             let mut want = log.clone();
             want.sort_by_key(|e| e.0);
             prop_assert_eq!(group(log, 5000, &FastMap::default(), 0), want);
+        }
+
+        /// Runs hold what was pushed, member by member, however slots fill, move and compact;
+        /// garbage and the facts held are accounted exactly.
+        #[test]
+        fn runs_hold_each_members_facts(steps in prop::collection::vec((0usize..6, any::<bool>(), 0usize..7), 1..120)) {
+            let mut runs: Runs<u64> = Runs::default();
+            let mut want: Vec<Vec<u64>> = Vec::new();
+            let mut next = 0u64;
+            for (o, fresh, extra) in steps {
+                if o >= want.len() {
+                    want.resize(o + 1, Vec::new());
+                    runs.grow(o + 1);
+                }
+                let fresh = fresh && extra % 3 == 0;
+                runs.open(o, fresh, extra);
+                if fresh {
+                    want[o].clear();
+                }
+                for _ in 0..extra {
+                    next += 1;
+                    runs.push(o, next);
+                    want[o].push(next);
+                }
+                runs.close(o);
+                runs.compact();
+                let slots: usize = (0..runs.count()).map(|m| runs.cap[m] as usize).sum();
+                prop_assert_eq!(slots + runs.garbage, runs.items.len());
+                prop_assert_eq!(runs.total(), want.iter().map(Vec::len).sum::<usize>());
+                for (m, facts) in want.iter().enumerate() {
+                    prop_assert_eq!(runs.of(m), &facts[..]);
+                    prop_assert!(runs.len[m] <= runs.cap[m]);
+                }
+            }
         }
     }
 

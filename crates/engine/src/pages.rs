@@ -7,6 +7,14 @@
 /// Buffers below this are left alone.
 const BIG: usize = 32 << 20;
 
+/// 2 MB pages are asked for unless `RXMEMBER_HUGE_PAGES=off`: with the kernel's `defrag` setting
+/// at `madvise`, a fault on such a page may wait for the kernel to compact memory, which on a
+/// fragmented machine costs more than the pages save.
+fn wanted() -> bool {
+    static WANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WANTED.get_or_init(|| std::env::var("RXMEMBER_HUGE_PAGES").map_or(true, |v| v != "off"))
+}
+
 /// A vector with room for `n` elements, on 2 MB pages when big.
 pub(crate) fn with_capacity<T>(n: usize) -> Vec<T> {
     let v = Vec::with_capacity(n);
@@ -39,7 +47,7 @@ pub(crate) fn reserve_exact<T>(v: &mut Vec<T>, additional: usize) {
 /// Asks for 2 MB pages over the whole 2 MB pages inside the vector's buffer, when it is big.
 fn advise<T>(v: &Vec<T>) {
     let bytes = v.capacity() * std::mem::size_of::<T>();
-    if bytes < BIG {
+    if bytes < BIG || !wanted() {
         return;
     }
     #[cfg(target_os = "linux")]
