@@ -94,7 +94,7 @@ impl Levels {
     /// Member `o`'s levels (of some keys) were `old.levels`, from facts `old.facts`, and are now
     /// `new.levels`.
     fn replace(&mut self, o: u32, old: &Scratch, new: &Scratch) {
-        for &(key, d, _) in &new.facts {
+        for &(key, d, _, _) in &new.facts {
             let k = key as usize;
             if self.last.len() <= k {
                 self.last.resize(k + 1, Day::MIN);
@@ -180,8 +180,9 @@ impl Levels {
 /// A member's facts by key and its levels, worked out from its run.
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
-    /// (key, day, amount), sorted by key, then day descending.
-    facts: Vec<(u32, Day, i64)>,
+    /// (key, day, amount, whether it was appended — see [`Scratch::old_of`]), sorted by key,
+    /// then day descending.
+    facts: Vec<(u32, Day, i64, bool)>,
     /// (key, level 0-based, day), sorted by key and level.
     levels: Vec<(u32, u8, Day)>,
 }
@@ -191,12 +192,17 @@ impl Scratch {
     /// fact.
     fn settle(&mut self, distinct: bool) {
         self.facts.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        self.levels_of_sorted(distinct);
+    }
+
+    /// [`Scratch::settle`] on facts already in order.
+    fn levels_of_sorted(&mut self, distinct: bool) {
         self.levels.clear();
         let mut i = 0;
         let mut level = 0u8;
         let mut key = NONE_U32;
         while i < self.facts.len() {
-            let (k, d, _) = self.facts[i];
+            let (k, d, _, _) = self.facts[i];
             if k != key {
                 key = k;
                 level = 0;
@@ -220,29 +226,38 @@ impl Scratch {
         }
     }
 
-    /// The purchase facts of keys that `keep` keeps, and their levels.
-    fn of_purchases(&mut self, run: &[Purchase], product_keys: &[[u32; 2]], keep: impl Fn(u32) -> bool) {
+    /// The purchase facts of keys that `keep` keeps, and their levels; facts from position
+    /// `appended` on are marked appended.
+    fn of_purchases(&mut self, run: &[Purchase], appended: usize, product_keys: &[[u32; 2]], keep: impl Fn(u32) -> bool) {
         self.facts.clear();
-        for p in run {
+        for (i, p) in run.iter().enumerate() {
             for k in purchase_keys(product_keys, p) {
                 if k != NONE_U32 && keep(k) {
-                    self.facts.push((k, p.day, p.amount));
+                    self.facts.push((k, p.day, p.amount, i >= appended));
                 }
             }
         }
         self.settle(true);
     }
 
-    fn of_checks(&mut self, run: &[Check], keep: impl Fn(u32) -> bool) {
+    fn of_checks(&mut self, run: &[Check], appended: usize, keep: impl Fn(u32) -> bool) {
         self.facts.clear();
-        for c in run {
+        for (i, c) in run.iter().enumerate() {
             for k in check_keys(c) {
                 if keep(k) {
-                    self.facts.push((k, c.day, 1));
+                    self.facts.push((k, c.day, 1, i >= appended));
                 }
             }
         }
         self.settle(false);
+    }
+
+    /// What `new` was before its appended facts: the same scratch as reading the run's prefix
+    /// again, without reading it.
+    fn old_of(&mut self, new: &Scratch, distinct: bool) {
+        self.facts.clear();
+        self.facts.extend(new.facts.iter().filter(|f| !f.3));
+        self.levels_of_sorted(distinct);
     }
 }
 
@@ -360,11 +375,11 @@ impl RecentDays {
             |days: &mut dyn Iterator<Item = Day>| days.fold((Day::MAX, Day::MIN), |(f, l), d| (f.min(d), l.max(d)));
         let span = days(&mut purchases.iter().flatten().map(|p| p.day));
         self.purchases = Levels::build(self.keys.len(), purchases.count(), span, |o, s| {
-            s.of_purchases(purchases.of(o), pk, |_| true)
+            s.of_purchases(purchases.of(o), usize::MAX, pk, |_| true)
         });
         let span = days(&mut checks.iter().flatten().map(|c| c.day));
         self.checks =
-            Levels::build(CHECK_KEYS as usize, checks.count(), span, |o, s| s.of_checks(checks.of(o), |_| true));
+            Levels::build(CHECK_KEYS as usize, checks.count(), span, |o, s| s.of_checks(checks.of(o), usize::MAX, |_| true));
         self.stale = false;
     }
 
@@ -378,19 +393,29 @@ impl RecentDays {
         if self.stale {
             return;
         }
-        // Only the keys of changed facts can change levels.
+        // Only the keys of changed facts can change levels. When the old run is the new one's
+        // prefix (facts appended: an update's usual case), the new run is read once and the old
+        // levels are the new ones' without the appended facts.
         let pk = &self.product_keys;
         let keys = changed_keys(old.0, new.0, |p| purchase_keys(pk, p));
         SCRATCH.with_borrow_mut(|(a, b)| {
             if !keys.is_empty() {
-                a.of_purchases(old.0, pk, |k| keys.contains(&k));
-                b.of_purchases(new.0, pk, |k| keys.contains(&k));
+                b.of_purchases(new.0, old.0.len(), pk, |k| keys.contains(&k));
+                if new.0.starts_with(old.0) {
+                    a.old_of(b, true);
+                } else {
+                    a.of_purchases(old.0, old.0.len(), pk, |k| keys.contains(&k));
+                }
                 self.purchases.replace(o, a, b);
             }
             let keys = changed_keys(old.1, new.1, check_keys);
             if !keys.is_empty() {
-                a.of_checks(old.1, |k| keys.contains(&k));
-                b.of_checks(new.1, |k| keys.contains(&k));
+                b.of_checks(new.1, old.1.len(), |k| keys.contains(&k));
+                if new.1.starts_with(old.1) {
+                    a.old_of(b, false);
+                } else {
+                    a.of_checks(old.1, old.1.len(), |k| keys.contains(&k));
+                }
                 self.checks.replace(o, a, b);
             }
         });
