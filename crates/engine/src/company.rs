@@ -360,11 +360,10 @@ impl CompanyEngine {
             .collect()
     }
 
-    /// The facts, serialised for a fast restart.
-    pub fn snapshot(data: &CompanyData) -> Result<Vec<u8>, postcard::Error> {
-        let mut out = SNAPSHOT_VERSION.to_le_bytes().to_vec();
-        out.extend(postcard::to_allocvec(data)?);
-        Ok(out)
+    /// Writes the facts for a fast restart, as they are serialised (no copy of them is held).
+    pub fn write_snapshot<W: std::io::Write>(data: &CompanyData, mut w: W) -> std::io::Result<W> {
+        w.write_all(&SNAPSHOT_VERSION.to_le_bytes())?;
+        postcard::to_io(data, w).map_err(std::io::Error::other)
     }
 
     /// Reads a snapshot; `None` if it was written by another layout version or is damaged.

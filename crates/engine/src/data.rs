@@ -137,8 +137,9 @@ pub struct Watermark {
 /// old one becomes garbage, reclaimed by a compaction once it is a third of the arena. So a full
 /// build writes the runs in member order (a columnar layout with gaps of an eighth), and an update
 /// writes the touched members' new facts in place; only a member that outgrew its room is copied.
-/// At most 2³² facts of one kind per company.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// At most 2³² facts of one kind per company. Persisted as the runs' lengths and their facts in
+/// member order, without room or garbage; read back with room.
+#[derive(Debug, Clone)]
 pub struct Runs<T> {
     start: Vec<u32>,
     len: Vec<u32>,
@@ -268,6 +269,81 @@ impl<T: Copy + Default> Runs<T> {
         }
         self.items = items;
         self.garbage = 0;
+    }
+}
+
+impl<T: Serialize + Copy + Default> Serialize for Runs<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeTuple};
+        /// The facts of every run, in member order.
+        struct Facts<'a, T>(&'a Runs<T>);
+        impl<T: Serialize + Copy + Default> Serialize for Facts<'_, T> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.0.held))?;
+                for fact in self.0.iter().flatten() {
+                    seq.serialize_element(fact)?;
+                }
+                seq.end()
+            }
+        }
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&self.len)?;
+        t.serialize_element(&Facts(self))?;
+        t.end()
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Copy + Default> Deserialize<'de> for Runs<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{DeserializeSeed, Error, SeqAccess, Visitor};
+        use std::marker::PhantomData;
+        struct Lengths<T>(PhantomData<T>);
+        /// The facts, laid out into slots with room as they are read.
+        struct Laid<T>(Vec<u32>, PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Copy + Default> Visitor<'de> for Lengths<T> {
+            type Value = Runs<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("runs: their lengths, then their facts")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Runs<T>, A::Error> {
+                let len: Vec<u32> = a.next_element()?.ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                a.next_element_seed(Laid(len, PhantomData))?.ok_or_else(|| A::Error::invalid_length(1, &self))
+            }
+        }
+        impl<'de, T: Deserialize<'de> + Copy + Default> DeserializeSeed<'de> for Laid<T> {
+            type Value = Runs<T>;
+            fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Runs<T>, D::Error> {
+                d.deserialize_seq(self)
+            }
+        }
+        impl<'de, T: Deserialize<'de> + Copy + Default> Visitor<'de> for Laid<T> {
+            type Value = Runs<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("as many facts as the runs' lengths add up to")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Runs<T>, A::Error> {
+                let len = &self.0;
+                let n = len.len();
+                let held: usize = len.iter().map(|&l| l as usize).sum();
+                let mut runs = Runs::default();
+                runs.grow(n);
+                runs.items = crate::pages::with_capacity(with_headroom(held + held / 8 + 2 * n));
+                for (o, &l) in len.iter().enumerate() {
+                    runs.open(o, false, l as usize);
+                    for _ in 0..l {
+                        let at = runs.held;
+                        let fact = a.next_element()?.ok_or_else(|| A::Error::invalid_length(at, &"more facts"))?;
+                        runs.push(o, fact);
+                    }
+                    runs.close(o);
+                }
+                if a.next_element::<T>()?.is_some() {
+                    return Err(A::Error::custom("more facts than the runs' lengths add up to"));
+                }
+                Ok(runs)
+            }
+        }
+        d.deserialize_tuple(2, Lengths(PhantomData))
     }
 }
 
@@ -570,11 +646,16 @@ impl CompanyData {
         }
         self.product_index = self.products.iter().enumerate().map(|(i, p)| (p.id.0, i as u32)).collect();
         self.store_index = self.stores.iter().enumerate().map(|(i, s)| (s.id.0, i as u32)).collect();
-        self.product_days = ProductDays::build(self.products.len(), &self.purchases);
-        self.check_days = CheckDays::build(&self.checks);
         self.recent = RecentDays::default();
         self.recent.sync_products(&self.products);
-        self.recent.build(&self.purchases, &self.checks);
+        // As at a full build's seal: the purchases' postings on a thread of their own.
+        let (products, purchases) = (self.products.len(), &self.purchases);
+        self.product_days = std::thread::scope(|s| {
+            let product_days = s.spawn(|| ProductDays::build(products, purchases));
+            self.check_days = CheckDays::build(&self.checks);
+            self.recent.build(purchases, &self.checks);
+            product_days.join().expect("building the postings does not panic")
+        });
     }
 
     /// Makes the facts read since the last seal visible, and returns the members touched since the
@@ -1060,6 +1141,47 @@ mod tests {
 
     fn runs(data: &CompanyData) -> Vec<(Vec<Visit>, Vec<Purchase>)> {
         (0..data.len()).map(|o| (data.visits(o).to_vec(), data.purchases(o).to_vec())).collect()
+    }
+
+    /// A snapshot keeps the runs (without their room or garbage) and what follows a restore is
+    /// what would have followed without one.
+    #[test]
+    fn a_snapshot_restores_the_runs_and_updates_go_on_from_it() {
+        let mut data = company();
+        let mut ticket = 0;
+        for day in 0..12 {
+            for m in 1..=3 {
+                if (day + m) % 2 == 0 || m == 1 {
+                    ticket += 1;
+                    sale(&mut data, ticket, m, day, &[100 * m, 50]);
+                }
+            }
+            if day == 5 {
+                refund(&mut data, 1, 1, 1, 0, 50);
+            }
+            data.seal();
+        }
+        assert!(data.purchases.items.len() > data.purchases.total(), "slots have room");
+        let bytes = crate::company::CompanyEngine::write_snapshot(&data, Vec::new()).unwrap();
+        let mut back = crate::company::CompanyEngine::restore(&bytes).expect("reads back");
+        assert_eq!(runs(&back), runs(&data));
+        assert_eq!(back.purchases.garbage, 0);
+        assert_eq!(back.purchases.total(), data.purchases.total());
+        for data in [&mut data, &mut back] {
+            sale(data, 100, 2, 12, &[70]);
+            refund(data, 2, 3, 1, 1, 100);
+            data.seal();
+        }
+        assert_eq!(runs(&back), runs(&data));
+        let postings = |d: &CompanyData| {
+            let mut seen = Vec::new();
+            d.product_days().each(&[0], Day::MIN, Day::MAX, |day, p| seen.push((day, p.member, p.amount)));
+            seen.sort();
+            seen
+        };
+        assert_eq!(postings(&back), postings(&data));
+        // A damaged snapshot is refused, not half-read.
+        assert!(crate::company::CompanyEngine::restore(&bytes[..bytes.len() - 3]).is_none());
     }
 
     #[test]

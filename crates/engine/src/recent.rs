@@ -228,7 +228,13 @@ impl Scratch {
 
     /// The purchase facts of keys that `keep` keeps, and their levels; facts from position
     /// `appended` on are marked appended.
-    fn of_purchases(&mut self, run: &[Purchase], appended: usize, product_keys: &[[u32; 2]], keep: impl Fn(u32) -> bool) {
+    fn of_purchases(
+        &mut self,
+        run: &[Purchase],
+        appended: usize,
+        product_keys: &[[u32; 2]],
+        keep: impl Fn(u32) -> bool,
+    ) {
         self.facts.clear();
         for (i, p) in run.iter().enumerate() {
             for k in purchase_keys(product_keys, p) {
@@ -378,8 +384,9 @@ impl RecentDays {
             s.of_purchases(purchases.of(o), usize::MAX, pk, |_| true)
         });
         let span = days(&mut checks.iter().flatten().map(|c| c.day));
-        self.checks =
-            Levels::build(CHECK_KEYS as usize, checks.count(), span, |o, s| s.of_checks(checks.of(o), usize::MAX, |_| true));
+        self.checks = Levels::build(CHECK_KEYS as usize, checks.count(), span, |o, s| {
+            s.of_checks(checks.of(o), usize::MAX, |_| true)
+        });
         self.stale = false;
     }
 

@@ -198,14 +198,18 @@ impl Intelligence {
 
     async fn save_snapshot(&self, path: &Option<PathBuf>, data: &CompanyData) -> Result<()> {
         let Some(path) = path else { return Ok(()) };
-        let bytes = CompanyEngine::snapshot(data).expect("engine facts serialise");
         let err = |source| IntelligenceError::Snapshot { path: path.display().to_string(), source };
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(err)?;
         }
-        // Write aside and rename, so a crash never leaves a half-written snapshot.
+        // Written aside as it is serialised (no copy of the facts in memory; gigabytes at 10M
+        // members) and renamed, so a crash never leaves a half-written snapshot.
         let tmp = path.with_extension("snap.tmp");
-        tokio::fs::write(&tmp, &bytes).await.map_err(err)?;
+        let write = || -> std::io::Result<()> {
+            let w = CompanyEngine::write_snapshot(data, std::io::BufWriter::new(std::fs::File::create(&tmp)?))?;
+            w.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()
+        };
+        write().map_err(err)?;
         tokio::fs::rename(&tmp, path).await.map_err(err)?;
         Ok(())
     }
