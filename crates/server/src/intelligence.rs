@@ -183,6 +183,9 @@ impl Intelligence {
             engine.update(today);
         }
         if report.changed() {
+            // Questions are answered while the snapshot is written (seconds at millions of
+            // members): the engine is only read from here on.
+            let engine = engine.downgrade();
             let path = self.snapshot_path(h.company).await?;
             self.save_snapshot(&path, &engine.data).await?;
         }
