@@ -67,11 +67,29 @@ pub struct CompanyHandle {
     pub company: CompanyId,
     pub engine: RwLock<CompanyEngine>,
     refreshing: Mutex<()>,
+    /// When the snapshot on disk was last brought up to date.
+    snapshot_at: std::sync::Mutex<Instant>,
+}
+
+impl CompanyHandle {
+    fn new(company: CompanyId, engine: CompanyEngine) -> Arc<CompanyHandle> {
+        // Built or restored just now: the snapshot on disk holds these facts.
+        Arc::new(CompanyHandle {
+            company,
+            engine: RwLock::new(engine),
+            refreshing: Mutex::new(()),
+            snapshot_at: std::sync::Mutex::new(Instant::now()),
+        })
+    }
 }
 
 pub struct Intelligence {
     store: Store,
     dir: Option<PathBuf>,
+    /// A catch-up that changed something writes the snapshot only if the last one is older than
+    /// this (zero: always). A restart catches up from the snapshot's watermark, so an older
+    /// snapshot only means more to read then; at millions of members each one is gigabytes.
+    snapshot_every: std::time::Duration,
     companies: Mutex<HashMap<CompanyId, Arc<CompanyHandle>>>,
     building: Mutex<()>,
 }
@@ -81,9 +99,22 @@ fn system_scope(company: CompanyId) -> Scope {
 }
 
 impl Intelligence {
-    /// `dir`: where snapshots are kept (`None`: never written, as in tests).
+    /// `dir`: where snapshots are kept (`None`: never written, as in tests); one is written after
+    /// every catch-up that changed something.
     pub fn new(store: Store, dir: Option<PathBuf>) -> Arc<Intelligence> {
-        Arc::new(Intelligence { store, dir, companies: Mutex::new(HashMap::new()), building: Mutex::new(()) })
+        Self::with_snapshot_interval(store, dir, std::time::Duration::ZERO)
+    }
+
+    /// As [`Intelligence::new`], writing a snapshot after a catch-up only once `every` has passed
+    /// since the last (a server catches up on every request).
+    pub fn with_snapshot_interval(store: Store, dir: Option<PathBuf>, every: std::time::Duration) -> Arc<Intelligence> {
+        Arc::new(Intelligence {
+            store,
+            dir,
+            snapshot_every: every,
+            companies: Mutex::new(HashMap::new()),
+            building: Mutex::new(()),
+        })
     }
 
     /// Today in the company's time zone.
@@ -105,7 +136,7 @@ impl Intelligence {
             return Ok(h);
         }
         let (engine, _) = self.build(company, true).await?;
-        let h = Arc::new(CompanyHandle { company, engine: RwLock::new(engine), refreshing: Mutex::new(()) });
+        let h = CompanyHandle::new(company, engine);
         self.companies.lock().await.insert(company, h.clone());
         Ok(h)
     }
@@ -114,7 +145,7 @@ impl Intelligence {
     pub async fn rebuild(&self, company: CompanyId) -> Result<Refresh> {
         let _building = self.building.lock().await;
         let (engine, report) = self.build(company, false).await?;
-        let h = Arc::new(CompanyHandle { company, engine: RwLock::new(engine), refreshing: Mutex::new(()) });
+        let h = CompanyHandle::new(company, engine);
         self.companies.lock().await.insert(company, h);
         Ok(report)
     }
@@ -182,12 +213,14 @@ impl Intelligence {
             // Same day, same configuration: only the members with new facts are recomputed.
             engine.update(today);
         }
-        if report.changed() {
+        let due = h.snapshot_at.lock().expect("the snapshot clock is never poisoned").elapsed() >= self.snapshot_every;
+        if report.changed() && due {
             // Questions are answered while the snapshot is written (seconds at millions of
             // members): the engine is only read from here on.
             let engine = engine.downgrade();
             let path = self.snapshot_path(h.company).await?;
             self.save_snapshot(&path, &engine.data).await?;
+            *h.snapshot_at.lock().expect("the snapshot clock is never poisoned") = Instant::now();
         }
         report.millis = started.elapsed().as_millis() as u64;
         Ok(report)

@@ -30,9 +30,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// `engine_dir`: where engine snapshots are kept (`None`: in memory only).
+    /// `engine_dir`: where engine snapshots are kept (`None`: in memory only), written at most
+    /// every `RXMEMBER_SNAPSHOT_SECS` seconds (600 unless set) as catch-ups change the facts.
     pub fn new(store: Store, secure_cookies: bool, engine_dir: Option<PathBuf>) -> AppState {
-        let intelligence = Intelligence::new(store.clone(), engine_dir);
+        let every = std::env::var("RXMEMBER_SNAPSHOT_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(600);
+        let intelligence =
+            Intelligence::with_snapshot_interval(store.clone(), engine_dir, std::time::Duration::from_secs(every));
         AppState { store, secure_cookies, intelligence }
     }
 }

@@ -267,6 +267,45 @@ async fn the_engine_catches_up_with_imports() {
     app.db.cleanup().await;
 }
 
+/// A server catches up on every request: a catch-up that changed the facts writes the snapshot
+/// only once the interval has passed since the last one (zero: every time, as the CLI does).
+#[tokio::test]
+async fn snapshots_are_written_at_most_once_per_interval() {
+    let mut app = app().await;
+    let dir = std::env::temp_dir().join(format!("rxm-snap-interval-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cli = Scope::cli();
+    let company = app.db.store.company_by_code(&cli, "TJG").await.unwrap();
+    let token = app.db.store.create_api_token(&cli, company.id, "erp").await.unwrap();
+    let today = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).date_naive();
+    let snapshots = || std::fs::read_dir(&dir).map_or(0, |d| d.filter(|e| e.is_ok()).count());
+    for (every, written_again) in [(3600, false), (0, true)] {
+        let intelligence = rxmember_server::intelligence::Intelligence::with_snapshot_interval(
+            app.db.store.clone(),
+            Some(dir.clone()),
+            std::time::Duration::from_secs(every),
+        );
+        let state = rxmember_server::AppState { store: app.db.store.clone(), secure_cookies: false, intelligence };
+        app.router = rxmember_server::router(state);
+        let admin = login(&app, "tjg-admin").await;
+        let (_, stores, _) = call(&app, "GET", "/api/v1/stores", Some(&admin), None, None).await;
+        let store = stores["stores"][0]["code"].as_str().unwrap().to_string();
+        let (_, products, _) = call(&app, "GET", "/api/v1/products?q=硝苯地平", Some(&admin), None, None).await;
+        let product = products["products"][0]["code"].as_str().unwrap().to_string();
+        let all = count(&app, &admin, "TJG", "all").await;
+        assert_eq!(snapshots(), 1, "the first build leaves a snapshot");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let sale = json!([{"ticket_no": format!("SNAP-{every}"), "sold_at": format!("{today} 09:30:00"),
+                           "store_code": store, "product_code": product, "quantity": "1", "amount": "9.00"}]);
+        let (status, body, _) = call(&app, "POST", "/api/v1/import/sales", None, Some(&token), Some(sale)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(count(&app, &admin, "TJG", "all").await, all, "the catch-up ran");
+        assert_eq!(snapshots() == 1, written_again, "interval {every} s");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    app.db.cleanup().await;
+}
+
 /// Every example of `docs/audience-language.md` counts on the demo chain (the demo defines the
 /// drug group 阿胶 and the saved tag 慢病关怀 they use), and the ones that name a drug group or the
 /// saved tag select somebody.
