@@ -373,6 +373,10 @@ impl CompanyEngine {
             return None;
         }
         let mut data: CompanyData = postcard::from_bytes(rest).ok()?;
+        // Every run and loyalty column covers every member, or the snapshot is damaged.
+        if !data.covers_every_member() {
+            return None;
+        }
         data.reindex();
         Some(data)
     }

@@ -137,7 +137,8 @@ pub struct Watermark {
 /// old one becomes garbage, reclaimed by a compaction once it is a third of the arena. So a full
 /// build writes the runs in member order (a columnar layout with gaps of an eighth), and an update
 /// writes the touched members' new facts in place; only a member that outgrew its room is copied.
-/// At most 2³² facts of one kind per company. Persisted as the runs' lengths and their facts in
+/// At most 2³² facts of one kind per company, their room and garbage included (about 2.5 billion
+/// facts). Persisted as the runs' lengths and their facts in
 /// member order, without room or garbage; read back with room.
 #[derive(Debug, Clone)]
 pub struct Runs<T> {
@@ -262,7 +263,7 @@ impl<T: Copy + Default> Runs<T> {
         let mut items = crate::pages::with_capacity(with_headroom(self.held + self.held / 8 + 2 * self.len.len()));
         for o in 0..self.len.len() {
             let (s, l) = (self.start[o] as usize, self.len[o] as usize);
-            self.start[o] = items.len() as u32;
+            self.start[o] = u32::try_from(items.len()).expect("fewer than 2^32 slots of one kind per company");
             self.cap[o] = room(l) as u32;
             items.extend_from_slice(&self.items[s..s + l]);
             items.resize(items.len() + room(l) - l, T::default());
@@ -324,10 +325,17 @@ impl<'de, T: Deserialize<'de> + Copy + Default> Deserialize<'de> for Runs<T> {
             fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Runs<T>, A::Error> {
                 let len = &self.0;
                 let n = len.len();
+                // The lengths are not trusted until the facts are there: slots must fit the arena's
+                // u32 offsets, and room is reserved for what the lengths claim only up to a bound
+                // (a damaged length must not ask for terabytes before a fact is read).
+                let slots = len.iter().try_fold(0u64, |at, &l| at.checked_add(room(l as usize) as u64));
+                if slots.is_none_or(|s| s > u64::from(u32::MAX)) {
+                    return Err(A::Error::custom("runs longer than an arena holds"));
+                }
                 let held: usize = len.iter().map(|&l| l as usize).sum();
                 let mut runs = Runs::default();
                 runs.grow(n);
-                runs.items = crate::pages::with_capacity(with_headroom(held + held / 8 + 2 * n));
+                runs.items = crate::pages::with_capacity(with_headroom(held + held / 8 + 2 * n).min(1 << 24));
                 for (o, &l) in len.iter().enumerate() {
                     runs.open(o, false, l as usize);
                     for _ in 0..l {
@@ -340,6 +348,9 @@ impl<'de, T: Deserialize<'de> + Copy + Default> Deserialize<'de> for Runs<T> {
                 if a.next_element::<T>()?.is_some() {
                     return Err(A::Error::custom("more facts than the runs' lengths add up to"));
                 }
+                // Room for the updates to come, on 2 MB pages.
+                let headroom = runs.items.len() / 8 + 1024;
+                crate::pages::reserve_exact(&mut runs.items, headroom);
                 Ok(runs)
             }
         }
@@ -667,6 +678,22 @@ impl CompanyData {
 
     pub fn len(&self) -> usize {
         self.members.len()
+    }
+
+    /// Whether every per-member column (home stores, runs, loyalty) has one entry per member, as a
+    /// snapshot read back must.
+    pub(crate) fn covers_every_member(&self) -> bool {
+        let n = self.members.len();
+        [
+            self.home_store.len(),
+            self.visits.count(),
+            self.purchases.count(),
+            self.checks.count(),
+            self.loyalty.tier.len(),
+            self.loyalty.balance.len(),
+        ]
+        .iter()
+        .all(|&l| l == n)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -1141,6 +1168,20 @@ mod tests {
 
     fn runs(data: &CompanyData) -> Vec<(Vec<Visit>, Vec<Purchase>)> {
         (0..data.len()).map(|o| (data.visits(o).to_vec(), data.purchases(o).to_vec())).collect()
+    }
+
+    /// Damaged run lengths are an error, never a panic or a giant allocation.
+    #[test]
+    fn damaged_runs_are_refused() {
+        let read = |len: Vec<u32>, facts: Vec<u64>| {
+            let bytes = postcard::to_allocvec(&(len, facts)).unwrap();
+            postcard::from_bytes::<Runs<u64>>(&bytes)
+                .map(|r| (0..r.count()).map(|o| r.of(o).to_vec()).collect::<Vec<_>>())
+        };
+        assert_eq!(read(vec![2, 0, 1], vec![7, 8, 9]).unwrap(), [vec![7, 8], vec![], vec![9]]);
+        assert!(read(vec![u32::MAX, u32::MAX], vec![1]).is_err(), "longer than an arena");
+        assert!(read(vec![1 << 30], vec![1, 2]).is_err(), "fewer facts than claimed");
+        assert!(read(vec![1], vec![1, 2]).is_err(), "more facts than claimed");
     }
 
     /// A snapshot keeps the runs (without their room or garbage) and what follows a restore is

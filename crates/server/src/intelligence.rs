@@ -67,8 +67,8 @@ pub struct CompanyHandle {
     pub company: CompanyId,
     pub engine: RwLock<CompanyEngine>,
     refreshing: Mutex<()>,
-    /// When the snapshot on disk was last brought up to date.
-    snapshot_at: std::sync::Mutex<Instant>,
+    /// When the snapshot on disk was last brought up to date, and whether facts have changed since.
+    snapshot_at: std::sync::Mutex<(Instant, bool)>,
 }
 
 impl CompanyHandle {
@@ -78,7 +78,7 @@ impl CompanyHandle {
             company,
             engine: RwLock::new(engine),
             refreshing: Mutex::new(()),
-            snapshot_at: std::sync::Mutex::new(Instant::now()),
+            snapshot_at: std::sync::Mutex::new((Instant::now(), false)),
         })
     }
 }
@@ -127,7 +127,11 @@ impl Intelligence {
     pub async fn company(&self, company: CompanyId) -> Result<Arc<CompanyHandle>> {
         let existing = self.companies.lock().await.get(&company).cloned();
         if let Some(h) = existing {
-            self.catch_up(&h).await?;
+            // A catch-up already under way (another request's, or its snapshot being written) is
+            // not waited for: this request is answered from the engine as it stands.
+            if let Ok(one_at_a_time) = h.refreshing.try_lock() {
+                self.catch_up_holding(&h, one_at_a_time).await?;
+            }
             return Ok(h);
         }
         // One build at a time: a second caller waits and then finds the engine built.
@@ -195,7 +199,15 @@ impl Intelligence {
 
     /// Reads what is new in the store into the company's engine and recomputes what depends on it.
     pub async fn catch_up(&self, h: &CompanyHandle) -> Result<Refresh> {
-        let _one_at_a_time = h.refreshing.lock().await;
+        let one_at_a_time = h.refreshing.lock().await;
+        self.catch_up_holding(h, one_at_a_time).await
+    }
+
+    async fn catch_up_holding(
+        &self,
+        h: &CompanyHandle,
+        _one_at_a_time: tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<Refresh> {
         let started = Instant::now();
         let scope = system_scope(h.company);
         let (settings, tags) = self.config(h.company).await?;
@@ -213,14 +225,24 @@ impl Intelligence {
             // Same day, same configuration: only the members with new facts are recomputed.
             engine.update(today);
         }
-        let due = h.snapshot_at.lock().expect("the snapshot clock is never poisoned").elapsed() >= self.snapshot_every;
-        if report.changed() && due {
+        let due = {
+            let mut at = h.snapshot_at.lock().expect("the snapshot clock is never poisoned");
+            at.1 |= report.changed();
+            at.1 && at.0.elapsed() >= self.snapshot_every
+        };
+        if due {
             // Questions are answered while the snapshot is written (seconds at millions of
-            // members): the engine is only read from here on.
+            // members): the engine is only read from here on, and requests arriving meanwhile do
+            // not wait for this catch-up. A failed write is logged and tried again next time: the
+            // catch-up itself succeeded.
             let engine = engine.downgrade();
             let path = self.snapshot_path(h.company).await?;
-            self.save_snapshot(&path, &engine.data).await?;
-            *h.snapshot_at.lock().expect("the snapshot clock is never poisoned") = Instant::now();
+            match self.save_snapshot(&path, &engine.data).await {
+                Ok(()) => {
+                    *h.snapshot_at.lock().expect("the snapshot clock is never poisoned") = (Instant::now(), false)
+                }
+                Err(e) => tracing::warn!(company = h.company.0, error = %e, "engine snapshot not written"),
+            }
         }
         report.millis = started.elapsed().as_millis() as u64;
         Ok(report)
@@ -240,12 +262,24 @@ impl Intelligence {
         }
         // Written aside as it is serialised (no copy of the facts in memory; gigabytes at 10M
         // members) and renamed, so a crash never leaves a half-written snapshot.
-        let tmp = path.with_extension("snap.tmp");
+        // Each writer has its own file aside (a rebuild and a catch-up may write at once; the last
+        // rename wins, and both files are whole).
+        static WRITERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("snap.{}-{n}.tmp", std::process::id()));
         let write = || -> std::io::Result<()> {
             let w = CompanyEngine::write_snapshot(data, std::io::BufWriter::new(std::fs::File::create(&tmp)?))?;
             w.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()
         };
-        write().map_err(err)?;
+        // Off the runtime's worker where the runtime has others to run requests on.
+        let written = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(write),
+            _ => write(),
+        };
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(err(e));
+        }
         tokio::fs::rename(&tmp, path).await.map_err(err)?;
         Ok(())
     }
