@@ -145,6 +145,23 @@ impl Intelligence {
         Ok(h)
     }
 
+    /// Writes the snapshot of every company whose facts changed since its last one (at a graceful
+    /// shutdown: the next start then has nothing to catch up).
+    pub async fn flush_snapshots(&self) -> Result<()> {
+        let handles: Vec<Arc<CompanyHandle>> = self.companies.lock().await.values().cloned().collect();
+        for h in handles {
+            let _one_at_a_time = h.refreshing.lock().await;
+            if !h.snapshot_at.lock().expect("the snapshot clock is never poisoned").1 {
+                continue;
+            }
+            let engine = h.engine.read().await;
+            let path = self.snapshot_path(h.company).await?;
+            self.save_snapshot(&path, &engine.data).await?;
+            *h.snapshot_at.lock().expect("the snapshot clock is never poisoned") = (Instant::now(), false);
+        }
+        Ok(())
+    }
+
     /// Throws the engine away and builds it again from the store.
     pub async fn rebuild(&self, company: CompanyId) -> Result<Refresh> {
         let _building = self.building.lock().await;

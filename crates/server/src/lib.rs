@@ -58,6 +58,7 @@ pub async fn serve(state: AppState, bind: &str, banner: &[String]) -> std::io::R
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
     let store = state.store.clone();
+    let intelligence = state.intelligence.clone();
     let every = std::env::var("RXMEMBER_LOYALTY_INTERVAL_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
     let jobs = jobs::spawn(store.clone(), std::time::Duration::from_secs(every));
     println!("rxmember 已启动: http://{addr}/");
@@ -68,6 +69,10 @@ pub async fn serve(state: AppState, bind: &str, banner: &[String]) -> std::io::R
     tracing::info!(%addr, "listening");
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
     jobs.abort();
+    // Facts read since the last snapshots go to disk, so the next start has nothing to catch up.
+    if let Err(e) = intelligence.flush_snapshots().await {
+        tracing::warn!(error = %e, "engine snapshots not written at shutdown");
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
