@@ -409,13 +409,14 @@ pub fn run(b: &ChainBench) -> Result<()> {
     // A restart: the snapshot written now, read back (and derived from) once the engine is gone.
     eprintln!("writing a snapshot ...");
     std::fs::create_dir_all(&b.dir)?;
-    let snap = b.dir.join(format!("engine-{:?}-{}.snap", b.size, b.seed).to_lowercase());
+    let stem = format!("engine-{:?}-{}", b.size, b.seed).to_lowercase();
+    let snap = b.dir.join(format!("{stem}.snap"));
     let started = Instant::now();
     let w = CompanyEngine::write_snapshot(&engine.data, std::io::BufWriter::new(std::fs::File::create(&snap)?))?;
     w.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()?;
     let snap_write_s = started.elapsed().as_secs_f64();
     let snap_mb = std::fs::metadata(&snap)?.len() as f64 / 1e6;
-    let duck_dir = b.dir.join(format!("engine-{:?}-{}", b.size, b.seed).to_lowercase());
+    let duck_dir = b.dir.join(&stem);
     let queries: Vec<String> =
         QUERIES.iter().map(|(_, sql)| expand_sql(sql, as_of, &engine.taxonomy)).collect::<Result<_>>()?;
     if b.duckdb {

@@ -260,7 +260,7 @@ impl<T: Copy + Default> Runs<T> {
         if self.garbage * 3 <= self.items.len() {
             return;
         }
-        let mut items = crate::pages::with_capacity(with_headroom(self.held + self.held / 8 + 2 * self.len.len()));
+        let mut items = crate::pages::with_capacity(arena_for(self.held, self.len.len()));
         for o in 0..self.len.len() {
             let (s, l) = (self.start[o] as usize, self.len[o] as usize);
             self.start[o] = u32::try_from(items.len()).expect("fewer than 2^32 slots of one kind per company");
@@ -335,7 +335,7 @@ impl<'de, T: Deserialize<'de> + Copy + Default> Deserialize<'de> for Runs<T> {
                 let held: usize = len.iter().map(|&l| l as usize).sum();
                 let mut runs = Runs::default();
                 runs.grow(n);
-                runs.items = crate::pages::with_capacity(with_headroom(held + held / 8 + 2 * n).min(1 << 24));
+                runs.items = crate::pages::with_capacity(arena_for(held, n).min(1 << 24));
                 for (o, &l) in len.iter().enumerate() {
                     runs.open(o, false, l as usize);
                     for _ in 0..l {
@@ -356,6 +356,12 @@ impl<'de, T: Deserialize<'de> + Copy + Default> Deserialize<'de> for Runs<T> {
         }
         d.deserialize_tuple(2, Lengths(PhantomData))
     }
+}
+
+/// An arena for `facts` facts of `members` members laid out afresh: every slot's [`room`] (an
+/// eighth and two facts more, at most), and [`with_headroom`] after them.
+fn arena_for(facts: usize, members: usize) -> usize {
+    with_headroom(facts + facts / 8 + 2 * members)
 }
 
 /// Room for an arena of `n` facts and the slots that updates move to its end: without it the first
@@ -934,11 +940,9 @@ impl CompanyData {
             self.recent.stale = true;
         }
         if fresh_build {
-            // Each run's slot has room (an eighth and two facts more), and the arena room after.
-            let slots = |facts: usize| with_headroom(facts + facts / 8 + 2 * n);
-            crate::pages::reserve_exact(&mut self.visits.items, slots(pending.visits.len()));
-            crate::pages::reserve_exact(&mut self.purchases.items, slots(pending.lines.len()));
-            crate::pages::reserve_exact(&mut self.checks.items, slots(pending.checks.len()));
+            crate::pages::reserve_exact(&mut self.visits.items, arena_for(pending.visits.len(), n));
+            crate::pages::reserve_exact(&mut self.purchases.items, arena_for(pending.lines.len(), n));
+            crate::pages::reserve_exact(&mut self.checks.items, arena_for(pending.checks.len(), n));
         }
         let mut timings = Vec::new();
         let mut clock = std::time::Instant::now();

@@ -81,6 +81,11 @@ impl CompanyHandle {
             snapshot_at: std::sync::Mutex::new((Instant::now(), false)),
         })
     }
+
+    /// When the snapshot was last written, and whether facts changed since.
+    fn snapshot_clock(&self) -> std::sync::MutexGuard<'_, (Instant, bool)> {
+        self.snapshot_at.lock().expect("the snapshot clock is never poisoned")
+    }
 }
 
 pub struct Intelligence {
@@ -151,13 +156,11 @@ impl Intelligence {
         let handles: Vec<Arc<CompanyHandle>> = self.companies.lock().await.values().cloned().collect();
         for h in handles {
             let _one_at_a_time = h.refreshing.lock().await;
-            if !h.snapshot_at.lock().expect("the snapshot clock is never poisoned").1 {
+            if !h.snapshot_clock().1 {
                 continue;
             }
             let engine = h.engine.read().await;
-            let path = self.snapshot_path(h.company).await?;
-            self.save_snapshot(&path, &engine.data).await?;
-            *h.snapshot_at.lock().expect("the snapshot clock is never poisoned") = (Instant::now(), false);
+            self.snapshot(&h, &engine.data).await?;
         }
         Ok(())
     }
@@ -243,9 +246,9 @@ impl Intelligence {
             engine.update(today);
         }
         let due = {
-            let mut at = h.snapshot_at.lock().expect("the snapshot clock is never poisoned");
-            at.1 |= report.changed();
-            at.1 && at.0.elapsed() >= self.snapshot_every
+            let mut clock = h.snapshot_clock();
+            clock.1 |= report.changed();
+            clock.1 && clock.0.elapsed() >= self.snapshot_every
         };
         if due {
             // Questions are answered while the snapshot is written (seconds at millions of
@@ -253,12 +256,8 @@ impl Intelligence {
             // not wait for this catch-up. A failed write is logged and tried again next time: the
             // catch-up itself succeeded.
             let engine = engine.downgrade();
-            let path = self.snapshot_path(h.company).await?;
-            match self.save_snapshot(&path, &engine.data).await {
-                Ok(()) => {
-                    *h.snapshot_at.lock().expect("the snapshot clock is never poisoned") = (Instant::now(), false)
-                }
-                Err(e) => tracing::warn!(company = h.company.0, error = %e, "engine snapshot not written"),
+            if let Err(e) = self.snapshot(h, &engine.data).await {
+                tracing::warn!(company = h.company.0, error = %e, "engine snapshot not written");
             }
         }
         report.millis = started.elapsed().as_millis() as u64;
@@ -269,6 +268,14 @@ impl Intelligence {
         let Some(dir) = &self.dir else { return Ok(None) };
         let token = self.store.instance_token().await?;
         Ok(Some(dir.join(format!("{token}-{}.snap", company.0))))
+    }
+
+    /// Writes the company's snapshot of `data` and marks it up to date.
+    async fn snapshot(&self, h: &CompanyHandle, data: &CompanyData) -> Result<()> {
+        let path = self.snapshot_path(h.company).await?;
+        self.save_snapshot(&path, data).await?;
+        *h.snapshot_clock() = (Instant::now(), false);
+        Ok(())
     }
 
     async fn save_snapshot(&self, path: &Option<PathBuf>, data: &CompanyData) -> Result<()> {

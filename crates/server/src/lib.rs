@@ -33,11 +33,15 @@ impl AppState {
     /// `engine_dir`: where engine snapshots are kept (`None`: in memory only), written at most
     /// every `RXMEMBER_SNAPSHOT_SECS` seconds (600 unless set) as catch-ups change the facts.
     pub fn new(store: Store, secure_cookies: bool, engine_dir: Option<PathBuf>) -> AppState {
-        let every = std::env::var("RXMEMBER_SNAPSHOT_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(600);
-        let intelligence =
-            Intelligence::with_snapshot_interval(store.clone(), engine_dir, std::time::Duration::from_secs(every));
+        let every = env_secs("RXMEMBER_SNAPSHOT_SECS", 600);
+        let intelligence = Intelligence::with_snapshot_interval(store.clone(), engine_dir, every);
         AppState { store, secure_cookies, intelligence }
     }
+}
+
+/// A number of seconds from the environment, `default` if unset or not a number.
+fn env_secs(name: &str, default: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
 }
 
 /// The whole application as a router (tests drive it in-process).
@@ -59,8 +63,7 @@ pub async fn serve(state: AppState, bind: &str, banner: &[String]) -> std::io::R
     let addr = listener.local_addr()?;
     let store = state.store.clone();
     let intelligence = state.intelligence.clone();
-    let every = std::env::var("RXMEMBER_LOYALTY_INTERVAL_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
-    let jobs = jobs::spawn(store.clone(), std::time::Duration::from_secs(every));
+    let jobs = jobs::spawn(store.clone(), env_secs("RXMEMBER_LOYALTY_INTERVAL_SECS", 300));
     println!("rxmember 已启动: http://{addr}/");
     for line in banner {
         println!("{line}");
