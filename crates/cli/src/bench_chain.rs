@@ -268,6 +268,25 @@ fn phases(timings: &[(&'static str, f64)]) -> String {
     timings.iter().map(|(name, ms)| format!("{name} {ms:.0} ms")).collect::<Vec<_>>().join(", ")
 }
 
+/// `perf record --control fifo:CTL -D -1` profiles only the held-back days' updates when the bench
+/// runs with `RXMEMBER_PERF_CTL=CTL`: it is told to enable before each update and disable after.
+struct PerfControl(Option<std::fs::File>);
+
+impl PerfControl {
+    fn from_env() -> PerfControl {
+        PerfControl(
+            std::env::var_os("RXMEMBER_PERF_CTL").and_then(|p| std::fs::OpenOptions::new().write(true).open(p).ok()),
+        )
+    }
+
+    fn send(&self, command: &str) {
+        if let Some(mut f) = self.0.as_ref() {
+            // A profile missing a few samples is no reason to stop the bench.
+            let _ = writeln!(f, "{command}");
+        }
+    }
+}
+
 fn build(feed: &mut Feed, mut data: CompanyData, generate_s: f64) -> Built {
     let last = feed.last;
     let started = Instant::now();
@@ -286,7 +305,9 @@ fn build(feed: &mut Feed, mut data: CompanyData, generate_s: f64) -> Built {
     let mut updates = Vec::new();
     let (mut day_seal_timings, mut day_timings) = (Vec::new(), Vec::new());
     let (mut day_s, mut day_cpu_s, mut day_phases, mut day_tickets, mut day_lines) = (0.0, 0.0, [0.0; 3], 0, 0);
+    let perf = PerfControl::from_env();
     for (i, day) in std::mem::take(&mut feed.held).into_iter().enumerate() {
+        perf.send("enable");
         let started = Instant::now();
         let cpu = cpu_s();
         let (tickets, lines) = read_tickets(&mut engine.data, &day.tickets, &day.lines);
@@ -297,6 +318,7 @@ fn build(feed: &mut Feed, mut data: CompanyData, generate_s: f64) -> Built {
         let seal_s = started.elapsed().as_secs_f64() - read_s;
         engine.update(last);
         let wall = started.elapsed().as_secs_f64();
+        perf.send("disable");
         let seal_phases = phases(&engine.data.seal_timings);
         updates.push((feed.first_held + i as Day, tickets, wall, seal_s, wall - read_s - seal_s, seal_phases));
         if i == 0 {

@@ -153,7 +153,7 @@ pub struct Inputs<'a> {
     /// The catalogue before (its bitmaps are changed in place), and the members whose values may have
     /// changed since (facts, features, grades or activity): only those are placed again. `None`
     /// builds every value from scratch.
-    pub prev: Option<(Vec<Dimension>, &'a RoaringBitmap)>,
+    pub prev: Option<(Vec<Dimension>, Changed<'a>)>,
     pub data: &'a CompanyData,
     pub features: &'a Features,
     pub grades: &'a [RfmGrade],
@@ -164,12 +164,23 @@ pub struct Inputs<'a> {
     pub expiring_30d: &'a HashMap<u32, i64>,
 }
 
+/// The members an incremental catalogue places again.
+#[derive(Debug, Clone, Copy)]
+pub struct Changed<'a> {
+    /// Members whose facts, features, grade, activity, record or loyalty state changed.
+    pub any: &'a RoaringBitmap,
+    /// Of those, the members whose record or loyalty state changed: the only ones whose values of
+    /// the attribute dimensions (gender, age, home store, tier …, see [`Builder::split_record`])
+    /// can differ, the as-of day being the same.
+    pub records: &'a RoaringBitmap,
+}
+
 /// Builds the dimensions one by one, each incrementally from the previous catalogue when it had the
 /// same values.
 struct Builder<'a> {
     n: usize,
     /// The previous catalogue, shared by the builders of both halves (each takes its own dimensions).
-    prev: Option<(&'a Mutex<Vec<Dimension>>, &'a RoaringBitmap)>,
+    prev: Option<(&'a Mutex<Vec<Dimension>>, Changed<'a>)>,
     dims: Vec<Dimension>,
 }
 
@@ -180,7 +191,7 @@ impl<'a> Builder<'a> {
         &mut self,
         key: &str,
         same: impl FnOnce(&[TagValue]) -> bool,
-    ) -> Option<(Vec<TagValue>, &'a RoaringBitmap)> {
+    ) -> Option<(Vec<TagValue>, Changed<'a>)> {
         let (dims, changed) = self.prev?;
         let mut dims = dims.lock().expect("a catalogue builder does not panic");
         let d = dims.iter_mut().find(|d| d.key == key)?;
@@ -189,7 +200,7 @@ impl<'a> Builder<'a> {
 
     /// The previous dimension `key`'s values (taken out of it) if it had exactly these value names,
     /// and the changed members.
-    fn previous(&mut self, key: &str, names: &[String]) -> Option<(Vec<TagValue>, &'a RoaringBitmap)> {
+    fn previous(&mut self, key: &str, names: &[String]) -> Option<(Vec<TagValue>, Changed<'a>)> {
         self.take_previous(key, |values| {
             values.len() == names.len() && values.iter().zip(names).all(|(v, n)| v.name == *n)
         })
@@ -204,9 +215,34 @@ impl<'a> Builder<'a> {
         names: &[String],
         f: impl Fn(usize) -> Option<usize>,
     ) {
+        self.split_of(key, name, primary, names, f, |c| c.any);
+    }
+
+    /// [`Builder::split`] for a dimension whose values follow from members' records and loyalty
+    /// state alone (and the as-of day): an update places again only [`Changed::records`].
+    fn split_record(
+        &mut self,
+        key: &'static str,
+        name: &'static str,
+        primary: Primary,
+        names: &[String],
+        f: impl Fn(usize) -> Option<usize>,
+    ) {
+        self.split_of(key, name, primary, names, f, |c| c.records);
+    }
+
+    fn split_of(
+        &mut self,
+        key: &'static str,
+        name: &'static str,
+        primary: Primary,
+        names: &[String],
+        f: impl Fn(usize) -> Option<usize>,
+        members: impl Fn(Changed<'a>) -> &'a RoaringBitmap,
+    ) {
         let values = match self.previous(key, names) {
             Some((mut values, changed)) => {
-                place_again(&mut values, changed, f);
+                place_again(&mut values, members(changed), f);
                 values
             }
             None => split(self.n, names, f),
@@ -224,7 +260,7 @@ impl<'a> Builder<'a> {
 fn chronic_values(b: &mut Builder, data: &CompanyData) -> Vec<TagValue> {
     // The changed members of each known condition, in one pass over the changed members.
     let mut lists: Vec<Vec<u32>> = Vec::new();
-    let changed = b.prev.map(|(_, c)| c);
+    let changed = b.prev.map(|(_, c)| c.records);
     let known = |values: &[TagValue]| {
         let Some(changed) = changed else { return false };
         lists = vec![Vec::new(); values.len()];
@@ -238,7 +274,7 @@ fn chronic_values(b: &mut Builder, data: &CompanyData) -> Vec<TagValue> {
             })
         })
     };
-    if let Some((mut values, changed)) = b.take_previous("chronic", known) {
+    if let Some((mut values, Changed { records: changed, .. })) = b.take_previous("chronic", known) {
         for (v, l) in values.iter_mut().zip(lists) {
             let members = Arc::make_mut(&mut v.members);
             *members -= changed;
@@ -421,30 +457,30 @@ fn health_and_member(i: &Inputs, mut b: Builder) -> Vec<Dimension> {
     }
     let chronic = chronic_values(&mut b, data);
     b.given("chronic", "慢病档案", Health, chronic);
-    b.split("allergies", "过敏史", Health, &names(&["有过敏史", "无记录"]), |o| {
+    b.split_record("allergies", "过敏史", Health, &names(&["有过敏史", "无记录"]), |o| {
         Some(!data.members[o].has_allergies as usize)
     });
-    b.split("health_consent", "健康数据授权", Health, &names(&["已授权", "未授权"]), |o| {
+    b.split_record("health_consent", "健康数据授权", Health, &names(&["已授权", "未授权"]), |o| {
         Some(!data.members[o].health_consent as usize)
     });
 
     // 会员属性
     let stores: Vec<String> = data.stores.iter().map(|s| s.name.clone()).collect();
-    b.split("gender", "性别", Member, &names(&["男", "女", "未知"]), |o| {
+    b.split_record("gender", "性别", Member, &names(&["男", "女", "未知"]), |o| {
         Some(match data.members[o].gender {
             Gender::Male => 0,
             Gender::Female => 1,
             Gender::Unknown => 2,
         })
     });
-    b.split(
+    b.split_record(
         "age_band",
         "年龄段",
         Member,
         &names(&["20岁以下", "20-29岁", "30-39岁", "40-49岁", "50-59岁", "60-69岁", "70岁及以上", "未知"]),
         |o| Some(if f.age[o] == NONE_I32 { 7 } else { band(f.age[o] as f64, &[20.0, 30.0, 40.0, 50.0, 60.0, 70.0]) }),
     );
-    b.split(
+    b.split_record(
         "tenure",
         "入会时长",
         Member,
@@ -471,24 +507,28 @@ fn health_and_member(i: &Inputs, mut b: Builder) -> Vec<Dimension> {
             }
         },
     );
-    b.split("source", "注册来源", Member, &names(&["门店", "微信", "支付宝", "推荐", "导入"]), |o| {
-        SOURCES.iter().position(|s| *s == data.members[o].source)
-    });
-    b.split("home_store", "所属门店", Member, &stores, |o| {
+    b.split_record(
+        "source",
+        "注册来源",
+        Member,
+        &names(&["门店", "微信", "支付宝", "推荐", "导入"]),
+        |o| SOURCES.iter().position(|s| *s == data.members[o].source),
+    );
+    b.split_record("home_store", "所属门店", Member, &stores, |o| {
         (data.home_store[o] != NONE_U32).then_some(data.home_store[o] as usize)
     });
-    b.split("referred", "推荐入会", Member, &names(&["有推荐人", "无推荐人"]), |o| {
+    b.split_record("referred", "推荐入会", Member, &names(&["有推荐人", "无推荐人"]), |o| {
         Some(!data.members[o].referred as usize)
     });
-    b.split("sms", "短信许可", Member, &names(&["接收短信", "拒收短信"]), |o| {
+    b.split_record("sms", "短信许可", Member, &names(&["接收短信", "拒收短信"]), |o| {
         Some(!data.members[o].sms_opt_in as usize)
     });
     let months: Vec<String> = (1..=12).map(|m| format!("{m}月")).collect();
-    b.split("birthday_month", "生日月份", Member, &months, |o| {
+    b.split_record("birthday_month", "生日月份", Member, &months, |o| {
         use chrono::Datelike;
         data.members[o].birthday.map(|b| b.month0() as usize)
     });
-    b.split("status", "会员状态", Member, &names(&["正常", "已注销"]), |o| {
+    b.split_record("status", "会员状态", Member, &names(&["正常", "已注销"]), |o| {
         Some(match data.members[o].status {
             MemberStatus::Active => 0,
             MemberStatus::Cancelled => 1,
@@ -496,8 +536,8 @@ fn health_and_member(i: &Inputs, mut b: Builder) -> Vec<Dimension> {
     });
     let loyalty = &data.loyalty;
     let levels: Vec<String> = loyalty.levels.iter().map(|l| l.name.clone()).collect();
-    b.split("tier", "会员等级", Member, &levels, |o| loyalty.level(o));
-    b.split(
+    b.split_record("tier", "会员等级", Member, &levels, |o| loyalty.level(o));
+    b.split_record(
         "points_band",
         "积分余额",
         Member,
@@ -510,7 +550,7 @@ fn health_and_member(i: &Inputs, mut b: Builder) -> Vec<Dimension> {
             })
         },
     );
-    b.split("points_expiring", "积分到期", Member, &names(&["30天内有积分到期"]), |o| {
+    b.split_record("points_expiring", "积分到期", Member, &names(&["30天内有积分到期"]), |o| {
         i.expiring_30d.contains_key(&(o as u32)).then_some(0)
     });
     b.dims

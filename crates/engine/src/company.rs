@@ -137,7 +137,7 @@ impl CompanyEngine {
         let touched = self.data.take_touched();
         if as_of != self.current.as_of {
             self.rederive(as_of);
-        } else if !touched.is_empty() {
+        } else if !touched.all.is_empty() {
             // Reuse the current columns when no reader holds them, else work on a copy.
             let prev = match Arc::get_mut(&mut self.current) {
                 Some(d) => std::mem::take(d),

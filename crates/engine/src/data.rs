@@ -11,7 +11,7 @@
 
 use crate::loyalty::{Loyalty, MemberLoyalty};
 use crate::postings::{CheckDays, ProductDays};
-use crate::recent::RecentDays;
+use crate::recent::{Changes, RecentDays};
 use chrono::NaiveDate;
 use roaring::RoaringBitmap;
 use rxmember_core::facts::{
@@ -34,6 +34,18 @@ pub const NONE_U32: u32 = u32::MAX;
 
 /// Day number of 1970-01-01.
 const EPOCH_DAY: i64 = 719_163;
+
+/// Members changed since the last [`CompanyData::take_touched`].
+#[derive(Debug, Clone, Default)]
+pub struct Touched {
+    /// Every one: new facts, a new record, home store or loyalty state.
+    pub all: RoaringBitmap,
+    /// Those with a new record, home store or loyalty state (their attribute tags may differ).
+    pub records: RoaringBitmap,
+}
+
+/// Members per batch handed to the recent days' thread during a seal.
+const RECENT_BATCH: usize = 1024;
 
 /// The local day of an instant, by arithmetic (the offset is fixed per company): the engine does
 /// this for every fact it reads.
@@ -161,7 +173,7 @@ impl<T> Default for Runs<T> {
 
 /// The slot for a run of `n` facts: an eighth more and two (a day's facts of a regular customer
 /// usually fit without moving the run; memory grows by about an eighth).
-fn room(n: usize) -> usize {
+pub(crate) fn room(n: usize) -> usize {
     if n == 0 { 0 } else { n + n / 8 + 2 }
 }
 
@@ -612,6 +624,9 @@ pub struct CompanyData {
     /// incremental recompute must look at again.
     #[serde(skip)]
     touched: RoaringBitmap,
+    /// Of those, the members whose record, home store or loyalty state changed.
+    #[serde(skip)]
+    touched_records: RoaringBitmap,
     #[serde(skip)]
     ordinal: Ordinals,
     #[serde(skip)]
@@ -647,6 +662,7 @@ impl CompanyData {
             check_days: CheckDays::default(),
             recent: RecentDays::default(),
             touched: RoaringBitmap::new(),
+            touched_records: RoaringBitmap::new(),
             ordinal: Ordinals::default(),
             product_index: FastMap::default(),
             store_index: FastMap::default(),
@@ -677,9 +693,9 @@ impl CompanyData {
 
     /// Makes the facts read since the last seal visible, and returns the members touched since the
     /// last call (and forgets them).
-    pub fn take_touched(&mut self) -> RoaringBitmap {
+    pub fn take_touched(&mut self) -> Touched {
         self.seal();
-        std::mem::take(&mut self.touched)
+        Touched { all: std::mem::take(&mut self.touched), records: std::mem::take(&mut self.touched_records) }
     }
 
     pub fn len(&self) -> usize {
@@ -765,6 +781,7 @@ impl CompanyData {
             if self.home_store[i] != home {
                 self.home_store[i] = home;
                 self.touched.insert(i as u32);
+                self.touched_records.insert(i as u32);
             }
         }
     }
@@ -794,6 +811,7 @@ impl CompanyData {
                 self.members[o as usize] = m;
                 self.home_store[o as usize] = home;
                 self.touched.insert(o);
+                self.touched_records.insert(o);
                 (o, false)
             }
             None => {
@@ -807,6 +825,7 @@ impl CompanyData {
                 self.checks.grow(n);
                 self.loyalty.grow(n);
                 self.touched.insert(o);
+                self.touched_records.insert(o);
                 (o, true)
             }
         }
@@ -820,6 +839,7 @@ impl CompanyData {
             .filter_map(|f| {
                 let o = self.ordinal.get(f.member.0)?;
                 self.touched.insert(o);
+                self.touched_records.insert(o);
                 Some(MemberLoyalty { ordinal: o, balance: f.balance, expiring: f.expiring, tier: f.tier })
             })
             .collect();
@@ -965,120 +985,146 @@ impl CompanyData {
         let mut old_checks: Vec<Check> = Vec::new();
         let mut next_cleared = cleared_order.iter().peekable();
         // An update's time in the by-day indexes (not timed per member in a full build).
-        let (mut postings_s, mut recent_s) = (0.0, 0.0);
-        loop {
-            let o = visits.head().min(lines.head()).min(returns.head()).min(checks.head());
-            let o = next_cleared.peek().map_or(o, |&&c| c.min(o));
-            if o == u32::MAX {
-                break;
-            }
-            if next_cleared.peek().is_some_and(|&&c| c == o) {
-                next_cleared.next();
-            }
-            touched.push(o);
-            let fresh = cleared.contains_key(&o);
-            let m = o as usize;
-            if !fresh_build {
-                old_purchases.clear();
-                old_purchases.extend_from_slice(self.purchases.of(m));
-                old_checks.clear();
-                old_checks.extend_from_slice(self.checks.of(m));
-            }
+        let mut postings_s = 0.0;
+        // An update keeps the recent days in step on a thread of its own, fed the touched members'
+        // old and new runs in batches while the runs are written (a full build, or recent days to
+        // be built afresh anyway, has none).
+        let beside = !fresh_build && !self.recent.stale;
+        let (batches, feed) = std::sync::mpsc::sync_channel::<Changes>(4);
+        let mut batch = Changes::default();
+        let recent = &mut self.recent;
+        let (recent_s, waited_s) = std::thread::scope(|s| {
+            let worker = beside.then(|| {
+                s.spawn(move || {
+                    let started = std::time::Instant::now();
+                    for batch in feed {
+                        recent.replace_all(&batch);
+                    }
+                    recent.flush();
+                    started.elapsed().as_secs_f64()
+                })
+            });
+            loop {
+                let o = visits.head().min(lines.head()).min(returns.head()).min(checks.head());
+                let o = next_cleared.peek().map_or(o, |&&c| c.min(o));
+                if o == u32::MAX {
+                    break;
+                }
+                if next_cleared.peek().is_some_and(|&&c| c == o) {
+                    next_cleared.next();
+                }
+                touched.push(o);
+                let fresh = cleared.contains_key(&o);
+                let m = o as usize;
+                if !fresh_build {
+                    old_purchases.clear();
+                    old_purchases.extend_from_slice(self.purchases.of(m));
+                    old_checks.clear();
+                    old_checks.extend_from_slice(self.checks.of(m));
+                }
+                let new_visits = visits.take(o);
+                self.visits.open(m, fresh, new_visits.len());
+                self.visits.extend(
+                    m,
+                    new_visits.iter().map(|v| Visit {
+                        ticket: v.ticket,
+                        day: v.day,
+                        store: v.store,
+                        amount: v.amount,
+                        discount: v.discount,
+                        cost: v.cost,
+                        items: v.items,
+                        returned: 0,
+                        returned_cost: 0,
+                        returned_lines: 0,
+                    }),
+                );
+                self.visits.close(m);
 
-            let new_visits = visits.take(o);
-            self.visits.open(m, fresh, new_visits.len());
-            self.visits.extend(
-                m,
-                new_visits.iter().map(|v| Visit {
-                    ticket: v.ticket,
-                    day: v.day,
-                    store: v.store,
-                    amount: v.amount,
-                    discount: v.discount,
-                    cost: v.cost,
-                    items: v.items,
-                    returned: 0,
-                    returned_cost: 0,
-                    returned_lines: 0,
-                }),
-            );
-            self.visits.close(m);
+                let (new_lines, new_returns) = (lines.take(o), returns.take(o));
+                self.purchases.open(m, fresh, new_lines.len() + new_returns.len());
+                for l in new_lines {
+                    let vs = self.visits.of(m);
+                    let store = visit_index(vs, l.ticket).map_or(NONE_U32, |i| vs[i].store);
+                    let run = self.purchases.of_mut(m);
+                    match run.iter_mut().rev().take_while(|b| b.ticket == l.ticket).find(|b| b.product == l.product) {
+                        Some(b) => b.amount += l.amount,
+                        None => self.purchases.push(
+                            m,
+                            Purchase { ticket: l.ticket, day: l.day, product: l.product, store, amount: l.amount },
+                        ),
+                    }
+                }
+                for &(_, r) in new_returns {
+                    let vs = self.visits.of_mut(m);
+                    if let Some(i) = visit_index(vs, r.ticket) {
+                        vs[i].returned += r.amount;
+                        vs[i].returned_cost += r.cost;
+                        vs[i].returned_lines += 1;
+                    }
+                    if r.product == NONE_U32 {
+                        continue;
+                    }
+                    let run = self.purchases.of_mut(m);
+                    match run.iter_mut().rev().find(|b| b.ticket == r.ticket && b.product == r.product) {
+                        Some(b) => b.amount -= r.amount,
+                        None => self.purchases.push(
+                            m,
+                            Purchase {
+                                ticket: r.ticket,
+                                day: r.day,
+                                product: r.product,
+                                store: NONE_U32,
+                                amount: -r.amount,
+                            },
+                        ),
+                    }
+                }
+                self.purchases.close(m);
 
-            let (new_lines, new_returns) = (lines.take(o), returns.take(o));
-            self.purchases.open(m, fresh, new_lines.len() + new_returns.len());
-            for l in new_lines {
-                let vs = self.visits.of(m);
-                let store = visit_index(vs, l.ticket).map_or(NONE_U32, |i| vs[i].store);
-                let run = self.purchases.of_mut(m);
-                match run.iter_mut().rev().take_while(|b| b.ticket == l.ticket).find(|b| b.product == l.product) {
-                    Some(b) => b.amount += l.amount,
-                    None => self.purchases.push(
-                        m,
-                        Purchase { ticket: l.ticket, day: l.day, product: l.product, store, amount: l.amount },
-                    ),
-                }
-            }
-            for &(_, r) in new_returns {
-                let vs = self.visits.of_mut(m);
-                if let Some(i) = visit_index(vs, r.ticket) {
-                    vs[i].returned += r.amount;
-                    vs[i].returned_cost += r.cost;
-                    vs[i].returned_lines += 1;
-                }
-                if r.product == NONE_U32 {
-                    continue;
-                }
-                let run = self.purchases.of_mut(m);
-                match run.iter_mut().rev().find(|b| b.ticket == r.ticket && b.product == r.product) {
-                    Some(b) => b.amount -= r.amount,
-                    None => self.purchases.push(
-                        m,
-                        Purchase {
-                            ticket: r.ticket,
-                            day: r.day,
-                            product: r.product,
-                            store: NONE_U32,
-                            amount: -r.amount,
-                        },
-                    ),
-                }
-            }
-            self.purchases.close(m);
+                let new_checks = checks.take(o);
+                self.checks.open(m, fresh, new_checks.len());
+                self.checks.extend(m, new_checks.iter().map(|c| c.1));
+                self.checks.close(m);
 
-            let new_checks = checks.take(o);
-            self.checks.open(m, fresh, new_checks.len());
-            self.checks.extend(m, new_checks.iter().map(|c| c.1));
-            self.checks.close(m);
-
-            // Only purchases new to the run can add a buyer (a cleared run is new in full).
-            let kept = if fresh || fresh_build { 0 } else { old_purchases.len() };
-            for b in self.purchases.of(m).get(kept..).unwrap_or_default() {
-                let e = &mut self.ever_bought[b.product as usize];
-                if e.try_push(o).is_err() {
-                    e.insert(o);
+                // Only purchases new to the run can add a buyer (a cleared run is new in full).
+                let kept = if fresh || fresh_build { 0 } else { old_purchases.len() };
+                for b in self.purchases.of(m).get(kept..).unwrap_or_default() {
+                    let e = &mut self.ever_bought[b.product as usize];
+                    if e.try_push(o).is_err() {
+                        e.insert(o);
+                    }
+                }
+                if !fresh_build {
+                    // A cleared member's old facts all go: the positional comparison removes them.
+                    let t = std::time::Instant::now();
+                    self.product_days.replace(o, &old_purchases, self.purchases.of(m));
+                    self.check_days.replace(o, &old_checks, self.checks.of(m));
+                    postings_s += t.elapsed().as_secs_f64();
+                }
+                if beside {
+                    batch.push(o, (&old_purchases, &old_checks), (self.purchases.of(m), self.checks.of(m)));
+                    if batch.len() >= RECENT_BATCH {
+                        batches.send(std::mem::take(&mut batch)).expect("the recent days' thread runs");
+                    }
                 }
             }
-            if !fresh_build {
-                // A cleared member's old facts all go: the positional comparison removes them.
-                let t = std::time::Instant::now();
-                self.product_days.replace(o, &old_purchases, self.purchases.of(m));
-                self.check_days.replace(o, &old_checks, self.checks.of(m));
-                let u = std::time::Instant::now();
-                self.recent.replace(o, (&old_purchases, &old_checks), (self.purchases.of(m), self.checks.of(m)));
-                postings_s += (u - t).as_secs_f64();
-                recent_s += u.elapsed().as_secs_f64();
+            if batch.len() > 0 {
+                batches.send(batch).expect("the recent days' thread runs");
             }
-        }
-        let t = std::time::Instant::now();
-        self.recent.flush();
-        recent_s += t.elapsed().as_secs_f64();
+            drop(batches);
+            let t = std::time::Instant::now();
+            let busy = worker.map_or(0.0, |w| w.join().expect("keeping the recent days does not panic"));
+            (busy, t.elapsed().as_secs_f64())
+        });
         // The log, now in the runs, goes before the compaction and the by-day indexes allocate.
         drop((visits, lines, returns, checks));
         lap("writing runs", &mut timings);
         if !fresh_build {
             // Of which: the by-day indexes kept in step member by member.
             timings.push(("of which postings", postings_s * 1000.0));
-            timings.push(("recent days", recent_s * 1000.0));
+            timings.push(("recent days (beside)", recent_s * 1000.0));
+            timings.push(("waiting for them", waited_s * 1000.0));
         }
         self.visits.compact();
         self.purchases.compact();

@@ -5,9 +5,9 @@
 use crate::audience;
 use crate::catalogue::{self, Dimension};
 use crate::classes::{self, Class};
-use crate::data::{CompanyData, Day};
+use crate::data::{CompanyData, Day, Touched};
 use crate::features::Features;
-use crate::grades::{self, ActivityLevel, RfmGrade, RfmThresholds};
+use crate::grades::{self, ActivityLevel, RfmCounts, RfmGrade, RfmThresholds};
 use crate::settings::Settings;
 use roaring::RoaringBitmap;
 use rxmember_core::MemberId;
@@ -41,6 +41,8 @@ pub struct Derived {
     pub features: Features,
     pub grades: Vec<RfmGrade>,
     pub thresholds: RfmThresholds,
+    /// The effective members by R, F and M value, behind the medians.
+    pub rfm_counts: RfmCounts,
     pub activity: Vec<ActivityLevel>,
     pub classes: Vec<Class>,
     pub groups: Vec<GroupMembers>,
@@ -70,9 +72,11 @@ impl Derived {
     /// What `compute` would give after `data` changed only for `touched` members (new members are
     /// always touched), when nothing else changed: the same day, settings, taxonomy and saved tags.
     /// Per-member features, classes and activity levels are computed again for those members only;
-    /// the grades' medians are whole-company, and grades are given again to every member only when
-    /// the thresholds moved; the catalogue places again only the members whose facts, grade or
-    /// activity level changed; saved tags are computed again in full.
+    /// the grades' medians come from counts of R, F and M values kept up to date by the touched
+    /// members, and when a threshold moved, the members between its old and new place are graded
+    /// again; the catalogue places again only the members whose facts, grade or
+    /// activity level changed (for the attribute dimensions: whose record or loyalty state
+    /// changed); saved tags are computed again in full.
     /// `prev`'s columns and bitmaps are reused and changed in place, not copied; a bitmap `prev`
     /// shares with a reader (a clone of it) is copied when it changes.
     pub fn update(
@@ -81,7 +85,7 @@ impl Derived {
         taxonomy: &Taxonomy,
         settings: &Settings,
         saved_tags: &[SavedTag],
-        touched: &RoaringBitmap,
+        touched: &Touched,
     ) -> Derived {
         let as_of = prev.as_of;
         Self::derive(data, taxonomy, settings, saved_tags, as_of, Some((prev, touched)))
@@ -93,11 +97,11 @@ impl Derived {
         settings: &Settings,
         saved_tags: &[SavedTag],
         as_of: Day,
-        prev: Option<(Derived, &RoaringBitmap)>,
+        prev: Option<(Derived, &Touched)>,
     ) -> Derived {
-        let (mut prev, touched) = match prev {
-            Some((p, t)) => (Some(p), Some(t)),
-            None => (None, None),
+        let (mut prev, touched, records) = match prev {
+            Some((p, t)) => (Some(p), Some(&t.all), Some(&t.records)),
+            None => (None, None, None),
         };
         let mut timings = Vec::new();
         let mut clock = std::time::Instant::now();
@@ -111,6 +115,16 @@ impl Derived {
         // Features and classes are independent: one thread each.
         let prev_classes = prev.as_mut().map(|p| std::mem::take(&mut p.classes));
         let prev_features = prev.as_mut().map(|p| std::mem::take(&mut p.features));
+        // The touched members' R, F, M before: the grades' counts take them out.
+        let old_rfm: Vec<(u32, Option<[i64; 3]>)> = match (&prev_features, touched) {
+            (Some(f), Some(touched)) => touched
+                .iter()
+                .map(|o| {
+                    (o, ((o as usize) < f.frequency_12m.len()).then(|| grades::rfm_value(f, o as usize)).flatten())
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let (features, classes) = std::thread::scope(|s| {
             let classes = s.spawn(|| match (prev_classes, touched) {
                 (Some(c), Some(touched)) => classes::update(c, data, taxonomy, settings, as_of, touched),
@@ -128,18 +142,26 @@ impl Derived {
         lap("features and classes", &mut timings);
         // Members whose tag values may differ from the previous catalogue: touched ones, and those
         // whose grade moved with the medians (activity levels change with a member's own features).
-        let (grades, thresholds, activity, changed) = match (prev.as_mut(), touched) {
+        let (grades, thresholds, rfm_counts, activity, changed) = match (prev.as_mut(), touched) {
             (Some(p), Some(touched)) => {
                 let mut grades = std::mem::take(&mut p.grades);
-                let (thresholds, moved) =
-                    grades::update_rfm_grades(&mut grades, p.thresholds, &features, &settings.rfm, touched);
+                let mut counts = std::mem::take(&mut p.rfm_counts);
+                let (thresholds, moved) = grades::update_rfm_grades(
+                    &mut grades,
+                    p.thresholds,
+                    &mut counts,
+                    &old_rfm,
+                    &features,
+                    &settings.rfm,
+                    touched,
+                );
                 let mut activity = std::mem::take(&mut p.activity);
                 grades::update_activity_levels(&mut activity, &features, &settings.activity, touched);
-                (grades, thresholds, activity, Some(moved | touched))
+                (grades, thresholds, counts, activity, Some(moved | touched))
             }
             _ => {
-                let (grades, thresholds) = grades::rfm_grades(&features, &settings.rfm);
-                (grades, thresholds, grades::activity_levels(&features, &settings.activity), None)
+                let (grades, thresholds, counts) = grades::rfm_grades(&features, &settings.rfm);
+                (grades, thresholds, counts, grades::activity_levels(&features, &settings.activity), None)
             }
         };
         lap("grades", &mut timings);
@@ -165,6 +187,7 @@ impl Derived {
             features,
             grades,
             thresholds,
+            rfm_counts,
             activity,
             classes,
             groups: Vec::new(),
@@ -188,7 +211,9 @@ impl Derived {
             d.groups.iter().map(|g| (g.name.clone(), Arc::clone(&g.members))).collect();
         lap("drug groups", &mut timings);
         d.catalogue = catalogue::build(catalogue::Inputs {
-            prev: prev_catalogue.zip(changed.as_ref()),
+            prev: prev_catalogue
+                .zip(changed.as_ref().zip(records))
+                .map(|(dims, (any, records))| (dims, catalogue::Changed { any, records })),
             data,
             features: &d.features,
             grades: &d.grades,

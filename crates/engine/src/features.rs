@@ -128,17 +128,7 @@ impl Features {
         let as_of = f.as_of;
         let from = as_of - YEAR_DAYS;
         let as_of_date = crate::data::date_of_day(as_of);
-        f.first_day[o] = NONE_I32;
-        f.last_day[o] = NONE_I32;
-        f.frequency_12m[o] = 0;
-        f.monetary_12m[o] = 0;
-        f.items_12m[o] = 0;
-        f.discount_12m[o] = 0;
-        f.cost_12m[o] = 0;
-        f.tickets_total[o] = 0;
-        f.spend_total[o] = 0;
         f.preferred_store[o] = NONE_U32;
-        f.returns_12m[o] = 0;
         f.checks_12m[o] = 0;
         for k in 0..TRACKED_KINDS.len() {
             f.last_reading[k][o] = 0;
@@ -146,24 +136,33 @@ impl Features {
         f.age[o] = NONE_I32;
         f.registered_day[o] = NONE_I32;
         by_store.clear();
+        // Sums kept in locals (the columns are written once, below).
+        let (mut first_day, mut last_day) = (NONE_I32, NONE_I32);
+        let (mut tickets_total, mut spend_total) = (0u32, 0i64);
+        let (mut frequency, mut monetary, mut items, mut discount, mut cost, mut returns) =
+            (0u32, 0i64, 0u32, 0i64, 0i64, 0u32);
         for v in data.visits(o).iter().filter(|v| v.day <= as_of) {
             let net = v.net();
             if net <= 0 {
+                // Tickets returned in full still count as returns.
+                if v.day > from {
+                    returns += v.returned_lines;
+                }
                 continue;
             }
-            f.tickets_total[o] += 1;
-            f.spend_total[o] += net;
-            if f.first_day[o] == NONE_I32 || v.day < f.first_day[o] {
-                f.first_day[o] = v.day;
+            tickets_total += 1;
+            spend_total += net;
+            if first_day == NONE_I32 || v.day < first_day {
+                first_day = v.day;
             }
-            f.last_day[o] = f.last_day[o].max(v.day);
+            last_day = last_day.max(v.day);
             if v.day > from {
-                f.frequency_12m[o] += 1;
-                f.monetary_12m[o] += net;
-                f.items_12m[o] += v.items.saturating_sub(v.returned_lines);
-                f.discount_12m[o] += v.discount;
-                f.cost_12m[o] += v.cost - v.returned_cost;
-                f.returns_12m[o] += v.returned_lines;
+                frequency += 1;
+                monetary += net;
+                items += v.items.saturating_sub(v.returned_lines);
+                discount += v.discount;
+                cost += v.cost - v.returned_cost;
+                returns += v.returned_lines;
                 if v.store != NONE_U32 {
                     match by_store.iter_mut().find(|(s, _)| *s == v.store) {
                         Some((_, a)) => *a += net,
@@ -172,13 +171,10 @@ impl Features {
                 }
             }
         }
-        // Tickets returned in full still count as returns.
-        f.returns_12m[o] += data
-            .visits(o)
-            .iter()
-            .filter(|v| v.day > from && v.day <= as_of && v.net() <= 0)
-            .map(|v| v.returned_lines)
-            .sum::<u32>();
+        (f.first_day[o], f.last_day[o], f.tickets_total[o], f.spend_total[o]) =
+            (first_day, last_day, tickets_total, spend_total);
+        (f.frequency_12m[o], f.monetary_12m[o], f.items_12m[o]) = (frequency, monetary, items);
+        (f.discount_12m[o], f.cost_12m[o], f.returns_12m[o]) = (discount, cost, returns);
         // Most spend wins; ties go to the lower store index, so the answer is stable.
         if let Some(&(s, _)) = by_store.iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))) {
             f.preferred_store[o] = s;
@@ -191,18 +187,32 @@ impl Features {
         f.margin_rate_key.set(o, margin_rate);
         let discount_share = f.discount_share(o);
         f.discount_share_key.set(o, discount_share);
-        f.bought_rx_12m[o] = data.purchases(o).iter().any(|p| {
-            p.day > from && p.day <= as_of && p.amount > 0 && data.products[p.product as usize].is_prescription
-        });
-        // Net per day, for the last day bought.
+        // Net per day, for the last day bought (purchases come by day but for a return read
+        // without its sale: then the days are sorted and merged after).
         let by_day = &mut scratch.by_day;
         by_day.clear();
+        let (mut rx, mut in_order) = (false, true);
         for p in data.purchases(o).iter().filter(|p| p.day <= as_of) {
-            match by_day.iter_mut().rev().find(|(d, _)| *d == p.day) {
-                Some((_, a)) => *a += p.amount,
-                None => by_day.push((p.day, p.amount)),
+            rx = rx || (p.day > from && p.amount > 0 && data.products[p.product as usize].is_prescription);
+            match by_day.last_mut() {
+                Some((d, a)) if *d == p.day => *a += p.amount,
+                last => {
+                    in_order &= last.is_none_or(|(d, _)| *d < p.day);
+                    by_day.push((p.day, p.amount));
+                }
             }
         }
+        if !in_order {
+            by_day.sort_by_key(|e| e.0);
+            by_day.dedup_by(|later, kept| {
+                let same = later.0 == kept.0;
+                if same {
+                    kept.1 += later.1;
+                }
+                same
+            });
+        }
+        f.bought_rx_12m[o] = rx;
         f.last_bought_day[o] = by_day.iter().filter(|(_, a)| *a > 0).map(|(d, _)| *d).max().unwrap_or(NONE_I32);
         let mut last = [NONE_I32; 4];
         for c in data.checks(o).iter().filter(|c| c.day <= as_of) {
@@ -260,5 +270,54 @@ impl Features {
 
     pub fn first_purchase_days(&self, o: usize) -> Option<i32> {
         (self.first_day[o] != NONE_I32).then(|| self.as_of - self.first_day[o])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::day_of;
+    use rxmember_core::facts::{ProductFact, ReturnFact, StoreFact};
+    use rxmember_core::{CompanyId, MemberId, ProductId, StoreId, TicketId};
+
+    const DAY: i64 = 86_400_000;
+
+    /// Returns of tickets never read land after the sales, on earlier days: the last day bought
+    /// nets each day whatever the order the facts came in.
+    #[test]
+    fn the_last_day_bought_nets_days_read_out_of_order() {
+        let mut data = CompanyData::new(CompanyId(1), 0);
+        data.set_stores(vec![StoreFact { id: StoreId(1), code: "S1".into(), name: "一店".into() }]);
+        data.set_products(vec![ProductFact {
+            id: ProductId(1),
+            code: "P1".into(),
+            name: "药".into(),
+            category_code: Some("0101".into()),
+            manufacturer: None,
+            brand: None,
+            is_prescription: true,
+        }]);
+        data.apply_member(crate::test_support::member(1));
+        crate::test_support::ticket(&mut data, 1, 1, 1, 10 * DAY, &[(1, 100)]);
+        crate::test_support::ticket(&mut data, 2, 1, 1, 12 * DAY, &[(1, 50)]);
+        let unread_return = |id: i64, ticket: i64, day: i64, amount: i64| ReturnFact {
+            id,
+            ticket: TicketId(ticket),
+            member: Some(MemberId(1)),
+            sold_at: day * DAY,
+            product: ProductId(1),
+            amount,
+            cost: 0,
+        };
+        data.apply_return_member(&unread_return(1, 9, 11, 30));
+        data.apply_return_member(&unread_return(2, 8, 12, 60));
+        data.seal();
+        let as_of = day_of(20 * DAY, 0);
+        let f = Features::compute(&data, as_of);
+        // Day 12 nets to 50 − 60 < 0, day 11 to −30: the last day with a positive net is day 10.
+        assert_eq!(f.last_bought_day[0], day_of(10 * DAY, 0));
+        assert!(f.bought_rx_12m[0]);
+        assert_eq!((f.frequency_12m[0], f.monetary_12m[0]), (2, 150));
+        assert_eq!(f.last_day[0], day_of(12 * DAY, 0));
     }
 }

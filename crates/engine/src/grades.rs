@@ -181,12 +181,110 @@ fn medians<const K: usize>(n: usize, value: impl Fn(usize) -> Option<[i64; K]> +
     )
 }
 
-/// The thresholds in force: the company's own, else the medians over the effective members.
-pub fn rfm_thresholds(f: &Features, s: &RfmSettings) -> RfmThresholds {
-    let [r, tickets, m] = medians(f.frequency_12m.len(), |o| {
-        (f.frequency_12m[o] > 0)
-            .then(|| [f.recency(o).unwrap_or(0) as i64, f.frequency_12m[o] as i64, f.monetary_12m[o]])
-    });
+/// A member's (R, F, M) if effective: days since the last purchase, tickets and net spend (fen) in
+/// 12 months.
+pub fn rfm_value(f: &Features, o: usize) -> Option<[i64; 3]> {
+    (f.frequency_12m[o] > 0).then(|| [f.recency(o).unwrap_or(0) as i64, f.frequency_12m[o] as i64, f.monetary_12m[o]])
+}
+
+/// Values up to which R, F and M are counted one by one: a year's days, tickets, and spend up to
+/// about 21,000 yuan (8 MB of counts); a median beyond is found by [`medians`]' passes instead.
+const DENSE: [usize; 3] = [1 << 12, 1 << 12, 1 << 21];
+
+/// The effective members counted by each value of R, F and M (values below 0 or beyond [`DENSE`]
+/// only counted as such): the medians come from the counts without reading the members, and an
+/// update changes the counts for the touched members alone.
+#[derive(Debug, Clone, Default)]
+pub struct RfmCounts {
+    effective: u64,
+    dense: [Vec<u32>; 3],
+    below: [u64; 3],
+    above: [u64; 3],
+}
+
+impl RfmCounts {
+    /// Counted over every member, in two halves.
+    pub fn of(f: &Features) -> RfmCounts {
+        let [mut a, b] = in_halves(f.frequency_12m.len(), |members| {
+            let mut c = RfmCounts::default();
+            for o in members {
+                if let Some(v) = rfm_value(f, o) {
+                    c.add(v, true);
+                }
+            }
+            c
+        });
+        a.effective += b.effective;
+        for k in 0..3 {
+            a.below[k] += b.below[k];
+            a.above[k] += b.above[k];
+            if a.dense[k].len() < b.dense[k].len() {
+                a.dense[k].resize(b.dense[k].len(), 0);
+            }
+            a.dense[k].iter_mut().zip(&b.dense[k]).for_each(|(x, y)| *x += y);
+        }
+        a
+    }
+
+    /// Counts (`add`) or uncounts one member's values.
+    fn add(&mut self, v: [i64; 3], add: bool) {
+        let step = |c: &mut u64| if add { *c += 1 } else { *c -= 1 };
+        step(&mut self.effective);
+        for k in 0..3 {
+            if v[k] < 0 {
+                step(&mut self.below[k]);
+            } else if v[k] as u64 >= DENSE[k] as u64 {
+                step(&mut self.above[k]);
+            } else {
+                let i = v[k] as usize;
+                if self.dense[k].len() <= i {
+                    self.dense[k].resize((i + 1).next_power_of_two().min(DENSE[k]), 0);
+                }
+                if add {
+                    self.dense[k][i] += 1;
+                } else {
+                    self.dense[k][i] -= 1;
+                }
+            }
+        }
+    }
+
+    /// The touched members' values were `old` (member, values if effective then) and are now
+    /// those of `f`.
+    pub fn update(&mut self, old: &[(u32, Option<[i64; 3]>)], f: &Features) {
+        for &(o, v) in old {
+            if let Some(v) = v {
+                self.add(v, false);
+            }
+            if let Some(v) = rfm_value(f, o as usize) {
+                self.add(v, true);
+            }
+        }
+    }
+
+    /// The medians as [`medians`] gives them, or `None` for one outside the counted values.
+    fn medians(&self) -> Option<[i64; 3]> {
+        if self.effective == 0 {
+            return Some([0; 3]);
+        }
+        let median = |k: usize| {
+            let mut rank = (self.effective / 2).checked_sub(self.below[k])?;
+            for (v, &c) in self.dense[k].iter().enumerate() {
+                if rank < c as u64 {
+                    return Some(v as i64);
+                }
+                rank -= c as u64;
+            }
+            None
+        };
+        Some([median(0)?, median(1)?, median(2)?])
+    }
+}
+
+/// The thresholds in force: the company's own, else the medians over the effective members (from
+/// `counts` when they hold them).
+pub fn rfm_thresholds(f: &Features, counts: &RfmCounts, s: &RfmSettings) -> RfmThresholds {
+    let [r, tickets, m] = counts.medians().unwrap_or_else(|| medians(f.frequency_12m.len(), |o| rfm_value(f, o)));
     RfmThresholds {
         r_days: s.r_days.unwrap_or(r),
         f_tickets: s.f_tickets.unwrap_or(tickets),
@@ -205,38 +303,56 @@ fn rfm_grade(f: &Features, o: usize, t: &RfmThresholds) -> RfmGrade {
     RfmGrade::of(r_high, f_high, m_high)
 }
 
-/// Grades every member; also returns the thresholds used.
-pub fn rfm_grades(f: &Features, s: &RfmSettings) -> (Vec<RfmGrade>, RfmThresholds) {
-    let t = rfm_thresholds(f, s);
-    ((0..f.frequency_12m.len()).map(|o| rfm_grade(f, o, &t)).collect(), t)
+/// Grades every member; also returns the thresholds used and the counts behind the medians.
+pub fn rfm_grades(f: &Features, s: &RfmSettings) -> (Vec<RfmGrade>, RfmThresholds, RfmCounts) {
+    let counts = RfmCounts::of(f);
+    let t = rfm_thresholds(f, &counts, s);
+    ((0..f.frequency_12m.len()).map(|o| rfm_grade(f, o, &t)).collect(), t, counts)
 }
 
-/// Brings `grades` (given under thresholds `before`) up to date, in place, after the features
-/// changed only for `touched` members (new members are always touched), as of the same day and
-/// under the same settings: the touched members are graded again, and every member when the
-/// thresholds moved. Returns the thresholds and the untouched members whose grade changed.
+/// Brings `grades` (given under thresholds `before`) and `counts` up to date, in place, after the
+/// features changed only for `touched` members (new members are always touched), whose values were
+/// `old` (see [`RfmCounts::update`]), as of the same day and under the same settings: the touched
+/// members are graded again, and when the thresholds moved, every member with a value between a
+/// threshold's old and new place. Returns the thresholds and the untouched members whose grade
+/// changed.
 pub fn update_rfm_grades(
     grades: &mut Vec<RfmGrade>,
     before: RfmThresholds,
+    counts: &mut RfmCounts,
+    old: &[(u32, Option<[i64; 3]>)],
     f: &Features,
     s: &RfmSettings,
     touched: &RoaringBitmap,
 ) -> (RfmThresholds, RoaringBitmap) {
-    let t = rfm_thresholds(f, s);
+    counts.update(old, f);
+    let t = rfm_thresholds(f, counts, s);
     grades.resize(f.frequency_12m.len(), RfmGrade::NotEffective);
     for o in touched {
         grades[o as usize] = rfm_grade(f, o as usize, &t);
     }
     let mut moved = RoaringBitmap::new();
     if t != before {
-        // Every member again, in two halves, one thread each.
+        // A member's grade moves only with one of its high/low flags: scan the columns whose
+        // threshold moved, in two halves, one thread each.
+        let (dr, df, dm) = (t.r_days != before.r_days, t.f_tickets != before.f_tickets, t.m_fen != before.m_fen);
+        let flips = |o: usize| {
+            let r = || f.recency(o).unwrap_or(i32::MAX) as i64;
+            let (x, m) = (f.frequency_12m[o] as i64, f.monetary_12m[o]);
+            x > 0
+                && ((dm && (m > before.m_fen) != (m > t.m_fen))
+                    || (df && (x > before.f_tickets) != (x > t.f_tickets))
+                    || (dr && (r() < before.r_days) != (r() < t.r_days)))
+        };
         let regrade = |grades: &mut [RfmGrade], first: usize| -> Vec<u32> {
             let mut moved = Vec::new();
             for (o, g) in (first..).zip(grades.iter_mut()) {
-                let now = rfm_grade(f, o, &t);
-                if *g != now {
-                    *g = now;
-                    moved.push(o as u32);
+                if flips(o) {
+                    let now = rfm_grade(f, o, &t);
+                    if *g != now {
+                        *g = now;
+                        moved.push(o as u32);
+                    }
                 }
             }
             moved
@@ -372,6 +488,64 @@ mod tests {
         }
     }
 
+    /// (days since the last purchase, tickets in 12 months, spend in fen) per member: some beyond the
+    /// counted values, some not effective.
+    fn rows() -> impl Strategy<Value = Vec<(Option<i32>, u32, i64)>> {
+        prop::collection::vec(
+            (
+                prop::option::weighted(0.9, 0i32..400),
+                prop_oneof![3 => 0u32..12, 1 => 4090u32..4100],
+                prop_oneof![3 => 0i64..3000, 1 => -50i64..0, 1 => 2_097_100i64..2_097_200],
+            ),
+            0..300,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Kept up to date member by member, the counts give the medians a full pass gives, and the
+        /// grades updated in place are those graded afresh.
+        #[test]
+        fn counted_medians_and_updated_grades_equal_a_full_pass(
+            before in rows(),
+            changes in prop::collection::vec((any::<prop::sample::Index>(), prop::option::of(0i32..400), 0u32..12, 0i64..3000), 0..40),
+            added in rows(),
+        ) {
+            let f0 = features(&before);
+            let (mut grades, t0, mut counts) = rfm_grades(&f0, &RfmSettings::default());
+            let want = medians(before.len(), |o| rfm_value(&f0, o));
+            if let Some(m) = counts.medians() {
+                prop_assert_eq!(m, want);
+            }
+            prop_assert_eq!([t0.r_days, t0.f_tickets, t0.m_fen], want);
+            let mut after = before.clone();
+            let mut touched = RoaringBitmap::new();
+            if !after.is_empty() {
+                for (i, r, x, m) in changes {
+                    let o = i.index(after.len());
+                    after[o] = (r, x, m);
+                    touched.insert(o as u32);
+                }
+            }
+            touched.insert_range(after.len() as u32..(after.len() + added.len()) as u32);
+            after.extend(added);
+            let old: Vec<(u32, Option<[i64; 3]>)> =
+                touched.iter().map(|o| (o, ((o as usize) < before.len()).then(|| rfm_value(&f0, o as usize)).flatten())).collect();
+            let f1 = features(&after);
+            let (t1, moved) = update_rfm_grades(&mut grades, t0, &mut counts, &old, &f1, &RfmSettings::default(), &touched);
+            let (fresh, t, _) = rfm_grades(&f1, &RfmSettings::default());
+            prop_assert_eq!(t1, t);
+            prop_assert_eq!(&grades, &fresh);
+            let want_moved: Vec<u32> = (0..before.len() as u32)
+                .filter(|&o| !touched.contains(o) && rfm_grade(&f0, o as usize, &t0) != fresh[o as usize])
+                .collect();
+            prop_assert_eq!(moved.iter().collect::<Vec<_>>(), want_moved);
+            if let Some(m) = counts.medians() {
+                prop_assert_eq!(m, medians(after.len(), |o| rfm_value(&f1, o)));
+            }
+        }
+    }
+
     #[test]
     fn eight_cells_map_to_six_grades() {
         use RfmGrade::*;
@@ -436,7 +610,7 @@ mod tests {
             (Some(400), 0, 0),      // not effective
             (None, 0, 0),           // never bought
         ]);
-        let (g, t) = rfm_grades(&f, &RfmSettings::default());
+        let (g, t, _) = rfm_grades(&f, &RfmSettings::default());
         assert_eq!(t, RfmThresholds { r_days: 30, f_tickets: 3, m_fen: 70_000 });
         use RfmGrade::*;
         assert_eq!(
@@ -445,7 +619,7 @@ mod tests {
         );
         // Fixed thresholds from the company's settings replace the medians.
         let s = RfmSettings { r_days: Some(60), f_tickets: Some(1), m_yuan: Some(500.0) };
-        let (g, _) = rfm_grades(&f, &s);
+        let (g, _, _) = rfm_grades(&f, &s);
         assert_eq!(
             g,
             vec![

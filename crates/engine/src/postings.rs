@@ -39,6 +39,11 @@ impl<T> Default for ByDay<T> {
 }
 
 impl<T: Copy + PartialEq> ByDay<T> {
+    /// How many keys there are.
+    pub(crate) fn keys(&self) -> usize {
+        self.keys.len()
+    }
+
     pub(crate) fn grow(&mut self, keys: usize) {
         if self.keys.len() < keys {
             self.keys.resize_with(keys, Vec::new);
@@ -57,16 +62,18 @@ impl<T: Copy + PartialEq> ByDay<T> {
             first = first.min(d);
             last = last.max(d);
         });
-        Self::build_within(first, last, keys, facts, negative)
+        Self::build_within(first, last, keys, facts, negative, |n| n)
     }
 
-    /// [`ByDay::build`] when every day of the triples is known to lie in `first..=last`.
+    /// [`ByDay::build`] when every day of the triples is known to lie in `first..=last`, each bucket
+    /// of `n` postings allocated for `room(n)`.
     pub(crate) fn build_within(
         first: Day,
         last: Day,
         keys: usize,
         facts: impl Fn(&mut dyn FnMut(usize, Day, T)),
         negative: impl Fn(&T) -> bool,
+        room: impl Fn(usize) -> usize,
     ) -> Self {
         let mut by = ByDay { first_day: first, keys: Vec::new() };
         by.grow(keys);
@@ -81,7 +88,10 @@ impl<T: Copy + PartialEq> ByDay<T> {
             .into_iter()
             .map(|c| {
                 let end = c.iter().rposition(|&x| x > 0).map_or(0, |i| i + 1);
-                c[..end].iter().map(|&x| Bucket { postings: Vec::with_capacity(x as usize), negative: 0 }).collect()
+                c[..end]
+                    .iter()
+                    .map(|&x| Bucket { postings: Vec::with_capacity(room(x as usize)), negative: 0 })
+                    .collect()
             })
             .collect();
         facts(&mut |k, d, t| {

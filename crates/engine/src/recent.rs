@@ -74,6 +74,9 @@ impl Levels {
                 }
             },
             |_| false,
+            // Updates add entries under earlier days as members' levels move down: room for them,
+            // so that the first update after a build does not copy most buckets it touches.
+            crate::data::room,
         );
         // A key's last counted day: its members' most recent days, the level-1 buckets.
         let mut last = vec![Day::MIN; keys];
@@ -138,10 +141,27 @@ impl Levels {
 
     /// Adds the pending entries.
     fn flush(&mut self) {
-        let mut pending = std::mem::take(&mut self.pending);
-        pending.sort_unstable_by_key(|&(b, d, _)| (b, d));
-        for (b, d, o) in pending {
-            self.by.add(b as usize, d, o, false);
+        let pending = std::mem::take(&mut self.pending);
+        let (first, last) = pending.iter().fold((Day::MAX, Day::MIN), |(f, l), e| (f.min(e.1), l.max(e.1)));
+        let span = (last as i64 - first as i64 + 1).max(1) as u64;
+        // Sorted as plain integers — (bucket, day) above the member — when that fits in 64 bits
+        // (at 10M members, an update's two million entries sort several times faster so).
+        if (self.by.keys() as u64).checked_mul(span).is_some_and(|x| x <= u32::MAX as u64) {
+            let mut keyed: Vec<u64> =
+                pending.iter().map(|&(b, d, o)| ((b as u64 * span + (d - first) as u64) << 32) | o as u64).collect();
+            drop(pending);
+            keyed.sort_unstable();
+            for k in keyed {
+                let at = k >> 32;
+                let (b, d) = ((at / span) as usize, first + (at % span) as Day);
+                self.by.add(b, d, k as u32, false);
+            }
+        } else {
+            let mut pending = pending;
+            pending.sort_unstable_by_key(|&(b, d, _)| (b, d));
+            for (b, d, o) in pending {
+                self.by.add(b as usize, d, o, false);
+            }
         }
     }
 
@@ -281,6 +301,53 @@ fn check_keys(c: &Check) -> [u32; 4] {
         check_key(None, None),
         check_key(None, Some(c.abnormal)),
     ]
+}
+
+/// Touched members' runs before and after a seal, handed to [`RecentDays::replace_all`] in batches
+/// (on a thread of its own, while the seal goes on writing runs): a run whose old facts are its
+/// prefix is kept once, old facts then the appended ones.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    /// Member, then for purchases and checks: where the old run starts in its buffer, its length,
+    /// where the new run starts, its length.
+    members: Vec<(u32, [u32; 4], [u32; 4])>,
+    purchases: Vec<Purchase>,
+    checks: Vec<Check>,
+}
+
+impl Changes {
+    /// Members held.
+    pub(crate) fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Member `o`'s runs were `old` and are now `new` (nothing is kept when neither changed).
+    pub(crate) fn push(&mut self, o: u32, old: (&[Purchase], &[Check]), new: (&[Purchase], &[Check])) {
+        if old == new {
+            return;
+        }
+        let p = spans(&mut self.purchases, old.0, new.0);
+        let c = spans(&mut self.checks, old.1, new.1);
+        self.members.push((o, p, c));
+    }
+}
+
+/// Keeps `old` and `new` in `buf` (`new` as `old`'s continuation when `old` is its prefix).
+fn spans<T: Copy + PartialEq>(buf: &mut Vec<T>, old: &[T], new: &[T]) -> [u32; 4] {
+    let start = buf.len() as u32;
+    buf.extend_from_slice(old);
+    if new.starts_with(old) {
+        buf.extend_from_slice(&new[old.len()..]);
+        [start, old.len() as u32, start, new.len() as u32]
+    } else {
+        let new_start = buf.len() as u32;
+        buf.extend_from_slice(new);
+        [start, old.len() as u32, new_start, new.len() as u32]
+    }
+}
+
+fn span<T>(buf: &[T], start: u32, len: u32) -> &[T] {
+    &buf[start as usize..(start + len) as usize]
 }
 
 /// The keys of the facts that differ between `old` and `new` (compared by position: a seal changes
@@ -429,6 +496,17 @@ impl RecentDays {
         let stale = |l: &Levels| l.entries > l.live + l.live.max(self.stale_floor);
         if stale(&self.purchases) || stale(&self.checks) {
             self.stale = true;
+        }
+    }
+
+    /// [`RecentDays::replace`] for each member of a batch.
+    pub(crate) fn replace_all(&mut self, c: &Changes) {
+        for &(o, [ps, pl, pn, pnl], [cs, cl, cn, cnl]) in &c.members {
+            self.replace(
+                o,
+                (span(&c.purchases, ps, pl), span(&c.checks, cs, cl)),
+                (span(&c.purchases, pn, pnl), span(&c.checks, cn, cnl)),
+            );
         }
     }
 
