@@ -306,20 +306,34 @@ pub fn build(mut i: Inputs) -> Vec<Dimension> {
         Some((dims, changed)) => (Some(Mutex::new(dims)), Some(changed)),
         None => (None, None),
     };
+    let incremental = changed.is_some();
     let builder = || Builder { n: i.data.len(), prev: prev.as_ref().zip(changed), dims: Vec::new() };
-    // Each dimension is placed on its own: two halves, one thread each.
+    // Each dimension is placed on its own: two halves, one thread each, in the catalogue's order.
+    // Built afresh, every dimension reads every member; in an update the attribute dimensions read
+    // only the changed records, so the middle part goes with them.
     let (mut dims, rest) = std::thread::scope(|s| {
-        let first = s.spawn(|| consumption_and_product(&i, builder()));
-        let rest = health_and_member(&i, builder());
-        (first.join().expect("the catalogue's first half does not panic"), rest)
+        let first = s.spawn(|| {
+            let mut b = builder();
+            consumption_first(&i, &mut b);
+            if !incremental {
+                consumption_rest_and_product(&i, &mut b);
+            }
+            b.dims
+        });
+        let mut b = builder();
+        if incremental {
+            consumption_rest_and_product(&i, &mut b);
+        }
+        health_and_member(&i, &mut b);
+        (first.join().expect("the catalogue's first half does not panic"), b.dims)
     });
     dims.extend(rest);
     dims
 }
 
-/// 消费属性 and 商品属性.
-fn consumption_and_product(i: &Inputs, mut b: Builder) -> Vec<Dimension> {
-    let (data, f) = (i.data, i.features);
+/// 消费属性 up to 毛利率.
+fn consumption_first(i: &Inputs, b: &mut Builder) {
+    let f = i.features;
     use Primary::*;
 
     // 消费属性
@@ -387,6 +401,13 @@ fn consumption_and_product(i: &Inputs, mut b: Builder) -> Vec<Dimension> {
         &names(&["10%以下", "10-20%", "20-30%", "30-40%", "40%及以上"]),
         |o| f.margin_rate(o).map(|a| band(a, &[10.0, 20.0, 30.0, 40.0])),
     );
+}
+
+/// 消费属性 from 折扣敏感度, and 商品属性.
+fn consumption_rest_and_product(i: &Inputs, b: &mut Builder) {
+    let (data, f) = (i.data, i.features);
+    use Primary::*;
+
     b.split(
         "discount",
         "折扣敏感度",
@@ -426,12 +447,10 @@ fn consumption_and_product(i: &Inputs, mut b: Builder) -> Vec<Dimension> {
         &names(&["近一年购买处方药", "近一年未购买处方药"]),
         |o| (f.frequency_12m[o] > 0).then_some(!f.bought_rx_12m[o] as usize),
     );
-
-    b.dims
 }
 
 /// 健康属性 and 会员属性.
-fn health_and_member(i: &Inputs, mut b: Builder) -> Vec<Dimension> {
+fn health_and_member(i: &Inputs, b: &mut Builder) {
     let (data, f) = (i.data, i.features);
     use Primary::*;
 
@@ -455,7 +474,7 @@ fn health_and_member(i: &Inputs, mut b: Builder) -> Vec<Dimension> {
             })
         });
     }
-    let chronic = chronic_values(&mut b, data);
+    let chronic = chronic_values(b, data);
     b.given("chronic", "慢病档案", Health, chronic);
     b.split_record("allergies", "过敏史", Health, &names(&["有过敏史", "无记录"]), |o| {
         Some(!data.members[o].has_allergies as usize)
@@ -553,7 +572,6 @@ fn health_and_member(i: &Inputs, mut b: Builder) -> Vec<Dimension> {
     b.split_record("points_expiring", "积分到期", Member, &names(&["30天内有积分到期"]), |o| {
         i.expiring_30d.contains_key(&(o as u32)).then_some(0)
     });
-    b.dims
 }
 
 #[cfg(test)]

@@ -333,37 +333,43 @@ pub fn update_rfm_grades(
     }
     let mut moved = RoaringBitmap::new();
     if t != before {
-        // A member's grade moves only with one of its high/low flags: scan the columns whose
-        // threshold moved, in two halves, one thread each.
+        // A member's grade moves only with one of its high/low flags: the members with a value
+        // between a moved threshold's old and new place, found by a plain scan of the columns
+        // (two halves, one thread each), are graded again.
         let (dr, df, dm) = (t.r_days != before.r_days, t.f_tickets != before.f_tickets, t.m_fen != before.m_fen);
-        let flips = |o: usize| {
-            let r = || f.recency(o).unwrap_or(i32::MAX) as i64;
-            let (x, m) = (f.frequency_12m[o] as i64, f.monetary_12m[o]);
-            x > 0
-                && ((dm && (m > before.m_fen) != (m > t.m_fen))
-                    || (df && (x > before.f_tickets) != (x > t.f_tickets))
-                    || (dr && (r() < before.r_days) != (r() < t.r_days)))
-        };
-        let regrade = |grades: &mut [RfmGrade], first: usize| -> Vec<u32> {
-            let mut moved = Vec::new();
-            for (o, g) in (first..).zip(grades.iter_mut()) {
-                if flips(o) {
-                    let now = rfm_grade(f, o, &t);
-                    if *g != now {
-                        *g = now;
-                        moved.push(o as u32);
-                    }
+        let span = |a: i64, b: i64| (a.min(b), a.max(b));
+        let ((rlo, rhi), (flo, fhi), (mlo, mhi)) =
+            (span(before.r_days, t.r_days), span(before.f_tickets, t.f_tickets), span(before.m_fen, t.m_fen));
+        let as_of = f.as_of as i64;
+        let candidates = |members: std::ops::Range<usize>| -> Vec<u32> {
+            let first = members.start;
+            let (x, m, last) =
+                (&f.frequency_12m[members.clone()], &f.monetary_12m[members.clone()], &f.last_day[members]);
+            let mut out = Vec::new();
+            for i in 0..x.len() {
+                let (x, m) = (x[i] as i64, m[i]);
+                // high when m > threshold, x > threshold, r < threshold: each flips between the
+                // two places. An effective member has a last day.
+                let r = as_of - last[i] as i64;
+                let flips =
+                    (dm & (m > mlo) & (m <= mhi)) | (df & (x > flo) & (x <= fhi)) | (dr & (r >= rlo) & (r < rhi));
+                if (x > 0) & flips {
+                    out.push((first + i) as u32);
                 }
             }
-            moved
+            out
         };
-        let half = grades.len() / 2;
-        let (low, high) = grades.split_at_mut(half);
-        let (low, high) = std::thread::scope(|s| {
-            let high = s.spawn(|| regrade(high, half));
-            (regrade(low, 0), high.join().expect("grading does not panic"))
-        });
-        moved = RoaringBitmap::from_sorted_iter(low.into_iter().chain(high)).expect("ordinals ascend");
+        let [low, high] = in_halves(grades.len(), candidates);
+        let mut changed = Vec::new();
+        for o in low.into_iter().chain(high) {
+            let now = rfm_grade(f, o as usize, &t);
+            // (A touched member is graded under `t` already: it never differs here.)
+            if grades[o as usize] != now {
+                grades[o as usize] = now;
+                changed.push(o);
+            }
+        }
+        moved = RoaringBitmap::from_sorted_iter(changed).expect("ordinals ascend");
     }
     (t, moved)
 }

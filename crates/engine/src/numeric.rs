@@ -93,6 +93,43 @@ pub struct Test<'a> {
     hi: i64,
     ex: Option<(i64, i64)>,
     negate: bool,
+    /// On a ratio column: the scan by codes of `lo..=hi` and of `ex`, worked out once.
+    codes: [Option<CodeRange>; 2],
+}
+
+/// A key range `lo..=hi` over [`RatioKeys`] as its scan reads it: members whose code lies in
+/// `from..=to` are inside; members on a code in `split` (a bound's code holding several values)
+/// are decided by their keys.
+#[derive(Debug, Clone, Copy)]
+struct CodeRange {
+    from: i64,
+    to: i64,
+    split: [Option<i64>; 2],
+    lo: i64,
+    hi: i64,
+}
+
+impl CodeRange {
+    /// `None` when the range is empty.
+    fn of(k: &RatioKeys, lo: i64, hi: i64) -> Option<CodeRange> {
+        if lo > hi {
+            return None;
+        }
+        // Strictly between the bounds' codes, or on a bound's code and then by the key. An open
+        // end (every number) has no bound to refine. A code of one value (a quantile) is decided
+        // by the code; a code of the values between two quantiles may straddle the bound.
+        let open_low = lo <= ratio_key(f64::NEG_INFINITY);
+        let open_high = hi >= ratio_key(f64::INFINITY);
+        let (a, b) = (k.code(lo), k.code(hi));
+        let (split_a, split_b) = (!open_low && !RatioKeys::single(a), !open_high && !RatioKeys::single(b));
+        Some(CodeRange {
+            from: if open_low { 1 } else { a as i64 + split_a as i64 },
+            to: if open_high { u16::MAX as i64 } else { b as i64 - split_b as i64 },
+            split: [split_a.then_some(a as i64), split_b.then_some(b as i64)],
+            lo,
+            hi,
+        })
+    }
 }
 
 impl<'a> Test<'a> {
@@ -115,7 +152,7 @@ impl<'a> Test<'a> {
             if a > b { (1, 0) } else { (a.max(min as i128) as i64, b.min(max as i128) as i64) }
         };
         let (lo, hi) = to_v((lo, hi));
-        Test { column, lo, hi, ex: ex.map(to_v), negate: false }
+        Test { column, lo, hi, ex: ex.map(to_v), negate: false, codes: [None; 2] }
     }
 
     /// `want` on a ratio kept as [`RatioKeys`].
@@ -136,7 +173,9 @@ impl<'a> Test<'a> {
             Want::Cmp(Cmp::Ge, t) => (key(t), max, None),
             Want::Between(a, b) => (key(a), key(b), None),
         };
-        Test { column: Column::Ratio(keys), lo: lo.max(min), hi, ex, negate: false }
+        let (lo, hi) = (lo.max(min), hi);
+        let codes = [CodeRange::of(keys, lo, hi), ex.and_then(|(a, b)| CodeRange::of(keys, a, b))];
+        Test { column: Column::Ratio(keys), lo, hi, ex, negate: false, codes }
     }
 
     pub fn negated(mut self) -> Test<'a> {
@@ -154,18 +193,19 @@ impl<'a> Test<'a> {
     /// The members `base..base + len` (len ≤ 64) that pass, as bits of a word.
     #[inline(always)]
     fn word(&self, base: usize, len: usize) -> u64 {
-        let mut w = self.range(base, len, self.lo, self.hi);
+        let mut w = self.range(base, len, (self.lo, self.hi), self.codes[0]);
         if w != 0
-            && let Some((lo, hi)) = self.ex
+            && let Some(ex) = self.ex
         {
-            w &= !self.range(base, len, lo, hi);
+            w &= !self.range(base, len, ex, self.codes[1]);
         }
         if self.negate { !w & low_bits(len) } else { w }
     }
 
-    /// The members `base..base + len` whose stored value is in `lo..=hi`.
+    /// The members `base..base + len` whose stored value is in `lo..=hi` (`codes`: its scan on a
+    /// ratio column).
     #[inline(always)]
-    fn range(&self, base: usize, len: usize, lo: i64, hi: i64) -> u64 {
+    fn range(&self, base: usize, len: usize, (lo, hi): (i64, i64), codes: Option<CodeRange>) -> u64 {
         let r = base..base + len;
         match self.column {
             Column::U8(c) => in_range(&c[r], lo, hi),
@@ -173,30 +213,15 @@ impl<'a> Test<'a> {
             Column::I32(c) => in_range(&c[r], lo, hi),
             Column::I64(c) => in_range(&c[r], lo, hi),
             Column::Ratio(k) => {
-                // By the codes: strictly between the bounds' codes, or on a bound's code and then
-                // by the key. An open end (every number) has no bound to refine.
-                if lo > hi {
-                    return 0;
-                }
+                let Some(p) = codes else { return 0 };
                 let c = &k.codes[r.clone()];
-                let open_low = lo <= ratio_key(f64::NEG_INFINITY);
-                let open_high = hi >= ratio_key(f64::INFINITY);
-                let (a, b) = (k.code(lo), k.code(hi));
-                // A code of one value (a quantile) is decided by the code; a code of the values
-                // between two quantiles may straddle the bound.
-                let (split_a, split_b) = (!open_low && !RatioKeys::single(a), !open_high && !RatioKeys::single(b));
-                let from = if open_low { 1 } else { a as i64 + split_a as i64 };
-                let to = if open_high { u16::MAX as i64 } else { b as i64 - split_b as i64 };
-                let mut w = in_range(c, from, to);
+                let mut w = in_range(c, p.from, p.to);
                 let mut on = 0;
-                if split_a {
-                    on |= in_range(c, a as i64, a as i64);
-                }
-                if split_b {
-                    on |= in_range(c, b as i64, b as i64);
+                for code in p.split.into_iter().flatten() {
+                    on |= in_range(c, code, code);
                 }
                 if on != 0 {
-                    w |= on & in_range(&k.keys[r], lo, hi);
+                    w |= on & in_range(&k.keys[r], p.lo, p.hi);
                 }
                 w
             }

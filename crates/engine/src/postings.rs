@@ -25,6 +25,9 @@ pub(crate) struct Bucket<T> {
     negative: u32,
 }
 
+/// One key's buckets, by day from the first.
+pub(crate) type Days<T> = Vec<Bucket<T>>;
+
 /// Buckets per key and day: `keys[k][day - first_day]` (a key's days may end early).
 #[derive(Debug, Clone)]
 pub(crate) struct ByDay<T> {
@@ -120,6 +123,29 @@ impl<T: Copy + PartialEq> ByDay<T> {
             days.resize_with(i + 1, || Bucket { postings: Vec::new(), negative: 0 });
         }
         &mut days[i]
+    }
+
+    /// The buckets of keys below `k` and of the others (theirs numbered from `k`), and the first
+    /// day: for adding postings on two threads with [`ByDay::push_within`].
+    pub(crate) fn split_at_mut(&mut self, k: usize) -> (&mut [Days<T>], &mut [Days<T>], Day) {
+        let (low, high) = self.keys.split_at_mut(k);
+        (low, high, self.first_day)
+    }
+
+    /// [`ByDay::add`] of a posting (not negative) on a day no earlier than `first_day` into one
+    /// part of [`ByDay::split_at_mut`].
+    pub(crate) fn push_within(keys: &mut [Days<T>], first_day: Day, k: usize, d: Day, t: T) {
+        let days = &mut keys[k];
+        let i = (d - first_day) as usize;
+        if days.len() <= i {
+            days.resize_with(i + 1, || Bucket { postings: Vec::new(), negative: 0 });
+        }
+        days[i].postings.push(t);
+    }
+
+    /// The first day held (`Day::MAX` when none).
+    pub(crate) fn first_day(&self) -> Day {
+        self.first_day
     }
 
     pub(crate) fn add(&mut self, k: usize, d: Day, t: T, negative: bool) {

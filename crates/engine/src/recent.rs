@@ -139,8 +139,8 @@ impl Levels {
         self.entries += 1;
     }
 
-    /// Adds the pending entries.
-    fn flush(&mut self) {
+    /// Adds the pending entries (on two threads from `parallel` of them).
+    fn flush(&mut self, parallel: usize) {
         let pending = std::mem::take(&mut self.pending);
         let (first, last) = pending.iter().fold((Day::MAX, Day::MIN), |(f, l), e| (f.min(e.1), l.max(e.1)));
         let span = (last as i64 - first as i64 + 1).max(1) as u64;
@@ -150,12 +150,41 @@ impl Levels {
             let mut keyed: Vec<u64> =
                 pending.iter().map(|&(b, d, o)| ((b as u64 * span + (d - first) as u64) << 32) | o as u64).collect();
             drop(pending);
-            keyed.sort_unstable();
-            for k in keyed {
-                let at = k >> 32;
-                let (b, d) = ((at / span) as usize, first + (at % span) as Day);
-                self.by.add(b, d, k as u32, false);
+            let bucket = |k: u64| ((k >> 32) / span) as usize;
+            let day = |k: u64| first + ((k >> 32) % span) as Day;
+            if keyed.len() < parallel.max(1) || self.by.first_day() == Day::MAX || first < self.by.first_day() {
+                keyed.sort_unstable();
+                for k in keyed {
+                    self.by.add(bucket(k), day(k), k as u32, false);
+                }
+                return;
             }
+            // Two halves by bucket, sorted and added on two threads (the seal's other thread
+            // waits for this one by now).
+            let mut counts = vec![0usize; self.by.keys()];
+            keyed.iter().for_each(|&k| counts[bucket(k)] += 1);
+            let (mut split, mut below) = (counts.len(), 0);
+            for (b, c) in counts.iter().enumerate() {
+                if below * 2 >= keyed.len() {
+                    split = b;
+                    break;
+                }
+                below += c;
+            }
+            let (mut low, mut high): (Vec<u64>, Vec<u64>) = keyed.into_iter().partition(|&k| bucket(k) < split);
+            let (low_keys, high_keys, first_day) = self.by.split_at_mut(split);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    high.sort_unstable();
+                    for k in high {
+                        ByDay::push_within(high_keys, first_day, bucket(k) - split, day(k), k as u32);
+                    }
+                });
+                low.sort_unstable();
+                for k in low {
+                    ByDay::push_within(low_keys, first_day, bucket(k), day(k), k as u32);
+                }
+            });
         } else {
             let mut pending = pending;
             pending.sort_unstable_by_key(|&(b, d, _)| (b, d));
@@ -381,12 +410,17 @@ pub struct RecentDays {
     pub(crate) stale: bool,
     /// Stale entries are tolerated up to the live ones, and at least this many.
     pub(crate) stale_floor: usize,
+    /// Pending entries from which a seal's flush works on two threads.
+    pub(crate) parallel_floor: usize,
 }
 
 thread_local! {
     /// A member's old and new facts by key, reused from member to member.
     static SCRATCH: std::cell::RefCell<(Scratch, Scratch)> = std::cell::RefCell::new(Default::default());
 }
+
+/// Pending entries from which a flush sorts and adds on two threads.
+const PARALLEL_FLUSH: usize = 1 << 15;
 
 /// The default [`RecentDays::stale_floor`].
 const STALE_FLOOR: usize = 1 << 16;
@@ -400,6 +434,7 @@ impl Default for RecentDays {
             checks: Levels::default(),
             stale: false,
             stale_floor: STALE_FLOOR,
+            parallel_floor: PARALLEL_FLUSH,
         }
     }
 }
@@ -512,8 +547,8 @@ impl RecentDays {
 
     /// Adds the entries the seal's replacements left pending (called once at the seal's end).
     pub(crate) fn flush(&mut self) {
-        self.purchases.flush();
-        self.checks.flush();
+        self.purchases.flush(self.parallel_floor);
+        self.checks.flush(self.parallel_floor);
     }
 
     /// For `bought(category = …)` over `from..=to` with counts deciding at `cap`: the members
@@ -670,6 +705,8 @@ mod tests {
         fn levels_answer_as_each_members_days(steps in prop::collection::vec(prop::collection::vec(op(), 0..12), 1..7), floor in 1usize..40) {
             let mut data = company();
             data.recent.stale_floor = floor;
+            // Flushes on one thread and on two.
+            data.recent.parallel_floor = [1, 4, 64][floor % 3];
             // (ticket id, member, day, lines) of every sale so far.
             let mut sales: Vec<SaleMade> = Vec::new();
             let (mut ticket, mut ret, mut check) = (0i64, 0i64, 0i64);
