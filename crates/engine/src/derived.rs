@@ -125,19 +125,26 @@ impl Derived {
                 .collect(),
             _ => Vec::new(),
         };
+        // In an update the classes' thread, once done, helps with the touched members' features.
+        let work = touched.map(|t| crate::features::Work::new(data, as_of, t));
         let (features, classes) = std::thread::scope(|s| {
-            let classes = s.spawn(|| match (prev_classes, touched) {
-                (Some(c), Some(touched)) => classes::update(c, data, taxonomy, settings, as_of, touched),
-                _ => classes::compute(data, taxonomy, settings, as_of),
+            let work = &work;
+            let classes = s.spawn(move || {
+                let classes = match (prev_classes, touched) {
+                    (Some(c), Some(touched)) => classes::update(c, data, taxonomy, settings, as_of, touched),
+                    _ => classes::compute(data, taxonomy, settings, as_of),
+                };
+                (classes, work.as_ref().map(|w| w.rows()))
             });
-            let features = match (prev_features, touched) {
-                (Some(mut f), Some(touched)) => {
-                    f.update(data, touched);
-                    f
+            match (prev_features, work) {
+                (Some(mut f), Some(work)) => {
+                    f.update_share(work);
+                    let (classes, rows) = classes.join().expect("class computation does not panic");
+                    f.write_rows(rows.expect("an update's helper computes rows"));
+                    (f, classes)
                 }
-                _ => Features::compute(data, as_of),
-            };
-            (features, classes.join().expect("class computation does not panic"))
+                _ => (Features::compute(data, as_of), classes.join().expect("class computation does not panic").0),
+            }
         });
         lap("features and classes", &mut timings);
         // Members whose tag values may differ from the previous catalogue: touched ones, and those

@@ -84,6 +84,26 @@ impl Features {
         }
     }
 
+    /// [`Features::update`] shared with another thread: this one computes and writes the members
+    /// of `work` it takes; the other, once free, computes rows of the rest ([`Work::rows`]) for
+    /// [`Features::write_rows`].
+    pub fn update_share(&mut self, work: &Work) {
+        self.resize(work.data.len());
+        let mut scratch = Scratch::default();
+        while let Some(members) = work.take() {
+            for &o in members {
+                self.fill(work.data, o as usize, &mut scratch);
+            }
+        }
+    }
+
+    /// Writes rows another thread computed.
+    pub fn write_rows(&mut self, rows: Rows) {
+        for (o, row) in rows.0 {
+            self.write(o as usize, &row);
+        }
+    }
+
     /// Every column to `n` members (values for new members are set by `fill`).
     fn resize(&mut self, n: usize) {
         for v in [
@@ -123,62 +143,18 @@ impl Features {
 
     /// Computes member `o`'s features from scratch.
     fn fill(&mut self, data: &CompanyData, o: usize, scratch: &mut Scratch) {
+        let row = Row::of(data, self.as_of, o, scratch);
+        self.write(o, &row);
+    }
+
+    /// Writes member `o`'s row into the columns.
+    fn write(&mut self, o: usize, r: &Row) {
         let f = self;
-        let by_store = &mut scratch.by_store;
-        let as_of = f.as_of;
-        let from = as_of - YEAR_DAYS;
-        let as_of_date = crate::data::date_of_day(as_of);
-        f.preferred_store[o] = NONE_U32;
-        f.checks_12m[o] = 0;
-        for k in 0..TRACKED_KINDS.len() {
-            f.last_reading[k][o] = 0;
-        }
-        f.age[o] = NONE_I32;
-        f.registered_day[o] = NONE_I32;
-        by_store.clear();
-        // Sums kept in locals (the columns are written once, below).
-        let (mut first_day, mut last_day) = (NONE_I32, NONE_I32);
-        let (mut tickets_total, mut spend_total) = (0u32, 0i64);
-        let (mut frequency, mut monetary, mut items, mut discount, mut cost, mut returns) =
-            (0u32, 0i64, 0u32, 0i64, 0i64, 0u32);
-        for v in data.visits(o).iter().filter(|v| v.day <= as_of) {
-            let net = v.net();
-            if net <= 0 {
-                // Tickets returned in full still count as returns.
-                if v.day > from {
-                    returns += v.returned_lines;
-                }
-                continue;
-            }
-            tickets_total += 1;
-            spend_total += net;
-            if first_day == NONE_I32 || v.day < first_day {
-                first_day = v.day;
-            }
-            last_day = last_day.max(v.day);
-            if v.day > from {
-                frequency += 1;
-                monetary += net;
-                items += v.items.saturating_sub(v.returned_lines);
-                discount += v.discount;
-                cost += v.cost - v.returned_cost;
-                returns += v.returned_lines;
-                if v.store != NONE_U32 {
-                    match by_store.iter_mut().find(|(s, _)| *s == v.store) {
-                        Some((_, a)) => *a += net,
-                        None => by_store.push((v.store, net)),
-                    }
-                }
-            }
-        }
         (f.first_day[o], f.last_day[o], f.tickets_total[o], f.spend_total[o]) =
-            (first_day, last_day, tickets_total, spend_total);
-        (f.frequency_12m[o], f.monetary_12m[o], f.items_12m[o]) = (frequency, monetary, items);
-        (f.discount_12m[o], f.cost_12m[o], f.returns_12m[o]) = (discount, cost, returns);
-        // Most spend wins; ties go to the lower store index, so the answer is stable.
-        if let Some(&(s, _)) = by_store.iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))) {
-            f.preferred_store[o] = s;
-        }
+            (r.first_day, r.last_day, r.tickets_total, r.spend_total);
+        (f.frequency_12m[o], f.monetary_12m[o], f.items_12m[o]) = (r.frequency, r.monetary, r.items);
+        (f.discount_12m[o], f.cost_12m[o], f.returns_12m[o]) = (r.discount, r.cost, r.returns);
+        f.preferred_store[o] = r.preferred_store;
         let avg_ticket = f.avg_ticket(o).map(|a| a / 100.0);
         f.avg_ticket_key.set(o, avg_ticket);
         let items_per_ticket = f.items_per_ticket(o);
@@ -187,55 +163,15 @@ impl Features {
         f.margin_rate_key.set(o, margin_rate);
         let discount_share = f.discount_share(o);
         f.discount_share_key.set(o, discount_share);
-        // Net per day, for the last day bought (purchases come by day but for a return read
-        // without its sale: then the days are sorted and merged after).
-        let by_day = &mut scratch.by_day;
-        by_day.clear();
-        let (mut rx, mut in_order) = (false, true);
-        for p in data.purchases(o).iter().filter(|p| p.day <= as_of) {
-            rx = rx || (p.day > from && p.amount > 0 && data.products[p.product as usize].is_prescription);
-            match by_day.last_mut() {
-                Some((d, a)) if *d == p.day => *a += p.amount,
-                last => {
-                    in_order &= last.is_none_or(|(d, _)| *d < p.day);
-                    by_day.push((p.day, p.amount));
-                }
-            }
+        f.bought_rx_12m[o] = r.bought_rx;
+        f.last_bought_day[o] = r.last_bought_day;
+        f.checks_12m[o] = r.checks;
+        for k in 0..TRACKED_KINDS.len() {
+            f.last_reading[k][o] = r.last_reading[k];
         }
-        if !in_order {
-            by_day.sort_by_key(|e| e.0);
-            by_day.dedup_by(|later, kept| {
-                let same = later.0 == kept.0;
-                if same {
-                    kept.1 += later.1;
-                }
-                same
-            });
-        }
-        f.bought_rx_12m[o] = rx;
-        f.last_bought_day[o] = by_day.iter().filter(|(_, a)| *a > 0).map(|(d, _)| *d).max().unwrap_or(NONE_I32);
-        let mut last = [NONE_I32; 4];
-        for c in data.checks(o).iter().filter(|c| c.day <= as_of) {
-            if c.day > from {
-                f.checks_12m[o] += 1;
-            }
-            if let Some(k) = TRACKED_KINDS.iter().position(|k| *k == c.kind)
-                && c.day >= last[k]
-            {
-                last[k] = c.day;
-                f.last_reading[k][o] = if c.abnormal { 2 } else { 1 };
-            }
-        }
-        let m = &data.members[o];
-        f.birthday_month[o] = m.birthday.map_or(0, |b| chrono::Datelike::month(&b) as u8);
-        if let Some(b) = m.birthday
-            && b <= as_of_date
-        {
-            f.age[o] = age_on(b, as_of_date);
-        }
-        if let Some(r) = m.registered_at {
-            f.registered_day[o] = day_of(r, data.offset_minutes);
-        }
+        f.birthday_month[o] = r.birthday_month;
+        f.age[o] = r.age;
+        f.registered_day[o] = r.registered_day;
     }
 
     pub fn recency(&self, o: usize) -> Option<i32> {
@@ -270,6 +206,176 @@ impl Features {
 
     pub fn first_purchase_days(&self, o: usize) -> Option<i32> {
         (self.first_day[o] != NONE_I32).then(|| self.as_of - self.first_day[o])
+    }
+}
+
+/// The touched members of an update, handed out in chunks to the threads that compute their
+/// features.
+pub struct Work<'a> {
+    data: &'a CompanyData,
+    as_of: Day,
+    members: Vec<u32>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// Rows computed by a helper thread, for [`Features::write_rows`].
+pub struct Rows(Vec<(u32, Row)>);
+
+/// Members per chunk of [`Work`].
+const CHUNK: usize = 1024;
+
+impl<'a> Work<'a> {
+    pub fn new(data: &'a CompanyData, as_of: Day, touched: &roaring::RoaringBitmap) -> Work<'a> {
+        Work { data, as_of, members: touched.iter().collect(), next: Default::default() }
+    }
+
+    fn take(&self) -> Option<&[u32]> {
+        let i = self.next.fetch_add(CHUNK, std::sync::atomic::Ordering::Relaxed);
+        (i < self.members.len()).then(|| &self.members[i..(i + CHUNK).min(self.members.len())])
+    }
+
+    /// On a helper thread: the rows of the chunks left.
+    pub fn rows(&self) -> Rows {
+        let mut scratch = Scratch::default();
+        let mut rows = Vec::new();
+        while let Some(members) = self.take() {
+            rows.extend(members.iter().map(|&o| (o, Row::of(self.data, self.as_of, o as usize, &mut scratch))));
+        }
+        Rows(rows)
+    }
+}
+
+/// One member's features, worked out from its facts apart from the columns (so that members can
+/// be worked out on two threads and written by one).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Row {
+    first_day: Day,
+    last_day: Day,
+    tickets_total: u32,
+    spend_total: i64,
+    frequency: u32,
+    monetary: i64,
+    items: u32,
+    discount: i64,
+    cost: i64,
+    returns: u32,
+    preferred_store: u32,
+    bought_rx: bool,
+    last_bought_day: Day,
+    checks: u32,
+    last_reading: [u8; 4],
+    birthday_month: u8,
+    age: i32,
+    registered_day: Day,
+}
+
+impl Row {
+    fn of(data: &CompanyData, as_of: Day, o: usize, scratch: &mut Scratch) -> Row {
+        let from = as_of - YEAR_DAYS;
+        let as_of_date = crate::data::date_of_day(as_of);
+        let by_store = &mut scratch.by_store;
+        by_store.clear();
+        let (mut first_day, mut last_day) = (NONE_I32, NONE_I32);
+        let (mut tickets_total, mut spend_total) = (0u32, 0i64);
+        let (mut frequency, mut monetary, mut items, mut discount, mut cost, mut returns) =
+            (0u32, 0i64, 0u32, 0i64, 0i64, 0u32);
+        for v in data.visits(o).iter().filter(|v| v.day <= as_of) {
+            let net = v.net();
+            if net <= 0 {
+                // Tickets returned in full still count as returns.
+                if v.day > from {
+                    returns += v.returned_lines;
+                }
+                continue;
+            }
+            tickets_total += 1;
+            spend_total += net;
+            if first_day == NONE_I32 || v.day < first_day {
+                first_day = v.day;
+            }
+            last_day = last_day.max(v.day);
+            if v.day > from {
+                frequency += 1;
+                monetary += net;
+                items += v.items.saturating_sub(v.returned_lines);
+                discount += v.discount;
+                cost += v.cost - v.returned_cost;
+                returns += v.returned_lines;
+                if v.store != NONE_U32 {
+                    match by_store.iter_mut().find(|(s, _)| *s == v.store) {
+                        Some((_, a)) => *a += net,
+                        None => by_store.push((v.store, net)),
+                    }
+                }
+            }
+        }
+        // Most spend wins; ties go to the lower store index, so the answer is stable.
+        let preferred_store =
+            by_store.iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))).map_or(NONE_U32, |&(s, _)| s);
+        // Net per day, for the last day bought (purchases come by day but for a return read
+        // without its sale: then the days are sorted and merged after).
+        let by_day = &mut scratch.by_day;
+        by_day.clear();
+        let (mut bought_rx, mut in_order) = (false, true);
+        for p in data.purchases(o).iter().filter(|p| p.day <= as_of) {
+            bought_rx =
+                bought_rx || (p.day > from && p.amount > 0 && data.products[p.product as usize].is_prescription);
+            match by_day.last_mut() {
+                Some((d, a)) if *d == p.day => *a += p.amount,
+                last => {
+                    in_order &= last.is_none_or(|(d, _)| *d < p.day);
+                    by_day.push((p.day, p.amount));
+                }
+            }
+        }
+        if !in_order {
+            by_day.sort_by_key(|e| e.0);
+            by_day.dedup_by(|later, kept| {
+                let same = later.0 == kept.0;
+                if same {
+                    kept.1 += later.1;
+                }
+                same
+            });
+        }
+        let last_bought_day = by_day.iter().filter(|(_, a)| *a > 0).map(|(d, _)| *d).max().unwrap_or(NONE_I32);
+        let (mut checks, mut last_reading, mut last) = (0u32, [0u8; 4], [NONE_I32; 4]);
+        for c in data.checks(o).iter().filter(|c| c.day <= as_of) {
+            if c.day > from {
+                checks += 1;
+            }
+            if let Some(k) = TRACKED_KINDS.iter().position(|k| *k == c.kind)
+                && c.day >= last[k]
+            {
+                last[k] = c.day;
+                last_reading[k] = if c.abnormal { 2 } else { 1 };
+            }
+        }
+        let m = &data.members[o];
+        let age = match m.birthday {
+            Some(b) if b <= as_of_date => age_on(b, as_of_date),
+            _ => NONE_I32,
+        };
+        Row {
+            first_day,
+            last_day,
+            tickets_total,
+            spend_total,
+            frequency,
+            monetary,
+            items,
+            discount,
+            cost,
+            returns,
+            preferred_store,
+            bought_rx,
+            last_bought_day,
+            checks,
+            last_reading,
+            birthday_month: m.birthday.map_or(0, |b| chrono::Datelike::month(&b) as u8),
+            age,
+            registered_day: m.registered_at.map_or(NONE_I32, |r| day_of(r, data.offset_minutes)),
+        }
     }
 }
 
