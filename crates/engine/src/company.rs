@@ -386,3 +386,45 @@ impl CompanyEngine {
 pub fn column_headers(columns: &[String]) -> (Vec<&'static str>, Vec<bool>) {
     columns.iter().filter_map(|c| COLUMNS.iter().find(|(k, _, _)| k == c)).map(|(_, h, n)| (*h, *n)).unzip()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rxmember_core::facts::{LoyaltyFact, TierLevelFact};
+    use rxmember_core::{CompanyId, MemberId};
+
+    fn level(code: &str, name: &str) -> TierLevelFact {
+        TierLevelFact { code: code.into(), name: name.into() }
+    }
+
+    fn tier_members(d: &Derived, name: &str) -> Vec<u32> {
+        let dim = d.catalogue.iter().find(|x| x.key == "tier").expect("a tier dimension");
+        dim.value(name).map_or(Vec::new(), |v| v.members.iter().collect())
+    }
+
+    /// Rules that give a level's name to another code move members to another value under the same
+    /// names: the update places them again as a full build would.
+    #[test]
+    fn renamed_tier_levels_move_members_in_an_update() {
+        let mut data = CompanyData::new(CompanyId(1), 0);
+        data.apply_member(crate::test_support::member(1));
+        data.apply_member(crate::test_support::member(2));
+        data.set_tier_levels(vec![level("a", "银卡"), level("b", "金卡")]);
+        let fact = |m: i64, tier: &str| LoyaltyFact {
+            member: MemberId(m),
+            balance: 0,
+            expiring: vec![],
+            tier: Some(tier.into()),
+        };
+        data.apply_loyalty(vec![fact(1, "a"), fact(2, "b")]);
+        let mut engine = CompanyEngine::new(data, Taxonomy::default_pharmacy(), Settings::default(), vec![], 1000);
+        assert_eq!(tier_members(&engine.current(), "银卡"), [0]);
+        assert!(engine.data.set_tier_levels(vec![level("b", "银卡"), level("a", "金卡")]));
+        engine.update(1000);
+        let (updated, full) =
+            (engine.current(), Derived::compute(&engine.data, &engine.taxonomy, &engine.settings, &[], 1000));
+        assert_eq!(tier_members(&updated, "银卡"), [1]);
+        assert_eq!(tier_members(&updated, "金卡"), [0]);
+        assert_eq!(tier_members(&full, "金卡"), [0]);
+    }
+}

@@ -831,6 +831,16 @@ impl CompanyData {
         }
     }
 
+    /// Takes the loyalty rules' tier levels ([`Loyalty::set_levels`]): members whose level number
+    /// moved are touched (a level's name may now be another code's). Returns whether they changed.
+    pub fn set_tier_levels(&mut self, levels: Vec<rxmember_core::facts::TierLevelFact>) -> bool {
+        let (touched, records) = (&mut self.touched, &mut self.touched_records);
+        self.loyalty.set_levels_noting(levels, |o| {
+            touched.insert(o);
+            records.insert(o);
+        })
+    }
+
     /// Replaces the loyalty state of the members given (members not known yet are skipped: their
     /// state is read with them) and marks them touched.
     pub fn apply_loyalty(&mut self, facts: Vec<LoyaltyFact>) {

@@ -50,11 +50,20 @@ impl Loyalty {
     /// Takes the rules' levels. Members keep their level (by code) whatever the new order; a code
     /// no longer defined stays as a level of its own. Returns whether anything changed.
     pub fn set_levels(&mut self, levels: Vec<TierLevelFact>) -> bool {
+        self.set_levels_noting(levels, |_| {})
+    }
+
+    /// [`Loyalty::set_levels`], calling `moved` with each member whose level number changed.
+    pub(crate) fn set_levels_noting(&mut self, levels: Vec<TierLevelFact>, mut moved: impl FnMut(u32)) -> bool {
         let old = std::mem::take(&mut self.levels);
         self.levels = levels;
         let remap: Vec<u16> = old.iter().map(|l| self.level_of(&l.code, Some(&l.name))).collect();
-        for t in self.tier.iter_mut().filter(|t| **t != 0) {
-            *t = remap[*t as usize - 1];
+        for (o, t) in self.tier.iter_mut().enumerate().filter(|(_, t)| **t != 0) {
+            let now = remap[*t as usize - 1];
+            if now != *t {
+                *t = now;
+                moved(o as u32);
+            }
         }
         self.levels != old
     }

@@ -426,7 +426,7 @@ async fn catch_up_loyalty(
     r: &mut Refresh,
 ) -> Result<()> {
     let company = data.company;
-    r.tier_levels = data.loyalty.set_levels(store.fact_tier_levels(scope, company).await?);
+    r.tier_levels = data.set_tier_levels(store.fact_tier_levels(scope, company).await?);
     let (mut ledger_id, mut tier_id) = (data.watermark.ledger_id, data.watermark.tier_id);
     if ledger_id == 0 && tier_id == 0 {
         // First read: the watermarks before the state, so what is written meanwhile is read again
