@@ -74,19 +74,10 @@ impl Features {
         f
     }
 
-    /// Brings the features up to date, in place, after `data` changed only for `touched` members (new
-    /// members are always touched), as of the same day: only those members are computed again.
-    pub fn update(&mut self, data: &CompanyData, touched: &roaring::RoaringBitmap) {
-        self.resize(data.len());
-        let mut scratch = Scratch::default();
-        for o in touched {
-            self.fill(data, o as usize, &mut scratch);
-        }
-    }
-
-    /// [`Features::update`] shared with another thread: this one computes and writes the members
-    /// of `work` it takes; the other, once free, computes rows of the rest ([`Work::rows`]) for
-    /// [`Features::write_rows`].
+    /// Brings the features up to date, in place, after `data` changed only for the members of
+    /// `work` (new members are always among them), as of the same day, sharing the work with
+    /// another thread: this one computes and writes the members it takes; the other, once free,
+    /// computes rows of the rest ([`Work::rows`]) for [`Features::write_rows`].
     pub fn update_share(&mut self, work: &Work) {
         self.resize(work.data.len());
         let mut scratch = Scratch::default();
