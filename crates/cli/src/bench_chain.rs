@@ -167,6 +167,7 @@ impl FactStream for Feed {
             self.code = code.to_string();
             self.data = Some(CompanyData::new(CompanyId(1), OFFSET));
             self.started = Instant::now();
+            PerfControl::from_env().send("build", "enable");
             return true;
         }
         false
@@ -268,19 +269,24 @@ fn phases(timings: &[(&'static str, f64)]) -> String {
     timings.iter().map(|(name, ms)| format!("{name} {ms:.0} ms")).collect::<Vec<_>>().join(", ")
 }
 
-/// `perf record --control fifo:CTL -D -1` profiles only the held-back days' updates when the bench
-/// runs with `RXMEMBER_PERF_CTL=CTL`: it is told to enable before each update and disable after.
-struct PerfControl(Option<std::fs::File>);
+/// `perf record --control fifo:CTL -D -1` profiles one phase of the bench when it runs with
+/// `RXMEMBER_PERF_CTL=CTL`: perf is told to enable before the phase and disable after.
+/// `RXMEMBER_PERF_PHASE` names the phase: `updates` (the default: each held-back day's update),
+/// `build` (reading the facts in — the generator's own work included, told apart by symbol —
+/// sealing and deriving) or `counts` (the counts of the fixed expressions).
+struct PerfControl(Option<std::fs::File>, String);
 
 impl PerfControl {
     fn from_env() -> PerfControl {
         PerfControl(
             std::env::var_os("RXMEMBER_PERF_CTL").and_then(|p| std::fs::OpenOptions::new().write(true).open(p).ok()),
+            std::env::var("RXMEMBER_PERF_PHASE").unwrap_or_else(|_| "updates".into()),
         )
     }
 
-    fn send(&self, command: &str) {
-        if let Some(mut f) = self.0.as_ref() {
+    /// Tells perf to enable or disable when `phase` is the one profiled.
+    fn send(&self, phase: &str, command: &str) {
+        if let Some(mut f) = self.0.as_ref().filter(|_| self.1 == phase) {
             // A profile missing a few samples is no reason to stop the bench.
             let _ = writeln!(f, "{command}");
         }
@@ -306,8 +312,9 @@ fn build(feed: &mut Feed, mut data: CompanyData, generate_s: f64) -> Built {
     let (mut day_seal_timings, mut day_timings) = (Vec::new(), Vec::new());
     let (mut day_s, mut day_cpu_s, mut day_phases, mut day_tickets, mut day_lines) = (0.0, 0.0, [0.0; 3], 0, 0);
     let perf = PerfControl::from_env();
+    perf.send("build", "disable");
     for (i, day) in std::mem::take(&mut feed.held).into_iter().enumerate() {
-        perf.send("enable");
+        perf.send("updates", "enable");
         let started = Instant::now();
         let cpu = cpu_s();
         let (tickets, lines) = read_tickets(&mut engine.data, &day.tickets, &day.lines);
@@ -318,7 +325,7 @@ fn build(feed: &mut Feed, mut data: CompanyData, generate_s: f64) -> Built {
         let seal_s = started.elapsed().as_secs_f64() - read_s;
         engine.update(last);
         let wall = started.elapsed().as_secs_f64();
-        perf.send("disable");
+        perf.send("updates", "disable");
         let seal_phases = phases(&engine.data.seal_timings);
         updates.push((feed.first_held + i as Day, tickets, wall, seal_s, wall - read_s - seal_s, seal_phases));
         if i == 0 {
@@ -426,7 +433,10 @@ pub fn run(b: &ChainBench) -> Result<()> {
         "resident memory after build: {:.0} MB (peak so far, generator included: {:.0} MB)",
         built.rss_mb, built.peak_rss_mb
     );
+    let perf = PerfControl::from_env();
+    perf.send("counts", "enable");
     let timed = time_counts(engine, &d, b.repeat);
+    perf.send("counts", "disable");
 
     // A restart: the snapshot written now, read back (and derived from) once the engine is gone.
     eprintln!("writing a snapshot ...");

@@ -681,14 +681,33 @@ impl CompanyData {
         self.store_index = self.stores.iter().enumerate().map(|(i, s)| (s.id.0, i as u32)).collect();
         self.recent = RecentDays::default();
         self.recent.sync_products(&self.products);
-        // As at a full build's seal: the purchases' postings on a thread of their own.
-        let (products, purchases) = (self.products.len(), &self.purchases);
-        self.product_days = std::thread::scope(|s| {
-            let product_days = s.spawn(|| ProductDays::build(products, purchases));
-            self.check_days = CheckDays::build(&self.checks);
-            self.recent.build(purchases, &self.checks);
-            product_days.join().expect("building the postings does not panic")
+        self.build_by_day();
+    }
+
+    /// Builds the by-day indexes (postings by product and by check kind, recent days) from the
+    /// runs, on two threads; returns how long each part took (ms; "beside": on the other thread).
+    fn build_by_day(&mut self) -> Vec<(&'static str, f64)> {
+        let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1000.0;
+        let (products, purchases, checks) = (self.products.len(), &self.purchases, &self.checks);
+        let recent = &mut self.recent;
+        let (product_days, product_ms, check_days, check_ms, recent_ms) = std::thread::scope(|s| {
+            let product_days = s.spawn(|| {
+                let t = std::time::Instant::now();
+                let p = ProductDays::build(products, purchases);
+                (p, ms(t))
+            });
+            let t = std::time::Instant::now();
+            let check_days = CheckDays::build(checks);
+            let check_ms = ms(t);
+            let t = std::time::Instant::now();
+            recent.build(purchases, checks);
+            let recent_ms = ms(t);
+            let (p, product_ms) = product_days.join().expect("building the postings does not panic");
+            (p, product_ms, check_days, check_ms, recent_ms)
         });
+        self.product_days = product_days;
+        self.check_days = check_days;
+        vec![("of which product days (beside)", product_ms), ("check days", check_ms), ("recent days", recent_ms)]
     }
 
     /// Makes the facts read since the last seal visible, and returns the members touched since the
@@ -745,6 +764,12 @@ impl CompanyData {
     /// Health checks by kind and day (as of the last seal), for `checked(...)`.
     pub fn check_days(&self) -> &CheckDays {
         &self.check_days
+    }
+
+    /// The purchases' and the checks' runs, for tests of what is built from them.
+    #[cfg(test)]
+    pub(crate) fn runs(&self) -> (&Runs<Purchase>, &Runs<Check>) {
+        (&self.purchases, &self.checks)
     }
 
     /// Members' most recent days per category and check kind.
@@ -1140,23 +1165,17 @@ impl CompanyData {
         self.purchases.compact();
         self.checks.compact();
         lap("compaction", &mut timings);
-        let products = self.products.len();
-        let rebuild_recent = fresh_build || self.recent.stale;
-        std::thread::scope(|s| {
-            // Every run was written in member order: the by-day indexes are built in one pass each,
-            // the purchases' on a thread of their own.
-            let product_days = fresh_build.then(|| s.spawn(|| ProductDays::build(products, &self.purchases)));
-            if fresh_build {
-                self.check_days = CheckDays::build(&self.checks);
-            }
-            if rebuild_recent {
-                self.recent.build(&self.purchases, &self.checks);
-            }
-            if let Some(p) = product_days {
-                self.product_days = p.join().expect("building the postings does not panic");
-            }
-        });
+        let parts = if fresh_build {
+            self.build_by_day()
+        } else if self.recent.stale {
+            let t = std::time::Instant::now();
+            self.recent.build(&self.purchases, &self.checks);
+            vec![("of which recent days afresh", t.elapsed().as_secs_f64() * 1000.0)]
+        } else {
+            Vec::new()
+        };
         lap("by-day indexes", &mut timings);
+        timings.extend(parts);
         self.seal_timings = timings;
         self.touched |= RoaringBitmap::from_sorted_iter(touched).expect("members are visited in order");
     }

@@ -78,17 +78,29 @@ impl<T: Copy + PartialEq> ByDay<T> {
         negative: impl Fn(&T) -> bool,
         room: impl Fn(usize) -> usize,
     ) -> Self {
-        let mut by = ByDay { first_day: first, keys: Vec::new() };
-        by.grow(keys);
         if first > last {
-            by.first_day = Day::MAX;
+            let mut by = ByDay::default();
+            by.grow(keys);
             return by;
         }
         let span = (last - first + 1) as usize;
-        let mut counts = vec![vec![0u32; span]; keys];
-        facts(&mut |k, d, _| counts[k][(d - first) as usize] += 1);
-        by.keys = counts
-            .into_iter()
+        let mut counts = vec![0u32; keys * span];
+        facts(&mut |k, d, _| counts[k * span + (d - first) as usize] += 1);
+        let mut by = ByDay::with_counts(first, span, &counts, room);
+        facts(&mut |k, d, t| {
+            let b = &mut by.keys[k][(d - first) as usize];
+            b.negative += negative(&t) as u32;
+            b.postings.push(t);
+        });
+        by
+    }
+
+    /// Empty buckets for days `first..first + span` of `counts.len() / span` keys, each with room
+    /// for `room(count)` postings (`counts[key * span + day - first]`); a key's days end at its
+    /// last day with a count.
+    pub(crate) fn with_counts(first: Day, span: usize, counts: &[u32], room: impl Fn(usize) -> usize) -> Self {
+        let keys = counts
+            .chunks(span.max(1))
             .map(|c| {
                 let end = c.iter().rposition(|&x| x > 0).map_or(0, |i| i + 1);
                 c[..end]
@@ -97,12 +109,7 @@ impl<T: Copy + PartialEq> ByDay<T> {
                     .collect()
             })
             .collect();
-        facts(&mut |k, d, t| {
-            let b = &mut by.keys[k][(d - first) as usize];
-            b.negative += negative(&t) as u32;
-            b.postings.push(t);
-        });
-        by
+        ByDay { first_day: first, keys }
     }
 
     fn bucket_mut(&mut self, k: usize, d: Day) -> &mut Bucket<T> {

@@ -58,26 +58,19 @@ struct Levels {
 }
 
 impl Levels {
-    /// Built from every member's facts (`of`), all on days `first..=last`.
-    fn build(keys: usize, n: usize, (first, last): (Day, Day), of: impl Fn(usize, &mut Scratch)) -> Levels {
-        let by = ByDay::build_within(
-            first,
-            last,
-            keys * LEVELS,
-            |f| {
-                let mut s = Scratch::default();
-                for o in 0..n {
-                    of(o, &mut s);
-                    for &(key, level, d) in &s.levels {
-                        f(key as usize * LEVELS + level as usize, d, o as u32);
-                    }
-                }
-            },
-            |_| false,
-            // Updates add entries under earlier days as members' levels move down: room for them,
-            // so that the first update after a build does not copy most buckets it touches.
-            crate::data::room,
-        );
+    /// Built from every member's facts (`of`), all on days `first..=last`: each member's levels
+    /// are worked out once, on two threads (a half of the members each), as integer keys —
+    /// (bucket × span + day) above the member — with their counts per bucket and day; the buckets
+    /// are then allocated and filled, on two threads (a half of the buckets each). Where bucket ×
+    /// span does not fit in 32 bits, levels are worked out twice instead (counted, then added).
+    fn build(keys: usize, n: usize, (first, last): (Day, Day), of: impl Fn(usize, &mut Scratch) + Sync) -> Levels {
+        let buckets = keys * LEVELS;
+        let span = if first > last { 0 } else { (last as i64 - first as i64 + 1) as usize };
+        let by = if span > 0 && (buckets as u64).checked_mul(span as u64).is_some_and(|x| x <= u32::MAX as u64) {
+            Self::build_once(buckets, n, first, span, &of)
+        } else {
+            Self::build_twice(buckets, n, (first, last), &of)
+        };
         // A key's last counted day: its members' most recent days, the level-1 buckets.
         let mut last = vec![Day::MIN; keys];
         let mut entries = 0;
@@ -92,6 +85,89 @@ impl Levels {
             }
         }
         Levels { by, last, entries, live: entries, pending: Vec::new() }
+    }
+
+    /// [`Levels::build`]'s buckets when bucket × span fits in 32 bits.
+    fn build_once(
+        buckets: usize,
+        n: usize,
+        first: Day,
+        span: usize,
+        of: &(impl Fn(usize, &mut Scratch) + Sync),
+    ) -> ByDay<u32> {
+        let levels_of = |members: std::ops::Range<usize>| {
+            let mut s = Scratch::default();
+            let mut keyed: Vec<u64> = Vec::new();
+            let mut counts = vec![0u32; buckets * span];
+            for o in members {
+                of(o, &mut s);
+                for &(key, level, d) in &s.levels {
+                    let slot = (key as usize * LEVELS + level as usize) * span + (d - first) as usize;
+                    counts[slot] += 1;
+                    keyed.push(((slot as u64) << 32) | o as u64);
+                }
+            }
+            (keyed, counts)
+        };
+        let mid = n / 2;
+        let ((low, mut counts), (high, more)) = std::thread::scope(|s| {
+            let high = s.spawn(|| levels_of(mid..n));
+            (levels_of(0..mid), high.join().expect("working out levels does not panic"))
+        });
+        counts.iter_mut().zip(more).for_each(|(c, m)| *c += m);
+        // Updates add entries under earlier days as members' levels move down: room for them, so
+        // that the first update after a build does not copy most buckets it touches.
+        let mut by = ByDay::with_counts(first, span, &counts, crate::data::room);
+        // Half the entries in the buckets below `split`.
+        let total: u64 = counts.iter().map(|&c| c as u64).sum();
+        let (mut below, mut split) = (0u64, buckets);
+        for b in 0..buckets {
+            if below * 2 >= total {
+                split = b;
+                break;
+            }
+            below += counts[b * span..(b + 1) * span].iter().map(|&c| c as u64).sum::<u64>();
+        }
+        let (low_keys, high_keys, first_day) = by.split_at_mut(split);
+        let fill = |keys: &mut [crate::postings::Days<u32>], from: usize| {
+            for &k in low.iter().chain(&high) {
+                let slot = (k >> 32) as usize;
+                let b = slot / span;
+                if (from..from + keys.len()).contains(&b) {
+                    ByDay::push_within(keys, first_day, b - from, first + (slot % span) as Day, k as u32);
+                }
+            }
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| fill(high_keys, split));
+            fill(low_keys, 0);
+        });
+        by
+    }
+
+    /// [`Levels::build`]'s buckets, each member's levels worked out twice (counted, then added).
+    fn build_twice(
+        buckets: usize,
+        n: usize,
+        (first, last): (Day, Day),
+        of: &(impl Fn(usize, &mut Scratch) + Sync),
+    ) -> ByDay<u32> {
+        ByDay::build_within(
+            first,
+            last,
+            buckets,
+            |f| {
+                let mut s = Scratch::default();
+                for o in 0..n {
+                    of(o, &mut s);
+                    for &(key, level, d) in &s.levels {
+                        f(key as usize * LEVELS + level as usize, d, o as u32);
+                    }
+                }
+            },
+            |_| false,
+            crate::data::room,
+        )
     }
 
     /// Member `o`'s levels (of some keys) were `old.levels`, from facts `old.facts`, and are now
@@ -208,22 +284,57 @@ impl Levels {
     }
 
     /// Members by level 1..=cap on days `from..` (`None` if the key has facts after `to`).
-    fn select(&self, key: u32, cap: usize, from: Day, to: Day, n: usize) -> Option<Vec<Vec<u64>>> {
+    fn select(&self, key: u32, cap: usize, from: Day, to: Day, n: usize, parallel: usize) -> Option<Vec<Vec<u64>>> {
         if cap > LEVELS || self.last.get(key as usize).copied().unwrap_or(Day::MIN) > to {
             return None;
         }
-        let words = n.div_ceil(64);
-        let mut planes = vec![vec![0u64; words]; cap];
-        for (l, plane) in planes.iter_mut().enumerate() {
-            let bucket = [key * LEVELS as u32 + l as u32];
-            for (_, b) in self.by.each(&bucket, from, Day::MAX) {
-                for &o in &b.postings {
-                    plane[(o >> 6) as usize] |= 1u64 << (o & 63);
-                }
+        // Each level's entries on the window's days.
+        let buckets: Vec<u32> = (0..cap as u32).map(|l| key * LEVELS as u32 + l).collect();
+        let mut lists: Vec<(usize, &[u32])> = Vec::new();
+        for l in 0..cap {
+            lists.extend(self.by.each(&buckets[l..=l], from, Day::MAX).map(|(_, b)| (l, b.postings.as_slice())));
+        }
+        Some(planes_of(&lists, cap, n, parallel))
+    }
+}
+
+/// Entries from which [`Levels::select`] sets its bits on two threads: at 10M members a year's
+/// level-1 entries of a common category are about a million scattered writes.
+const PARALLEL_SELECT: usize = 1 << 18;
+
+/// The level planes (bit words over `n` members) of lists of entries by level: from `parallel`
+/// entries on, each of two threads sets the bits of half of the lists in planes of its own, then
+/// the two are merged.
+fn planes_of(lists: &[(usize, &[u32])], cap: usize, n: usize, parallel: usize) -> Vec<Vec<u64>> {
+    let set = |lists: &[(usize, &[u32])]| {
+        let mut planes = vec![vec![0u64; n.div_ceil(64)]; cap];
+        for &(l, members) in lists {
+            let plane = &mut planes[l];
+            for &o in members {
+                plane[(o >> 6) as usize] |= 1u64 << (o & 63);
             }
         }
-        Some(planes)
+        planes
+    };
+    let total: usize = lists.iter().map(|(_, m)| m.len()).sum();
+    if total < parallel.max(1) {
+        return set(lists);
     }
+    let mut half = 0;
+    let split = lists.iter().position(|(_, m)| {
+        half += m.len();
+        half * 2 >= total
+    });
+    let split = split.map_or(lists.len(), |i| i + 1);
+    let (low, high) = lists.split_at(split);
+    let (mut planes, other) = std::thread::scope(|s| {
+        let other = s.spawn(|| set(high));
+        (set(low), other.join().expect("setting bits does not panic"))
+    });
+    for (plane, o) in planes.iter_mut().zip(other) {
+        plane.iter_mut().zip(o).for_each(|(w, x)| *w |= x);
+    }
+    planes
 }
 
 /// A member's facts by key and its levels, worked out from its run.
@@ -412,6 +523,8 @@ pub struct RecentDays {
     pub(crate) stale_floor: usize,
     /// Pending entries from which a seal's flush works on two threads.
     pub(crate) parallel_floor: usize,
+    /// Entries from which a question's bits are set on two threads.
+    pub(crate) select_floor: usize,
 }
 
 thread_local! {
@@ -435,6 +548,7 @@ impl Default for RecentDays {
             stale: false,
             stale_floor: STALE_FLOOR,
             parallel_floor: PARALLEL_FLUSH,
+            select_floor: PARALLEL_SELECT,
         }
     }
 }
@@ -558,7 +672,7 @@ impl RecentDays {
         if self.stale {
             return None;
         }
-        self.purchases.select(key, cap, from, to, n)
+        self.purchases.select(key, cap, from, to, n, self.select_floor)
     }
 
     /// As [`RecentDays::purchase_levels`] for checks of a [`check_key`].
@@ -566,7 +680,7 @@ impl RecentDays {
         if self.stale {
             return None;
         }
-        self.checks.select(key, cap, from, to, n)
+        self.checks.select(key, cap, from, to, n, self.select_floor)
     }
 }
 
@@ -707,6 +821,8 @@ mod tests {
             data.recent.stale_floor = floor;
             // Flushes on one thread and on two.
             data.recent.parallel_floor = [1, 4, 64][floor % 3];
+            // Questions' bits set on one thread and on two.
+            data.recent.select_floor = [1, 8, usize::MAX][floor % 3];
             // (ticket id, member, day, lines) of every sale so far.
             let mut sales: Vec<SaleMade> = Vec::new();
             let (mut ticket, mut ret, mut check) = (0i64, 0i64, 0i64);
@@ -773,8 +889,50 @@ mod tests {
                     }
                 }
                 prop_assert!(recent.purchase_levels(recent.category("14").unwrap(), LEVELS + 1, Day::MIN, Day::MAX, n).is_none());
+                built_once_as_twice(&data)?;
             }
         }
+    }
+
+    /// Every bucket's members, sorted (their order in a bucket is no part of the index).
+    fn contents(by: &ByDay<u32>) -> Vec<(u32, Day, Vec<u32>)> {
+        let mut out = Vec::new();
+        for b in 0..by.keys() as u32 {
+            for (d, bucket) in by.each(&[b], Day::MIN, Day::MAX) {
+                let mut members = bucket.postings.clone();
+                members.sort_unstable();
+                if !members.is_empty() {
+                    out.push((b, d, members));
+                }
+            }
+        }
+        out
+    }
+
+    /// The levels worked out once per member (on two threads) equal those worked out twice.
+    fn built_once_as_twice(data: &CompanyData) -> Result<(), TestCaseError> {
+        let r = data.recent();
+        let (purchases, checks) = data.runs();
+        let span =
+            |days: &mut dyn Iterator<Item = Day>| days.fold((Day::MAX, Day::MIN), |(f, l), d| (f.min(d), l.max(d)));
+        let pk = &r.product_keys;
+        let of = |o: usize, s: &mut Scratch| s.of_purchases(purchases.of(o), usize::MAX, pk, |_| true);
+        let (first, last) = span(&mut purchases.iter().flatten().map(|p| p.day));
+        if first <= last {
+            let buckets = r.keys.len() * LEVELS;
+            let once = Levels::build_once(buckets, purchases.count(), first, (last - first + 1) as usize, &of);
+            let twice = Levels::build_twice(buckets, purchases.count(), (first, last), &of);
+            prop_assert_eq!(contents(&once), contents(&twice));
+        }
+        let of = |o: usize, s: &mut Scratch| s.of_checks(checks.of(o), usize::MAX, |_| true);
+        let (first, last) = span(&mut checks.iter().flatten().map(|c| c.day));
+        if first <= last {
+            let buckets = CHECK_KEYS as usize * LEVELS;
+            let once = Levels::build_once(buckets, checks.count(), first, (last - first + 1) as usize, &of);
+            let twice = Levels::build_twice(buckets, checks.count(), (first, last), &of);
+            prop_assert_eq!(contents(&once), contents(&twice));
+        }
+        Ok(())
     }
 
     /// A window ending before a key's last day is not answered from the levels.
