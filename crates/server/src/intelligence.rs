@@ -349,12 +349,7 @@ async fn catch_up_data(store: &Store, scope: &Scope, data: &mut CompanyData) -> 
             }
         }
         let SalesFacts { tickets, lines } = store.fact_sales_of_members(scope, company, chunk).await?;
-        for t in &tickets {
-            data.apply_ticket_visit(t);
-        }
-        for l in &lines {
-            data.apply_line(l);
-        }
+        data.apply_sales(&tickets, &lines, false, |_| true);
         for ret in store.fact_returns_of_members(scope, company, chunk).await? {
             data.apply_return_member(&ret);
         }
@@ -372,17 +367,7 @@ async fn catch_up_data(store: &Store, scope: &Scope, data: &mut CompanyData) -> 
         }
         r.tickets += page.tickets.len() as u64;
         r.lines += page.lines.len() as u64;
-        for t in &page.tickets {
-            data.apply_ticket_totals(t);
-            if fresh(t.member) {
-                data.apply_ticket_visit(t);
-            }
-        }
-        for l in &page.lines {
-            if fresh(Some(l.member)) {
-                data.apply_line(l);
-            }
-        }
+        data.apply_sales(&page.tickets, &page.lines, true, |m| fresh(Some(m)));
     }
     loop {
         let page = store.fact_returns(scope, company, data.watermark.return_id, PAGE).await?;
