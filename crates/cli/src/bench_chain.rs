@@ -148,10 +148,7 @@ fn read_returns(data: &mut CompanyData, returns: &[ReturnFact]) {
 }
 
 fn read_checks(data: &mut CompanyData, checks: &[HealthCheckFact]) {
-    for c in checks {
-        data.advance_checks(c);
-        data.apply_check(c);
-    }
+    data.apply_checks(checks, true, |_| true);
 }
 
 impl FactStream for Feed {

@@ -920,8 +920,12 @@ impl<'a> Evaluator<'a> {
             && recent.products(key) == *list
             && let Some(levels) = recent.purchase_levels(key, cap as usize, w.from, w.to, n)
         {
-            let (hit, seen) = crate::recent::select(&levels, |days| pass(&times, &spend, days as i64, 0));
-            return Ok(if pass(&times, &spend, 0, 0) { (hit & u) | (u - seen) } else { hit & u });
+            let none_pass = pass(&times, &spend, 0, 0);
+            let (hit, seen) = crate::recent::select(&levels, |days| pass(&times, &spend, days as i64, 0), none_pass);
+            return Ok(match seen {
+                Some(seen) => (hit & u) | (u - seen),
+                None => hit & u,
+            });
         }
         let (hit, seen) = bought_postings(data, list, w.from, w.to, store, &times, &spend);
         Ok(match seen {
@@ -1001,8 +1005,11 @@ impl<'a> Evaluator<'a> {
                 n,
             )
         {
-            let (hit, seen) = crate::recent::select(&levels, |k| pass(k as i64));
-            return Ok(if pass(0) { (hit & u) | (u - seen) } else { hit & u });
+            let (hit, seen) = crate::recent::select(&levels, |k| pass(k as i64), pass(0));
+            return Ok(match seen {
+                Some(seen) => (hit & u) | (u - seen),
+                None => hit & u,
+            });
         }
         if times.len() == 1 && times[0] == (Cmp::Ge, 1.0) {
             let mut bits = Bits::new(n);

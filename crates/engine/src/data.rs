@@ -1055,8 +1055,33 @@ impl CompanyData {
         self.watermark.check_id = self.watermark.check_id.max(c.id);
     }
 
+    /// Reads a page of health checks: every check advances the watermark when `advance`
+    /// ([`CompanyData::advance_checks`]), and the checks of the members `keep` keeps go to their
+    /// facts ([`CompanyData::apply_check`]); the ordinals are looked up for the whole page first
+    /// (as in [`CompanyData::apply_sales`]).
+    pub fn apply_checks(&mut self, checks: &[HealthCheckFact], advance: bool, keep: impl Fn(MemberId) -> bool) {
+        if advance {
+            checks.iter().for_each(|c| self.advance_checks(c));
+        }
+        let ordinals: Vec<u32> = checks
+            .iter()
+            .map(|c| if keep(c.member) { self.ordinal(c.member) } else { None }.unwrap_or(NONE_U32))
+            .collect();
+        for (c, o) in checks.iter().zip(ordinals) {
+            if o != NONE_U32 {
+                self.push_check(c, o);
+            }
+        }
+    }
+
     pub fn apply_check(&mut self, c: &HealthCheckFact) {
-        let Some(o) = self.ordinal(c.member) else { return };
+        if let Some(o) = self.ordinal(c.member) {
+            self.push_check(c, o);
+        }
+    }
+
+    /// Adds a check of member `o` to the log.
+    fn push_check(&mut self, c: &HealthCheckFact, o: u32) {
         let day = day_of(c.checked_at, self.offset_minutes);
         crate::pages::push(&mut self.pending.checks, (o, Check { id: c.id, day, kind: c.kind, abnormal: c.abnormal }));
     }
@@ -1498,6 +1523,43 @@ mod tests {
             prop_assert_eq!(&at_once.days, &one_by_one.days);
             prop_assert_eq!(at_once.watermark, one_by_one.watermark);
             prop_assert_eq!(runs(&at_once), runs(&one_by_one));
+        }
+
+        /// A page of health checks read at once equals its checks read one by one.
+        #[test]
+        fn a_page_of_checks_reads_as_its_checks_one_by_one(
+            page in prop::collection::vec((0i64..6, 0i64..4, any::<bool>()), 0..30),
+            left_out in 0i64..6,
+            advance in any::<bool>(),
+        ) {
+            let checks: Vec<HealthCheckFact> = page
+                .iter()
+                .enumerate()
+                .map(|(i, &(m, day, abnormal))| HealthCheckFact {
+                    id: 100 - i as i64,
+                    member: MemberId(m),
+                    checked_at: day * 86_400_000,
+                    kind: HealthKind::BloodGlucose,
+                    abnormal,
+                })
+                .collect();
+            let keep = |m: MemberId| m.0 != left_out;
+            let mut one_by_one = company();
+            for c in &checks {
+                if advance {
+                    one_by_one.advance_checks(c);
+                }
+                if keep(c.member) {
+                    one_by_one.apply_check(c);
+                }
+            }
+            let mut at_once = company();
+            at_once.apply_checks(&checks, advance, keep);
+            one_by_one.seal();
+            at_once.seal();
+            prop_assert_eq!(at_once.watermark, one_by_one.watermark);
+            let checks_of = |d: &CompanyData| (0..d.len()).map(|o| d.checks(o).to_vec()).collect::<Vec<_>>();
+            prop_assert_eq!(checks_of(&at_once), checks_of(&one_by_one));
         }
 
         #[test]

@@ -284,7 +284,7 @@ impl Levels {
     }
 
     /// Members by level 1..=cap on days `from..` (`None` if the key has facts after `to`).
-    fn select(&self, key: u32, cap: usize, from: Day, to: Day, n: usize, parallel: usize) -> Option<Vec<Vec<u64>>> {
+    fn select(&self, key: u32, cap: usize, from: Day, to: Day, n: usize) -> Option<Vec<Vec<u64>>> {
         if cap > LEVELS || self.last.get(key as usize).copied().unwrap_or(Day::MIN) > to {
             return None;
         }
@@ -294,45 +294,18 @@ impl Levels {
         for l in 0..cap {
             lists.extend(self.by.each(&buckets[l..=l], from, Day::MAX).map(|(_, b)| (l, b.postings.as_slice())));
         }
-        Some(planes_of(&lists, cap, n, parallel))
+        Some(planes_of(&lists, cap, n))
     }
 }
 
-/// Entries from which [`Levels::select`] sets its bits on two threads: at 10M members a year's
-/// level-1 entries of a common category are about a million scattered writes.
-const PARALLEL_SELECT: usize = 1 << 18;
-
-/// The level planes (bit words over `n` members) of lists of entries by level: from `parallel`
-/// entries on, each of two threads sets the bits of half of the lists in planes of its own, then
-/// the two are merged.
-fn planes_of(lists: &[(usize, &[u32])], cap: usize, n: usize, parallel: usize) -> Vec<Vec<u64>> {
-    let set = |lists: &[(usize, &[u32])]| {
-        let mut planes = vec![vec![0u64; n.div_ceil(64)]; cap];
-        for &(l, members) in lists {
-            let plane = &mut planes[l];
-            for &o in members {
-                plane[(o >> 6) as usize] |= 1u64 << (o & 63);
-            }
+/// The level planes (bit words over `n` members) of lists of entries by level.
+fn planes_of(lists: &[(usize, &[u32])], cap: usize, n: usize) -> Vec<Vec<u64>> {
+    let mut planes = vec![vec![0u64; n.div_ceil(64)]; cap];
+    for &(l, members) in lists {
+        let plane = &mut planes[l];
+        for &o in members {
+            plane[(o >> 6) as usize] |= 1u64 << (o & 63);
         }
-        planes
-    };
-    let total: usize = lists.iter().map(|(_, m)| m.len()).sum();
-    if total < parallel.max(1) {
-        return set(lists);
-    }
-    let mut half = 0;
-    let split = lists.iter().position(|(_, m)| {
-        half += m.len();
-        half * 2 >= total
-    });
-    let split = split.map_or(lists.len(), |i| i + 1);
-    let (low, high) = lists.split_at(split);
-    let (mut planes, other) = std::thread::scope(|s| {
-        let other = s.spawn(|| set(high));
-        (set(low), other.join().expect("setting bits does not panic"))
-    });
-    for (plane, o) in planes.iter_mut().zip(other) {
-        plane.iter_mut().zip(o).for_each(|(w, x)| *w |= x);
     }
     planes
 }
@@ -523,8 +496,6 @@ pub struct RecentDays {
     pub(crate) stale_floor: usize,
     /// Pending entries from which a seal's flush works on two threads.
     pub(crate) parallel_floor: usize,
-    /// Entries from which a question's bits are set on two threads.
-    pub(crate) select_floor: usize,
 }
 
 thread_local! {
@@ -548,7 +519,6 @@ impl Default for RecentDays {
             stale: false,
             stale_floor: STALE_FLOOR,
             parallel_floor: PARALLEL_FLUSH,
-            select_floor: PARALLEL_SELECT,
         }
     }
 }
@@ -672,7 +642,7 @@ impl RecentDays {
         if self.stale {
             return None;
         }
-        self.purchases.select(key, cap, from, to, n, self.select_floor)
+        self.purchases.select(key, cap, from, to, n)
     }
 
     /// As [`RecentDays::purchase_levels`] for checks of a [`check_key`].
@@ -680,24 +650,26 @@ impl RecentDays {
         if self.stale {
             return None;
         }
-        self.checks.select(key, cap, from, to, n, self.select_floor)
+        self.checks.select(key, cap, from, to, n)
     }
 }
 
 /// The members whose count (level planes 1..=cap, the last meaning "cap or more") passes `keep`,
-/// and the members counted at all.
-pub fn select(planes: &[Vec<u64>], keep: impl Fn(u32) -> bool) -> (RoaringBitmap, RoaringBitmap) {
+/// and, when `seen` is asked for, the members counted at all.
+pub fn select(planes: &[Vec<u64>], keep: impl Fn(u32) -> bool, seen: bool) -> (RoaringBitmap, Option<RoaringBitmap>) {
     let cap = planes.len();
     let pass: Vec<bool> = (1..=cap as u32).map(keep).collect();
     let words = planes.first().map_or(0, Vec::len);
     let mut hit = vec![0u8; words * 8];
-    let mut seen = vec![0u8; words * 8];
     for w in 0..words {
         let x = crate::counts::passing(&pass, |c| planes[c][w]);
         hit[w * 8..(w + 1) * 8].copy_from_slice(&x.to_le_bytes());
-        seen[w * 8..(w + 1) * 8].copy_from_slice(&planes[0][w].to_le_bytes());
     }
-    (RoaringBitmap::from_lsb0_bytes(0, &hit), RoaringBitmap::from_lsb0_bytes(0, &seen))
+    let seen = seen.then(|| {
+        let bytes: Vec<u8> = planes.first().into_iter().flatten().flat_map(|w| w.to_le_bytes()).collect();
+        RoaringBitmap::from_lsb0_bytes(0, &bytes)
+    });
+    (RoaringBitmap::from_lsb0_bytes(0, &hit), seen)
 }
 
 #[cfg(test)]
@@ -821,8 +793,6 @@ mod tests {
             data.recent.stale_floor = floor;
             // Flushes on one thread and on two.
             data.recent.parallel_floor = [1, 4, 64][floor % 3];
-            // Questions' bits set on one thread and on two.
-            data.recent.select_floor = [1, 8, usize::MAX][floor % 3];
             // (ticket id, member, day, lines) of every sale so far.
             let mut sales: Vec<SaleMade> = Vec::new();
             let (mut ticket, mut ret, mut check) = (0i64, 0i64, 0i64);

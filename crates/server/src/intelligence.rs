@@ -353,9 +353,7 @@ async fn catch_up_data(store: &Store, scope: &Scope, data: &mut CompanyData) -> 
         for ret in store.fact_returns_of_members(scope, company, chunk).await? {
             data.apply_return_member(&ret);
         }
-        for c in store.fact_health_checks_of_members(scope, company, chunk).await? {
-            data.apply_check(&c);
-        }
+        data.apply_checks(&store.fact_health_checks_of_members(scope, company, chunk).await?, false, |_| true);
         r.reloaded_members += chunk.len() as u64;
     }
     let fresh = |m: Option<MemberId>| m.is_some_and(|m| !reloaded.contains(&m.0));
@@ -388,12 +386,7 @@ async fn catch_up_data(store: &Store, scope: &Scope, data: &mut CompanyData) -> 
             break;
         }
         r.checks += page.len() as u64;
-        for c in &page {
-            data.advance_checks(c);
-            if fresh(Some(c.member)) {
-                data.apply_check(c);
-            }
-        }
+        data.apply_checks(&page, true, |m| fresh(Some(m)));
     }
     catch_up_loyalty(store, scope, data, &reload, &mut r).await?;
     Ok(r)
