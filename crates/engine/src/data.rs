@@ -267,6 +267,28 @@ impl<T: Copy + Default> Runs<T> {
         }
     }
 
+    /// No runs yet for `n` members, and an arena with room for `facts` facts.
+    fn with_arena(n: usize, facts: usize) -> Runs<T> {
+        let mut runs = Runs { items: crate::pages::with_capacity(facts), ..Runs::default() };
+        runs.grow(n);
+        runs
+    }
+
+    /// Takes over the runs of members `from..` from `other` (runs written apart, on another
+    /// thread, in an arena of their own): its arena is appended to this one's.
+    fn append_members(&mut self, other: Runs<T>, from: usize) {
+        let offset = self.items.len();
+        self.items.extend_from_slice(&other.items);
+        for o in from..other.len.len() {
+            self.start[o] =
+                u32::try_from(other.start[o] as usize + offset).expect("fewer than 2^32 facts of one kind per company");
+            self.len[o] = other.len[o];
+            self.cap[o] = other.cap[o];
+        }
+        self.held += other.held;
+        self.garbage += other.garbage;
+    }
+
     /// Rewrites the arena in member order once garbage is a third of it.
     fn compact(&mut self) {
         if self.garbage * 3 <= self.items.len() {
@@ -547,15 +569,15 @@ fn add_totals(d: &mut DayTotals, x: &DayTotals) {
 /// Members per range in the first pass of [`group`].
 const RANGE: usize = 1024;
 
-/// A cursor over a log grouped by member.
-struct Groups<E> {
-    log: Vec<E>,
+/// A cursor over a log grouped by member ([`group`]).
+struct Groups<'a, E> {
+    log: &'a [E],
     at: usize,
 }
 
-impl<E: OfMember> Groups<E> {
-    fn new(log: Vec<E>, n: usize, cleared: &FastMap<u32, [usize; 4]>, kind: usize) -> Self {
-        Groups { log: group(log, n, cleared, kind), at: 0 }
+impl<'a, E: OfMember> Groups<'a, E> {
+    fn new(log: &'a [E]) -> Self {
+        Groups { log, at: 0 }
     }
 
     fn head(&self) -> u32 {
@@ -563,12 +585,137 @@ impl<E: OfMember> Groups<E> {
     }
 
     /// Member `o`'s entries (the cursor is at or before them).
-    fn take(&mut self, o: u32) -> &[E] {
+    fn take(&mut self, o: u32) -> &'a [E] {
         let begin = self.at;
         while self.at < self.log.len() && self.log[self.at].member() == o {
             self.at += 1;
         }
         &self.log[begin..self.at]
+    }
+}
+
+/// The entries of a grouped log of members below `o`, and the rest.
+fn split_log<E: OfMember>(log: &[E], o: u32) -> (&[E], &[E]) {
+    log.split_at(log.partition_point(|e| e.member() < o))
+}
+
+/// One seal's grouped logs (or a part of them, by member).
+#[derive(Clone, Copy)]
+struct Logs<'a> {
+    visits: &'a [PendingVisit],
+    lines: &'a [PendingLine],
+    returns: &'a [(u32, PendingReturn)],
+    checks: &'a [(u32, Check)],
+}
+
+impl<'a> Logs<'a> {
+    /// The entries of members below `o`, and the rest.
+    fn split(self, o: u32) -> (Logs<'a>, Logs<'a>) {
+        let (v, vh) = split_log(self.visits, o);
+        let (l, lh) = split_log(self.lines, o);
+        let (r, rh) = split_log(self.returns, o);
+        let (c, ch) = split_log(self.checks, o);
+        (Logs { visits: v, lines: l, returns: r, checks: c }, Logs { visits: vh, lines: lh, returns: rh, checks: ch })
+    }
+}
+
+/// A company's runs of each kind of fact, as a seal writes them.
+struct RunsMut<'r> {
+    visits: &'r mut Runs<Visit>,
+    purchases: &'r mut Runs<Purchase>,
+    checks: &'r mut Runs<Check>,
+}
+
+impl RunsMut<'_> {
+    /// Writes member `m`'s new facts into its runs (emptied first when `fresh`): tickets, lines
+    /// (a product twice on a ticket adds up; each purchase takes its ticket's store), returns
+    /// netted against their ticket and purchase, checks.
+    fn write_member(
+        &mut self,
+        m: usize,
+        fresh: bool,
+        new_visits: &[PendingVisit],
+        new_lines: &[PendingLine],
+        new_returns: &[(u32, PendingReturn)],
+        new_checks: &[(u32, Check)],
+    ) {
+        self.visits.open(m, fresh, new_visits.len());
+        self.visits.extend(
+            m,
+            new_visits.iter().map(|v| Visit {
+                ticket: v.ticket,
+                day: v.day,
+                store: v.store,
+                amount: v.amount,
+                discount: v.discount,
+                cost: v.cost,
+                items: v.items,
+                returned: 0,
+                returned_cost: 0,
+                returned_lines: 0,
+            }),
+        );
+        self.visits.close(m);
+
+        self.purchases.open(m, fresh, new_lines.len() + new_returns.len());
+        for l in new_lines {
+            let vs = self.visits.of(m);
+            let store = visit_index(vs, l.ticket).map_or(NONE_U32, |i| vs[i].store);
+            let run = self.purchases.of_mut(m);
+            match run.iter_mut().rev().take_while(|b| b.ticket == l.ticket).find(|b| b.product == l.product) {
+                Some(b) => b.amount += l.amount,
+                None => self
+                    .purchases
+                    .push(m, Purchase { ticket: l.ticket, day: l.day, product: l.product, store, amount: l.amount }),
+            }
+        }
+        for &(_, r) in new_returns {
+            let vs = self.visits.of_mut(m);
+            if let Some(i) = visit_index(vs, r.ticket) {
+                vs[i].returned += r.amount;
+                vs[i].returned_cost += r.cost;
+                vs[i].returned_lines += 1;
+            }
+            if r.product == NONE_U32 {
+                continue;
+            }
+            let run = self.purchases.of_mut(m);
+            match run.iter_mut().rev().find(|b| b.ticket == r.ticket && b.product == r.product) {
+                Some(b) => b.amount -= r.amount,
+                None => self.purchases.push(
+                    m,
+                    Purchase { ticket: r.ticket, day: r.day, product: r.product, store: NONE_U32, amount: -r.amount },
+                ),
+            }
+        }
+        self.purchases.close(m);
+
+        self.checks.open(m, fresh, new_checks.len());
+        self.checks.extend(m, new_checks.iter().map(|c| c.1));
+        self.checks.close(m);
+    }
+
+    /// A full build's writing of the members in `logs` (none cleared), in member order, each
+    /// purchase's member added to its product's buyers; returns the members written.
+    fn write_fresh(&mut self, logs: Logs<'_>, ever_bought: &mut [RoaringBitmap]) -> Vec<u32> {
+        let (mut visits, mut lines) = (Groups::new(logs.visits), Groups::new(logs.lines));
+        let (mut returns, mut checks) = (Groups::new(logs.returns), Groups::new(logs.checks));
+        let mut written = Vec::new();
+        loop {
+            let o = visits.head().min(lines.head()).min(returns.head()).min(checks.head());
+            if o == u32::MAX {
+                return written;
+            }
+            let m = o as usize;
+            self.write_member(m, false, visits.take(o), lines.take(o), returns.take(o), checks.take(o));
+            for b in self.purchases.of(m) {
+                let e = &mut ever_bought[b.product as usize];
+                if e.try_push(o).is_err() {
+                    e.insert(o);
+                }
+            }
+            written.push(o);
+        }
     }
 }
 
@@ -660,6 +807,14 @@ pub struct CompanyData {
     /// The last seal's phases (name, ms), for benchmarks.
     #[serde(skip)]
     pub seal_timings: Vec<(&'static str, f64)>,
+    /// Members from which a full build writes its runs on two threads.
+    #[serde(skip, default = "split_floor")]
+    pub(crate) split_floor: usize,
+}
+
+/// The default [`CompanyData::split_floor`]: below it, a second thread costs more than it saves.
+fn split_floor() -> usize {
+    1 << 16
 }
 
 impl CompanyData {
@@ -689,6 +844,7 @@ impl CompanyData {
             store_index: FastMap::default(),
             last_ticket: None,
             seal_timings: Vec::new(),
+            split_floor: split_floor(),
         }
     }
 
@@ -703,6 +859,40 @@ impl CompanyData {
         self.recent = RecentDays::default();
         self.recent.sync_products(&self.products);
         self.build_by_day();
+    }
+
+    /// A full build's runs, written in member order; from [`CompanyData::split_floor`] members on,
+    /// the members from the lines' median member on are written on a thread of their own, into
+    /// arenas of their own appended afterwards. Returns the members written.
+    fn write_fresh(&mut self, logs: Logs<'_>) -> Vec<u32> {
+        let n = self.len();
+        let mut runs = RunsMut { visits: &mut self.visits, purchases: &mut self.purchases, checks: &mut self.checks };
+        if n < self.split_floor || logs.lines.is_empty() {
+            return runs.write_fresh(logs, &mut self.ever_bought);
+        }
+        let mid = logs.lines[logs.lines.len() / 2].member();
+        let (low, high) = logs.split(mid);
+        let members = n - mid as usize;
+        let mut visits = Runs::with_arena(n, arena_for(high.visits.len(), members));
+        let mut purchases = Runs::with_arena(n, arena_for(high.lines.len() + high.returns.len(), members));
+        let mut checks = Runs::with_arena(n, arena_for(high.checks.len(), members));
+        let mut bought = vec![RoaringBitmap::new(); self.ever_bought.len()];
+        let (mut written, high_written) = std::thread::scope(|s| {
+            let high = s.spawn(|| {
+                RunsMut { visits: &mut visits, purchases: &mut purchases, checks: &mut checks }
+                    .write_fresh(high, &mut bought)
+            });
+            let low = runs.write_fresh(low, &mut self.ever_bought);
+            (low, high.join().expect("writing runs does not panic"))
+        });
+        self.visits.append_members(visits, mid as usize);
+        self.purchases.append_members(purchases, mid as usize);
+        self.checks.append_members(checks, mid as usize);
+        for (e, b) in self.ever_bought.iter_mut().zip(bought) {
+            *e |= b;
+        }
+        written.extend(high_written);
+        written
     }
 
     /// Builds the by-day indexes (postings by product and by check kind, recent days) from the
@@ -1116,14 +1306,28 @@ impl CompanyData {
             clock = std::time::Instant::now();
         };
         // Visits and lines are grouped on two threads (the two big logs).
-        let (mut visits, mut lines) = std::thread::scope(|s| {
-            let lines = s.spawn(|| Groups::new(pending.lines, n, &cleared, 1));
-            let visits = Groups::new(pending.visits, n, &cleared, 0);
+        let (visit_log, line_log) = std::thread::scope(|s| {
+            let lines = s.spawn(|| group(pending.lines, n, &cleared, 1));
+            let visits = group(pending.visits, n, &cleared, 0);
             (visits, lines.join().expect("grouping does not panic"))
         });
-        let mut returns = Groups::new(pending.returns, n, &cleared, 2);
-        let mut checks = Groups::new(pending.checks, n, &cleared, 3);
+        let return_log = group(pending.returns, n, &cleared, 2);
+        let check_log = group(pending.checks, n, &cleared, 3);
         lap("grouping by member", &mut timings);
+        let logs = Logs { visits: &visit_log, lines: &line_log, returns: &return_log, checks: &check_log };
+        if fresh_build && cleared.is_empty() {
+            let written = self.write_fresh(logs);
+            drop((visit_log, line_log, return_log, check_log));
+            lap("writing runs", &mut timings);
+            let parts = self.build_by_day();
+            lap("by-day indexes", &mut timings);
+            timings.extend(parts);
+            self.seal_timings = timings;
+            self.touched |= RoaringBitmap::from_sorted_iter(written).expect("members are written in order");
+            return;
+        }
+        let (mut visits, mut lines) = (Groups::new(logs.visits), Groups::new(logs.lines));
+        let (mut returns, mut checks) = (Groups::new(logs.returns), Groups::new(logs.checks));
         let mut touched: Vec<u32> = Vec::new();
         // A member's runs before the seal, to tell the by-day indexes what changed.
         let mut old_purchases: Vec<Purchase> = Vec::new();
@@ -1167,70 +1371,8 @@ impl CompanyData {
                     old_checks.clear();
                     old_checks.extend_from_slice(self.checks.of(m));
                 }
-                let new_visits = visits.take(o);
-                self.visits.open(m, fresh, new_visits.len());
-                self.visits.extend(
-                    m,
-                    new_visits.iter().map(|v| Visit {
-                        ticket: v.ticket,
-                        day: v.day,
-                        store: v.store,
-                        amount: v.amount,
-                        discount: v.discount,
-                        cost: v.cost,
-                        items: v.items,
-                        returned: 0,
-                        returned_cost: 0,
-                        returned_lines: 0,
-                    }),
-                );
-                self.visits.close(m);
-
-                let (new_lines, new_returns) = (lines.take(o), returns.take(o));
-                self.purchases.open(m, fresh, new_lines.len() + new_returns.len());
-                for l in new_lines {
-                    let vs = self.visits.of(m);
-                    let store = visit_index(vs, l.ticket).map_or(NONE_U32, |i| vs[i].store);
-                    let run = self.purchases.of_mut(m);
-                    match run.iter_mut().rev().take_while(|b| b.ticket == l.ticket).find(|b| b.product == l.product) {
-                        Some(b) => b.amount += l.amount,
-                        None => self.purchases.push(
-                            m,
-                            Purchase { ticket: l.ticket, day: l.day, product: l.product, store, amount: l.amount },
-                        ),
-                    }
-                }
-                for &(_, r) in new_returns {
-                    let vs = self.visits.of_mut(m);
-                    if let Some(i) = visit_index(vs, r.ticket) {
-                        vs[i].returned += r.amount;
-                        vs[i].returned_cost += r.cost;
-                        vs[i].returned_lines += 1;
-                    }
-                    if r.product == NONE_U32 {
-                        continue;
-                    }
-                    let run = self.purchases.of_mut(m);
-                    match run.iter_mut().rev().find(|b| b.ticket == r.ticket && b.product == r.product) {
-                        Some(b) => b.amount -= r.amount,
-                        None => self.purchases.push(
-                            m,
-                            Purchase {
-                                ticket: r.ticket,
-                                day: r.day,
-                                product: r.product,
-                                store: NONE_U32,
-                                amount: -r.amount,
-                            },
-                        ),
-                    }
-                }
-                self.purchases.close(m);
-
-                let new_checks = checks.take(o);
-                self.checks.open(m, fresh, new_checks.len());
-                self.checks.extend(m, new_checks.iter().map(|c| c.1));
-                self.checks.close(m);
+                RunsMut { visits: &mut self.visits, purchases: &mut self.purchases, checks: &mut self.checks }
+                    .write_member(m, fresh, visits.take(o), lines.take(o), returns.take(o), checks.take(o));
 
                 // Only purchases new to the run can add a buyer (a cleared run is new in full).
                 let kept = if fresh || fresh_build { 0 } else { old_purchases.len() };
@@ -1263,7 +1405,7 @@ impl CompanyData {
             (busy, t.elapsed().as_secs_f64())
         });
         // The log, now in the runs, goes before the compaction and the by-day indexes allocate.
-        drop((visits, lines, returns, checks));
+        drop((visit_log, line_log, return_log, check_log));
         lap("writing runs", &mut timings);
         if !fresh_build {
             // Of which: the by-day indexes kept in step member by member.
@@ -1523,6 +1665,42 @@ mod tests {
             prop_assert_eq!(&at_once.days, &one_by_one.days);
             prop_assert_eq!(at_once.watermark, one_by_one.watermark);
             prop_assert_eq!(runs(&at_once), runs(&one_by_one));
+        }
+
+        /// A full build writing its runs on two threads (the members from the lines' median on
+        /// apart) writes what one thread does: runs, buyers per product, members touched.
+        #[test]
+        fn a_full_build_on_two_threads_writes_what_one_does(
+            sales in prop::collection::vec((1i64..9, 0i64..30, prop::collection::vec(1i64..400, 1..3), 0u8..4), 0..40),
+            checks in prop::collection::vec((1i64..9, 0i64..30), 0..10),
+        ) {
+            let build = |split_floor: usize| {
+                let mut data = company();
+                for m in 4..=8 {
+                    data.apply_member(crate::test_support::member(m));
+                }
+                data.split_floor = split_floor;
+                for (i, (m, day, amounts, returned)) in sales.iter().enumerate() {
+                    let id = i as i64 + 1;
+                    sale(&mut data, id, *m, *day, amounts);
+                    if *returned == 0 {
+                        refund(&mut data, id, id, *m, *day, amounts[0] / 2);
+                    }
+                }
+                for (i, &(m, day)) in checks.iter().enumerate() {
+                    data.apply_check(&HealthCheckFact {
+                        id: i as i64 + 1,
+                        member: MemberId(m),
+                        checked_at: day * 86_400_000,
+                        kind: HealthKind::BloodPressure,
+                        abnormal: false,
+                    });
+                }
+                data.seal();
+                let checks: Vec<Vec<Check>> = (0..data.len()).map(|o| data.checks(o).to_vec()).collect();
+                (runs(&data), checks, data.ever_bought.clone(), data.take_touched().all)
+            };
+            prop_assert_eq!(build(0), build(usize::MAX));
         }
 
         /// A page of health checks read at once equals its checks read one by one.
