@@ -267,28 +267,6 @@ impl<T: Copy + Default> Runs<T> {
         }
     }
 
-    /// No runs yet for `n` members, and an arena with room for `facts` facts.
-    fn with_arena(n: usize, facts: usize) -> Runs<T> {
-        let mut runs = Runs { items: crate::pages::with_capacity(facts), ..Runs::default() };
-        runs.grow(n);
-        runs
-    }
-
-    /// Takes over the runs of members `from..` from `other` (runs written apart, on another
-    /// thread, in an arena of their own): its arena is appended to this one's.
-    fn append_members(&mut self, other: Runs<T>, from: usize) {
-        let offset = self.items.len();
-        self.items.extend_from_slice(&other.items);
-        for o in from..other.len.len() {
-            self.start[o] =
-                u32::try_from(other.start[o] as usize + offset).expect("fewer than 2^32 facts of one kind per company");
-            self.len[o] = other.len[o];
-            self.cap[o] = other.cap[o];
-        }
-        self.held += other.held;
-        self.garbage += other.garbage;
-    }
-
     /// Rewrites the arena in member order once garbage is a third of it.
     fn compact(&mut self) {
         if self.garbage * 3 <= self.items.len() {
@@ -594,29 +572,13 @@ impl<'a, E: OfMember> Groups<'a, E> {
     }
 }
 
-/// The entries of a grouped log of members below `o`, and the rest.
-fn split_log<E: OfMember>(log: &[E], o: u32) -> (&[E], &[E]) {
-    log.split_at(log.partition_point(|e| e.member() < o))
-}
-
-/// One seal's grouped logs (or a part of them, by member).
+/// One seal's logs, grouped by member.
 #[derive(Clone, Copy)]
 struct Logs<'a> {
     visits: &'a [PendingVisit],
     lines: &'a [PendingLine],
     returns: &'a [(u32, PendingReturn)],
     checks: &'a [(u32, Check)],
-}
-
-impl<'a> Logs<'a> {
-    /// The entries of members below `o`, and the rest.
-    fn split(self, o: u32) -> (Logs<'a>, Logs<'a>) {
-        let (v, vh) = split_log(self.visits, o);
-        let (l, lh) = split_log(self.lines, o);
-        let (r, rh) = split_log(self.returns, o);
-        let (c, ch) = split_log(self.checks, o);
-        (Logs { visits: v, lines: l, returns: r, checks: c }, Logs { visits: vh, lines: lh, returns: rh, checks: ch })
-    }
 }
 
 /// A company's runs of each kind of fact, as a seal writes them.
@@ -807,14 +769,6 @@ pub struct CompanyData {
     /// The last seal's phases (name, ms), for benchmarks.
     #[serde(skip)]
     pub seal_timings: Vec<(&'static str, f64)>,
-    /// Members from which a full build writes its runs on two threads.
-    #[serde(skip, default = "split_floor")]
-    pub(crate) split_floor: usize,
-}
-
-/// The default [`CompanyData::split_floor`]: below it, a second thread costs more than it saves.
-fn split_floor() -> usize {
-    1 << 16
 }
 
 impl CompanyData {
@@ -844,7 +798,6 @@ impl CompanyData {
             store_index: FastMap::default(),
             last_ticket: None,
             seal_timings: Vec::new(),
-            split_floor: split_floor(),
         }
     }
 
@@ -859,40 +812,6 @@ impl CompanyData {
         self.recent = RecentDays::default();
         self.recent.sync_products(&self.products);
         self.build_by_day();
-    }
-
-    /// A full build's runs, written in member order; from [`CompanyData::split_floor`] members on,
-    /// the members from the lines' median member on are written on a thread of their own, into
-    /// arenas of their own appended afterwards. Returns the members written.
-    fn write_fresh(&mut self, logs: Logs<'_>) -> Vec<u32> {
-        let n = self.len();
-        let mut runs = RunsMut { visits: &mut self.visits, purchases: &mut self.purchases, checks: &mut self.checks };
-        if n < self.split_floor || logs.lines.is_empty() {
-            return runs.write_fresh(logs, &mut self.ever_bought);
-        }
-        let mid = logs.lines[logs.lines.len() / 2].member();
-        let (low, high) = logs.split(mid);
-        let members = n - mid as usize;
-        let mut visits = Runs::with_arena(n, arena_for(high.visits.len(), members));
-        let mut purchases = Runs::with_arena(n, arena_for(high.lines.len() + high.returns.len(), members));
-        let mut checks = Runs::with_arena(n, arena_for(high.checks.len(), members));
-        let mut bought = vec![RoaringBitmap::new(); self.ever_bought.len()];
-        let (mut written, high_written) = std::thread::scope(|s| {
-            let high = s.spawn(|| {
-                RunsMut { visits: &mut visits, purchases: &mut purchases, checks: &mut checks }
-                    .write_fresh(high, &mut bought)
-            });
-            let low = runs.write_fresh(low, &mut self.ever_bought);
-            (low, high.join().expect("writing runs does not panic"))
-        });
-        self.visits.append_members(visits, mid as usize);
-        self.purchases.append_members(purchases, mid as usize);
-        self.checks.append_members(checks, mid as usize);
-        for (e, b) in self.ever_bought.iter_mut().zip(bought) {
-            *e |= b;
-        }
-        written.extend(high_written);
-        written
     }
 
     /// Builds the by-day indexes (postings by product and by check kind, recent days) from the
@@ -1316,7 +1235,9 @@ impl CompanyData {
         lap("grouping by member", &mut timings);
         let logs = Logs { visits: &visit_log, lines: &line_log, returns: &return_log, checks: &check_log };
         if fresh_build && cleared.is_empty() {
-            let written = self.write_fresh(logs);
+            let written =
+                RunsMut { visits: &mut self.visits, purchases: &mut self.purchases, checks: &mut self.checks }
+                    .write_fresh(logs, &mut self.ever_bought);
             drop((visit_log, line_log, return_log, check_log));
             lap("writing runs", &mut timings);
             let parts = self.build_by_day();
@@ -1665,42 +1586,6 @@ mod tests {
             prop_assert_eq!(&at_once.days, &one_by_one.days);
             prop_assert_eq!(at_once.watermark, one_by_one.watermark);
             prop_assert_eq!(runs(&at_once), runs(&one_by_one));
-        }
-
-        /// A full build writing its runs on two threads (the members from the lines' median on
-        /// apart) writes what one thread does: runs, buyers per product, members touched.
-        #[test]
-        fn a_full_build_on_two_threads_writes_what_one_does(
-            sales in prop::collection::vec((1i64..9, 0i64..30, prop::collection::vec(1i64..400, 1..3), 0u8..4), 0..40),
-            checks in prop::collection::vec((1i64..9, 0i64..30), 0..10),
-        ) {
-            let build = |split_floor: usize| {
-                let mut data = company();
-                for m in 4..=8 {
-                    data.apply_member(crate::test_support::member(m));
-                }
-                data.split_floor = split_floor;
-                for (i, (m, day, amounts, returned)) in sales.iter().enumerate() {
-                    let id = i as i64 + 1;
-                    sale(&mut data, id, *m, *day, amounts);
-                    if *returned == 0 {
-                        refund(&mut data, id, id, *m, *day, amounts[0] / 2);
-                    }
-                }
-                for (i, &(m, day)) in checks.iter().enumerate() {
-                    data.apply_check(&HealthCheckFact {
-                        id: i as i64 + 1,
-                        member: MemberId(m),
-                        checked_at: day * 86_400_000,
-                        kind: HealthKind::BloodPressure,
-                        abnormal: false,
-                    });
-                }
-                data.seal();
-                let checks: Vec<Vec<Check>> = (0..data.len()).map(|o| data.checks(o).to_vec()).collect();
-                (runs(&data), checks, data.ever_bought.clone(), data.take_touched().all)
-            };
-            prop_assert_eq!(build(0), build(usize::MAX));
         }
 
         /// A page of health checks read at once equals its checks read one by one.
