@@ -918,10 +918,14 @@ impl<'a> Evaluator<'a> {
             && let Some(key) = category.as_deref().and_then(|c| recent.category(c))
             && let Some(cap) = counts::cap(&times)
             && recent.products(key) == *list
-            && let Some(levels) = recent.purchase_levels(key, cap as usize, w.from, w.to, n)
+            && let Some((hit, seen)) = recent.purchase_passing(
+                key,
+                &(1..=cap as i64).map(|days| pass(&times, &spend, days, 0)).collect::<Vec<_>>(),
+                pass(&times, &spend, 0, 0),
+                (w.from, w.to),
+                n,
+            )
         {
-            let none_pass = pass(&times, &spend, 0, 0);
-            let (hit, seen) = crate::recent::select(&levels, |days| pass(&times, &spend, days as i64, 0), none_pass);
             return Ok(match seen {
                 Some(seen) => (hit & u) | (u - seen),
                 None => hit & u,
@@ -997,15 +1001,14 @@ impl<'a> Evaluator<'a> {
             return Ok(out);
         }
         if let Some(cap) = counts::cap(&times)
-            && let Some(levels) = self.data.recent().check_levels(
+            && let Some((hit, seen)) = self.data.recent().check_passing(
                 crate::recent::check_key(kind.map(kind_index), abnormal),
-                cap as usize,
-                w.from,
-                w.to,
+                &(1..=cap as i64).map(pass).collect::<Vec<_>>(),
+                pass(0),
+                (w.from, w.to),
                 n,
             )
         {
-            let (hit, seen) = crate::recent::select(&levels, |k| pass(k as i64), pass(0));
             return Ok(match seen {
                 Some(seen) => (hit & u) | (u - seen),
                 None => hit & u,

@@ -285,13 +285,20 @@ impl Levels {
 
     /// Members by level 1..=cap on days `from..` (`None` if the key has facts after `to`).
     fn select(&self, key: u32, cap: usize, from: Day, to: Day, n: usize) -> Option<Vec<Vec<u64>>> {
+        self.select_levels(key, &vec![true; cap], from, to, n)
+    }
+
+    /// [`Levels::select`] of the levels `needed` marks (`needed[l]` for level l + 1); the planes of
+    /// the others are left empty.
+    fn select_levels(&self, key: u32, needed: &[bool], from: Day, to: Day, n: usize) -> Option<Vec<Vec<u64>>> {
+        let cap = needed.len();
         if cap > LEVELS || self.last.get(key as usize).copied().unwrap_or(Day::MIN) > to {
             return None;
         }
         // Each level's entries on the window's days.
         let buckets: Vec<u32> = (0..cap as u32).map(|l| key * LEVELS as u32 + l).collect();
         let mut lists: Vec<(usize, &[u32])> = Vec::new();
-        for l in 0..cap {
+        for l in (0..cap).filter(|&l| needed[l]) {
             lists.extend(self.by.each(&buckets[l..=l], from, Day::MAX).map(|(_, b)| (l, b.postings.as_slice())));
         }
         Some(planes_of(&lists, cap, n, PLANE_BLOCK))
@@ -665,6 +672,39 @@ impl RecentDays {
         self.purchases.select(key, cap, from, to, n)
     }
 
+    /// For `bought(category = …)` over `from..=to`: the members whose count of days passes (`pass[c -
+    /// 1]` for a count c of 1..=cap, cap meaning cap or more) and, when `seen`, the members with a
+    /// day at all — as [`select`] of [`RecentDays::purchase_levels`] gives, but reading only the
+    /// levels where the answer turns (`times >= 3` reads level 3 alone); `None` as there.
+    pub fn purchase_passing(
+        &self,
+        key: u32,
+        pass: &[bool],
+        seen: bool,
+        (from, to): (Day, Day),
+        n: usize,
+    ) -> Option<(RoaringBitmap, Option<RoaringBitmap>)> {
+        if self.stale {
+            return None;
+        }
+        passing_of(&self.purchases, key, pass, seen, (from, to), n)
+    }
+
+    /// As [`RecentDays::purchase_passing`] for checks of a [`check_key`].
+    pub fn check_passing(
+        &self,
+        key: u32,
+        pass: &[bool],
+        seen: bool,
+        (from, to): (Day, Day),
+        n: usize,
+    ) -> Option<(RoaringBitmap, Option<RoaringBitmap>)> {
+        if self.stale {
+            return None;
+        }
+        passing_of(&self.checks, key, pass, seen, (from, to), n)
+    }
+
     /// As [`RecentDays::purchase_levels`] for checks of a [`check_key`].
     pub fn check_levels(&self, key: u32, cap: usize, from: Day, to: Day, n: usize) -> Option<Vec<Vec<u64>>> {
         if self.stale {
@@ -672,6 +712,57 @@ impl RecentDays {
         }
         self.checks.select(key, cap, from, to, n)
     }
+}
+
+/// The members whose count passes (`pass[c - 1]`, see [`RecentDays::purchase_passing`]), from the
+/// level planes where the answer turns: the members counted a..=b times are those of level a not in
+/// level b + 1 (the levels nest: a member with a (k + 1)-th day in the window has a k-th one there).
+fn passing_of(
+    levels: &Levels,
+    key: u32,
+    pass: &[bool],
+    seen: bool,
+    (from, to): (Day, Day),
+    n: usize,
+) -> Option<(RoaringBitmap, Option<RoaringBitmap>)> {
+    let cap = pass.len();
+    if cap == 0 {
+        return None;
+    }
+    // Runs of passing counts, as planes: (a, b) for counts a + 1..=b (b = cap: and more).
+    let mut runs = Vec::new();
+    let mut c = 0;
+    while c < cap {
+        if pass[c] {
+            let a = c;
+            while c < cap && pass[c] {
+                c += 1;
+            }
+            runs.push((a, c));
+        } else {
+            c += 1;
+        }
+    }
+    let mut needed = vec![false; cap];
+    needed[0] |= seen;
+    for &(a, b) in &runs {
+        needed[a] = true;
+        if b < cap {
+            needed[b] = true;
+        }
+    }
+    let planes = levels.select_levels(key, &needed, from, to, n)?;
+    let words = n.div_ceil(64);
+    let mut hit = Vec::with_capacity(words * 8);
+    for w in 0..words {
+        let x = runs.iter().fold(0u64, |x, &(a, b)| x | (planes[a][w] & !planes.get(b).map_or(0, |p| p[w])));
+        hit.extend_from_slice(&x.to_le_bytes());
+    }
+    let seen = seen.then(|| {
+        let bytes: Vec<u8> = planes[0].iter().flat_map(|w| w.to_le_bytes()).collect();
+        RoaringBitmap::from_lsb0_bytes(0, &bytes)
+    });
+    Some((RoaringBitmap::from_lsb0_bytes(0, &hit), seen))
 }
 
 /// The members whose count (level planes 1..=cap, the last meaning "cap or more") passes `keep`,
@@ -865,6 +956,15 @@ mod tests {
                         for code in KEYS {
                             let key = recent.category(code).unwrap();
                             let planes = recent.purchase_levels(key, cap, from, Day::MAX, n).expect("answers");
+                            // Read from the turning levels only, every pattern of passing counts
+                            // answers as all the levels do.
+                            for bits in 0u32..(1 << cap).min(64) {
+                                let pass: Vec<bool> = (0..cap).map(|c| bits >> c & 1 == 1).collect();
+                                let seen = bits % 3 == 0;
+                                let want = select(&planes, |c| pass[c as usize - 1], seen);
+                                let got = recent.purchase_passing(key, &pass, seen, (from, Day::MAX), n).expect("answers");
+                                prop_assert_eq!(got, want);
+                            }
                             let got: Vec<Vec<u32>> = planes.iter().map(|p| members(p)).collect();
                             prop_assert_eq!(got, naive_purchases(&data, code, from, cap), "{} from {} cap {}", code, from, cap);
                         }
@@ -872,6 +972,12 @@ mod tests {
                             for abnormal in [None, Some(true), Some(false)] {
                                 let key = check_key(kind.map(|k| kind_index(KINDS[k])), abnormal);
                                 let planes = recent.check_levels(key, cap, from, Day::MAX, n).expect("answers");
+                                for bits in [1u32, 2, 5, (1 << cap) - 1, 1 << (cap - 1)] {
+                                    let pass: Vec<bool> = (0..cap).map(|c| bits >> c & 1 == 1).collect();
+                                    let want = select(&planes, |c| pass[c as usize - 1], bits == 1);
+                                    let got = recent.check_passing(key, &pass, bits == 1, (from, Day::MAX), n).expect("answers");
+                                    prop_assert_eq!(got, want);
+                                }
                                 let got: Vec<Vec<u32>> = planes.iter().map(|p| members(p)).collect();
                                 prop_assert_eq!(got, naive_checks(&data, kind.map(|k| KINDS[k]), abnormal, from, cap));
                             }
