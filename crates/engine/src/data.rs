@@ -573,7 +573,6 @@ impl<'a, E: OfMember> Groups<'a, E> {
 }
 
 /// One seal's logs, grouped by member.
-#[derive(Clone, Copy)]
 struct Logs<'a> {
     visits: &'a [PendingVisit],
     lines: &'a [PendingLine],

@@ -674,8 +674,9 @@ impl RecentDays {
 
     /// For `bought(category = …)` over `from..=to`: the members whose count of days passes (`pass[c -
     /// 1]` for a count c of 1..=cap, cap meaning cap or more) and, when `seen`, the members with a
-    /// day at all — as [`select`] of [`RecentDays::purchase_levels`] gives, but reading only the
-    /// levels where the answer turns (`times >= 3` reads level 3 alone); `None` as there.
+    /// day at all — as counting each member's levels from [`RecentDays::purchase_levels`] would,
+    /// but reading only the levels where the answer turns (`times >= 3` reads level 3 alone);
+    /// `None` as there.
     pub fn purchase_passing(
         &self,
         key: u32,
@@ -763,24 +764,6 @@ fn passing_of(
         RoaringBitmap::from_lsb0_bytes(0, &bytes)
     });
     Some((RoaringBitmap::from_lsb0_bytes(0, &hit), seen))
-}
-
-/// The members whose count (level planes 1..=cap, the last meaning "cap or more") passes `keep`,
-/// and, when `seen` is asked for, the members counted at all.
-pub fn select(planes: &[Vec<u64>], keep: impl Fn(u32) -> bool, seen: bool) -> (RoaringBitmap, Option<RoaringBitmap>) {
-    let cap = planes.len();
-    let pass: Vec<bool> = (1..=cap as u32).map(keep).collect();
-    let words = planes.first().map_or(0, Vec::len);
-    let mut hit = vec![0u8; words * 8];
-    for w in 0..words {
-        let x = crate::counts::passing(&pass, |c| planes[c][w]);
-        hit[w * 8..(w + 1) * 8].copy_from_slice(&x.to_le_bytes());
-    }
-    let seen = seen.then(|| {
-        let bytes: Vec<u8> = planes.first().into_iter().flatten().flat_map(|w| w.to_le_bytes()).collect();
-        RoaringBitmap::from_lsb0_bytes(0, &bytes)
-    });
-    (RoaringBitmap::from_lsb0_bytes(0, &hit), seen)
 }
 
 #[cfg(test)]
@@ -988,6 +971,25 @@ mod tests {
                 built_once_as_twice(&data)?;
             }
         }
+    }
+
+    /// The members whose count (level planes 1..=cap, the last meaning "cap or more") passes `keep`,
+    /// and, when `seen` is asked for, the members counted at all: from every level, the reference
+    /// for [`RecentDays::purchase_passing`].
+    fn select(planes: &[Vec<u64>], keep: impl Fn(u32) -> bool, seen: bool) -> (RoaringBitmap, Option<RoaringBitmap>) {
+        let cap = planes.len();
+        let pass: Vec<bool> = (1..=cap as u32).map(keep).collect();
+        let words = planes.first().map_or(0, Vec::len);
+        let mut hit = vec![0u8; words * 8];
+        for w in 0..words {
+            let x = crate::counts::passing(&pass, |c| planes[c][w]);
+            hit[w * 8..(w + 1) * 8].copy_from_slice(&x.to_le_bytes());
+        }
+        let seen = seen.then(|| {
+            let bytes: Vec<u8> = planes.first().into_iter().flatten().flat_map(|w| w.to_le_bytes()).collect();
+            RoaringBitmap::from_lsb0_bytes(0, &bytes)
+        });
+        (RoaringBitmap::from_lsb0_bytes(0, &hit), seen)
     }
 
     proptest! {
