@@ -28,6 +28,18 @@ pub struct ChainBench {
     pub dir: PathBuf,
     /// Days held back from the build and read in afterwards, one update each (at least 1).
     pub days: usize,
+    /// What becomes of the restart's snapshot (`dir/engine-SIZE-SEED.snap`).
+    pub snapshot: SnapshotUse,
+}
+
+/// The restart's snapshot file: removed after the restart, kept for later runs, or read instead of
+/// generating the chain (counts only: a count's code can be measured at 10M members in a minute
+/// rather than the ten a generation takes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotUse {
+    Remove,
+    Keep,
+    CountsOnly,
 }
 
 /// Time zone of the demo chain (UTC+8), in minutes.
@@ -363,6 +375,47 @@ fn build(feed: &mut Feed, mut data: CompanyData, generate_s: f64) -> Built {
     }
 }
 
+/// The snapshot a run with [`SnapshotUse::Keep`] leaves.
+fn snapshot_path(b: &ChainBench) -> PathBuf {
+    b.dir.join(format!("{}.snap", stem(b)))
+}
+
+fn stem(b: &ChainBench) -> String {
+    format!("engine-{:?}-{}", b.size, b.seed).to_lowercase()
+}
+
+/// Counts only, on the engine restored from a kept snapshot (the chain is not generated).
+fn counts_from_snapshot(b: &ChainBench, as_of: Day) -> Result<()> {
+    let snap = snapshot_path(b);
+    if !snap.exists() {
+        bail!(
+            "no snapshot at {}: run once with --keep-snapshot (same --size, --seed and --data-dir) to leave one",
+            snap.display()
+        );
+    }
+    eprintln!("restoring {} ...", snap.display());
+    let started = Instant::now();
+    let bytes = std::fs::read(&snap)?;
+    let data = CompanyEngine::restore(&bytes).context("the snapshot reads back")?;
+    drop(bytes);
+    let engine = CompanyEngine::new(data, Taxonomy::default_pharmacy(), Settings::default(), Vec::new(), as_of);
+    let d = engine.current();
+    println!(
+        "engine counts on a kept snapshot of the {:?} chain (seed {}), as of {}: {} members, restored and derived in {:.1} s",
+        b.size,
+        b.seed,
+        date_of_day(as_of),
+        engine.data.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let perf = PerfControl::from_env();
+    perf.send("counts", "enable");
+    let timed = time_counts(&engine, &d, b.repeat);
+    perf.send("counts", "disable");
+    print_counts(&timed, None);
+    Ok(())
+}
+
 pub fn run(b: &ChainBench) -> Result<()> {
     let opts = Options { size: b.size, seed: b.seed };
     let end = chrono::NaiveDate::from_ymd_opt(DEMO_END.0, DEMO_END.1, DEMO_END.2).expect("valid date");
@@ -380,6 +433,9 @@ pub fn run(b: &ChainBench) -> Result<()> {
         read_by_kind: [0.0; 5],
         built: None,
     };
+    if b.snapshot == SnapshotUse::CountsOnly {
+        return counts_from_snapshot(b, feed.last);
+    }
     eprintln!("generating the {:?} demo chain (seed {}) ...", b.size, b.seed);
     rxmember_demo::facts(&opts, &mut feed, &mut |msg| eprintln!("  {msg}"));
     let Some(built) = feed.built else { bail!("the {:?} chain has no company {:?}", b.size, b.company) };
@@ -448,8 +504,8 @@ pub fn run(b: &ChainBench) -> Result<()> {
     // A restart: the snapshot written now, read back (and derived from) once the engine is gone.
     eprintln!("writing a snapshot ...");
     std::fs::create_dir_all(&b.dir)?;
-    let stem = format!("engine-{:?}-{}", b.size, b.seed).to_lowercase();
-    let snap = b.dir.join(format!("{stem}.snap"));
+    let stem = stem(b);
+    let snap = snapshot_path(b);
     let started = Instant::now();
     let w = CompanyEngine::write_snapshot(&engine.data, std::io::BufWriter::new(std::fs::File::create(&snap)?))?;
     w.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()?;
@@ -469,7 +525,9 @@ pub fn run(b: &ChainBench) -> Result<()> {
     let own_peak = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let restart = restart(&snap, as_of);
     let restart_peak = own_peak.then(peak_rss_mb);
-    std::fs::remove_file(&snap)?;
+    if b.snapshot == SnapshotUse::Remove {
+        std::fs::remove_file(&snap)?;
+    }
     let restart = restart?;
 
     let mut duck_failed = false;
@@ -519,6 +577,19 @@ pub fn run(b: &ChainBench) -> Result<()> {
         );
         println!();
     }
+    let mismatches = print_counts(&timed, duck.as_ref());
+    if mismatches > 0 {
+        bail!("{mismatches} expression(s) counted differently by rxmember and DuckDB");
+    }
+    if duck_failed {
+        bail!("DuckDB's side failed (above): the counts are not checked");
+    }
+    Ok(())
+}
+
+/// The counts table (beside DuckDB's when it ran) and the figures over all counts; returns how many
+/// expressions DuckDB counted differently.
+fn print_counts(timed: &[(u64, Vec<f64>)], duck: Option<&Duck>) -> usize {
     println!(
         "{:>9} {:>9} {:>9} {:>10} {:>10} {:>8}  expression",
         "count", "p50 ms", "p99 ms", "DuckDB p50", "DuckDB p99", "ratio"
@@ -530,7 +601,7 @@ pub fn run(b: &ChainBench) -> Result<()> {
         let (count, times) = &timed[i];
         let (p50, p99) = (percentile(times, 0.5), percentile(times, 0.99));
         all.extend(times.iter().copied());
-        match &duck {
+        match duck {
             Some(duck) => {
                 let q = &duck.queries[i];
                 duck_all.extend(q.times.iter().copied());
@@ -562,13 +633,7 @@ pub fn run(b: &ChainBench) -> Result<()> {
             duck_all.len()
         );
     }
-    if mismatches > 0 {
-        bail!("{mismatches} expression(s) counted differently by rxmember and DuckDB");
-    }
-    if duck_failed {
-        bail!("DuckDB's side failed (above): the counts are not checked");
-    }
-    Ok(())
+    mismatches
 }
 
 /// A restart's phases, in seconds.

@@ -151,6 +151,13 @@ enum BenchCommand {
         /// --size): the first is reported in detail, all of them as p50 and max.
         #[arg(long, default_value_t = 1)]
         days: usize,
+        /// Keep the restart's snapshot in --data-dir (with --size) for --counts-from-snapshot.
+        #[arg(long)]
+        keep_snapshot: bool,
+        /// Count only, on the engine restored from a kept snapshot of the same --size and --seed
+        /// (no generation, no DuckDB): for measuring a change to counting at 10M members.
+        #[arg(long, conflicts_with = "keep_snapshot")]
+        counts_from_snapshot: bool,
     },
     /// ERP import throughput into SQLite and, with --pg, PostgreSQL, on the demo chain's exported files.
     Import {
@@ -409,7 +416,18 @@ async fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
     if let Command::Bench {
-        command: BenchCommand::Engine { company, repeat, size: Some(size), seed, no_duckdb, data_dir, days },
+        command:
+            BenchCommand::Engine {
+                company,
+                repeat,
+                size: Some(size),
+                seed,
+                no_duckdb,
+                data_dir,
+                days,
+                keep_snapshot,
+                counts_from_snapshot,
+            },
     } = &cli.command
     {
         let size = rxmember_demo::Size::parse(size).context("--size must be tiny, small, large or huge")?;
@@ -421,6 +439,11 @@ async fn run(cli: Cli) -> Result<()> {
             duckdb: !*no_duckdb,
             dir: data_dir.clone(),
             days: *days,
+            snapshot: match (*keep_snapshot, *counts_from_snapshot) {
+                (_, true) => bench_chain::SnapshotUse::CountsOnly,
+                (true, false) => bench_chain::SnapshotUse::Keep,
+                (false, false) => bench_chain::SnapshotUse::Remove,
+            },
         });
     }
     if let Command::Demo { size, seed, export: Some(dir) } = &cli.command {
