@@ -1,7 +1,8 @@
-//! Big buffers on 2 MB pages. The seal scatters tens of millions of facts over buffers of
-//! gigabytes; on 4 KB pages nearly every scattered write misses the TLB and every first touch is a
-//! page fault. Linux backs memory with 2 MB pages where asked (`MADV_HUGEPAGE`; the usual default
-//! of `/sys/kernel/mm/transparent_hugepage/enabled` is `madvise`). Elsewhere these are plain
+//! Big buffers written out of order on 2 MB pages. The seal scatters tens of millions of facts over
+//! buffers of gigabytes; on 4 KB pages nearly every scattered write misses the TLB and every first
+//! touch is a page fault. Buffers written in order (the logs read fact by fact) stay on 4 KB pages.
+//! Linux backs memory with 2 MB pages where asked (`MADV_HUGEPAGE`; the usual default of
+//! `/sys/kernel/mm/transparent_hugepage/enabled` is `madvise`). Elsewhere these are plain
 //! allocations.
 
 /// Buffers below this are left alone.
@@ -22,8 +23,10 @@ pub(crate) fn with_capacity<T>(n: usize) -> Vec<T> {
     v
 }
 
-/// Pushes onto a vector that may grow big (a log read fact by fact): grows by doubling, and asks
-/// for 2 MB pages for each new buffer once big.
+/// Pushes onto a vector that may grow big (a log read fact by fact), growing it by doubling. A log
+/// is written and read in order, so it stays on 4 KB pages: a 2 MB page's first touch costs more
+/// than its fewer TLB misses save on sequential access (measured at 10M members: reading the facts
+/// in took 21 s on 4 KB pages against 33 s with 2 MB pages asked for).
 #[inline]
 pub(crate) fn push<T>(v: &mut Vec<T>, x: T) {
     if v.len() == v.capacity() {
@@ -35,7 +38,6 @@ pub(crate) fn push<T>(v: &mut Vec<T>, x: T) {
 #[cold]
 fn grow<T>(v: &mut Vec<T>) {
     v.reserve_exact(v.capacity().max(1 << 12));
-    advise(v);
 }
 
 /// Reserves room for `additional` more elements, on 2 MB pages when big.
