@@ -554,8 +554,8 @@ fn add_totals(d: &mut DayTotals, x: &DayTotals) {
 }
 
 /// Members per range in the first pass of [`group`]: at least [`MIN_RANGE`], and at most
-/// [`MAX_RANGES`] ranges, so that the first pass's write streams stay within the TLB's reach on
-/// 4 KB pages (at 10M members, 1024-member ranges made 9766 streams).
+/// [`MAX_RANGES`] ranges, so that the first pass's write streams stay few enough for the caches and
+/// the TLB (at 10M members, 1024-member ranges made 9766 streams; now 611 of 16384 members).
 fn range_of(n: usize) -> usize {
     n.div_ceil(MAX_RANGES).next_power_of_two().max(MIN_RANGE)
 }
