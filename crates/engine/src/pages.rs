@@ -31,6 +31,8 @@ pub(crate) fn with_capacity<T>(n: usize) -> Vec<T> {
 pub(crate) fn push<T>(v: &mut Vec<T>, x: T) {
     if v.len() == v.capacity() {
         grow(v);
+    } else if v.len() & (WINDOW - 1) == 0 {
+        prefault_ahead(v);
     }
     v.push(x);
 }
@@ -38,6 +40,47 @@ pub(crate) fn push<T>(v: &mut Vec<T>, x: T) {
 #[cold]
 fn grow<T>(v: &mut Vec<T>) {
     v.reserve_exact(v.capacity().max(1 << 12));
+    prefault_ahead(v);
+}
+
+/// Elements of a log faulted in ahead of its writer at a time (see [`prefault_ahead`]).
+const WINDOW: usize = 1 << 20;
+
+/// Has a helper thread fault in the log's next two [`WINDOW`]s of room while the owner goes on
+/// writing: on a VM a first touch of memory is the dearest part of writing a log, and the other
+/// core is idle while facts are read in. A window at a time, so no more memory is committed than
+/// the log is about to fill. The kernel's `MADV_POPULATE_WRITE` maps pages without reading or
+/// writing their contents, so it races with nothing the owner writes; should the vector move
+/// meanwhile, the call fails on the range it left, or maps pages of whatever mapping took the
+/// range, their contents unchanged. `RXMEMBER_PREFAULT=off` turns it off.
+#[cold]
+fn prefault_ahead<T>(v: &Vec<T>) {
+    let size = std::mem::size_of::<T>();
+    if v.capacity() * size < BIG || !prefault_wanted() {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let base = v.as_ptr() as usize;
+        let start = (base + v.len() * size).next_multiple_of(PAGE);
+        let end = (base + (v.len() + 2 * WINDOW).min(v.capacity()) * size) / PAGE * PAGE;
+        if end > start {
+            std::thread::spawn(move || {
+                // SAFETY: advice over whole pages the vector owned when it was given; it maps
+                // pages and never reads or writes their contents. A refusal (a kernel before 5.14,
+                // a range since unmapped) is harmless.
+                unsafe {
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_POPULATE_WRITE);
+                }
+            });
+        }
+    }
+}
+
+fn prefault_wanted() -> bool {
+    static WANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WANTED.get_or_init(|| std::env::var("RXMEMBER_PREFAULT").map_or(true, |v| v != "off"))
 }
 
 /// Reserves room for `additional` more elements, on 2 MB pages when big.
@@ -64,5 +107,21 @@ fn advise<T>(v: &Vec<T>) {
                 libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A log grown past the size from which its room is faulted in on another thread holds every
+    /// element pushed, in order (the helper maps pages and never writes them).
+    #[test]
+    fn a_big_log_keeps_what_was_pushed_while_its_room_is_faulted_in() {
+        let n = 3 * (super::BIG / std::mem::size_of::<u64>());
+        let mut v: Vec<u64> = Vec::new();
+        for i in 0..n as u64 {
+            super::push(&mut v, i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        }
+        assert_eq!(v.len(), n);
+        assert!(v.iter().enumerate().all(|(i, &x)| x == (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
     }
 }
