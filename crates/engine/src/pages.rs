@@ -66,7 +66,8 @@ fn prefault_ahead<T>(v: &Vec<T>) {
         let start = (base + v.len() * size).next_multiple_of(PAGE);
         let end = (base + (v.len() + 2 * WINDOW).min(v.capacity()) * size) / PAGE * PAGE;
         if end > start {
-            std::thread::spawn(move || {
+            // No thread to be had (a process at its limit) only means no faulting ahead.
+            let _ = std::thread::Builder::new().name("prefault".into()).spawn(move || {
                 // SAFETY: advice over whole pages the vector owned when it was given; it maps
                 // pages and never reads or writes their contents. A refusal (a kernel before 5.14,
                 // a range since unmapped) is harmless.
