@@ -918,7 +918,8 @@ impl<'a> Evaluator<'a> {
             && let Some(key) = category.as_deref().and_then(|c| recent.category(c))
             && let Some(cap) = counts::cap(&times)
             && recent.products(key) == *list
-            && let Some((hit, seen)) = recent.purchase_passing(
+            && let Some((hit, seen)) = recent.passing(
+                crate::recent::Side::Purchases,
                 key,
                 &(1..=cap as i64).map(|days| pass(&times, &spend, days, 0)).collect::<Vec<_>>(),
                 pass(&times, &spend, 0, 0),
@@ -1001,7 +1002,8 @@ impl<'a> Evaluator<'a> {
             return Ok(out);
         }
         if let Some(cap) = counts::cap(&times)
-            && let Some((hit, seen)) = self.data.recent().check_passing(
+            && let Some((hit, seen)) = self.data.recent().passing(
+                crate::recent::Side::Checks,
                 crate::recent::check_key(kind.map(kind_index), abnormal),
                 &(1..=cap as i64).map(pass).collect::<Vec<_>>(),
                 pass(0),

@@ -9,8 +9,8 @@
 //! same days `bought(...)` counts); for checks, every check (the same count `checked(...)` makes).
 //! A member has at least k counted days on or after `from` exactly when its level-k day is on or
 //! after `from`, provided nothing of the key happened after the window's end; hence the index
-//! answers only windows ending on or after the key's last day ([`RecentDays::purchase_levels`] and
-//! [`RecentDays::check_levels`] say `None` otherwise and the caller reads the postings).
+//! answers only windows ending on or after the key's last day ([`RecentDays::levels`] and
+//! [`RecentDays::passing`] say `None` otherwise and the caller reads the postings).
 //!
 //! Kept in step with the members' runs at every seal ([`crate::data::CompanyData::seal`]). A new
 //! purchase only moves a member's levels to later days; then the entry under the earlier day is
@@ -662,60 +662,47 @@ impl RecentDays {
         self.checks.flush(self.parallel_floor);
     }
 
-    /// For `bought(category = …)` over `from..=to` with counts deciding at `cap`: the members
-    /// with at least 1, 2, … cap counted days, as bit words over `n` members; `None` when the index
-    /// cannot answer (facts after `to`, or `cap` above [`LEVELS`]).
-    pub fn purchase_levels(&self, key: u32, cap: usize, from: Day, to: Day, n: usize) -> Option<Vec<Vec<u64>>> {
-        if self.stale {
-            return None;
-        }
-        self.purchases.select(key, cap, from, to, n)
+    /// The levels of one side, `None` while stale entries are to be rebuilt.
+    fn side(&self, side: Side) -> Option<&Levels> {
+        (!self.stale).then_some(match side {
+            Side::Purchases => &self.purchases,
+            Side::Checks => &self.checks,
+        })
     }
 
-    /// For `bought(category = …)` over `from..=to`: the members whose count of days passes (`pass[c -
-    /// 1]` for a count c of 1..=cap, cap meaning cap or more) and, when `seen`, the members with a
-    /// day at all — as counting each member's levels from [`RecentDays::purchase_levels`] would,
-    /// but reading only the levels where the answer turns (`times >= 3` reads level 3 alone);
-    /// `None` as there.
-    pub fn purchase_passing(
+    /// For `bought(category = …)` (a category's key) or `checked(...)` (a [`check_key`]) over
+    /// `from..=to` with counts deciding at `cap`: the members with at least 1, 2, … cap counted
+    /// days, as bit words over `n` members; `None` when the index cannot answer (facts after `to`,
+    /// or `cap` above [`LEVELS`]).
+    pub fn levels(&self, side: Side, key: u32, cap: usize, from: Day, to: Day, n: usize) -> Option<Vec<Vec<u64>>> {
+        self.side(side)?.select(key, cap, from, to, n)
+    }
+
+    /// The members whose count of days passes (`pass[c - 1]` for a count c of 1..=cap, cap meaning
+    /// cap or more) and, when `seen`, the members with a day at all — as counting each member's
+    /// levels from [`RecentDays::levels`] would, but reading only the levels where the answer turns
+    /// (`times >= 3` reads level 3 alone); `None` as there.
+    pub fn passing(
         &self,
+        side: Side,
         key: u32,
         pass: &[bool],
         seen: bool,
         (from, to): (Day, Day),
         n: usize,
     ) -> Option<(RoaringBitmap, Option<RoaringBitmap>)> {
-        if self.stale {
-            return None;
-        }
-        passing_of(&self.purchases, key, pass, seen, (from, to), n)
-    }
-
-    /// As [`RecentDays::purchase_passing`] for checks of a [`check_key`].
-    pub fn check_passing(
-        &self,
-        key: u32,
-        pass: &[bool],
-        seen: bool,
-        (from, to): (Day, Day),
-        n: usize,
-    ) -> Option<(RoaringBitmap, Option<RoaringBitmap>)> {
-        if self.stale {
-            return None;
-        }
-        passing_of(&self.checks, key, pass, seen, (from, to), n)
-    }
-
-    /// As [`RecentDays::purchase_levels`] for checks of a [`check_key`].
-    pub fn check_levels(&self, key: u32, cap: usize, from: Day, to: Day, n: usize) -> Option<Vec<Vec<u64>>> {
-        if self.stale {
-            return None;
-        }
-        self.checks.select(key, cap, from, to, n)
+        passing_of(self.side(side)?, key, pass, seen, (from, to), n)
     }
 }
 
-/// The members whose count passes (`pass[c - 1]`, see [`RecentDays::purchase_passing`]), from the
+/// Which facts' recent days: purchases by category, or health checks by [`check_key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Purchases,
+    Checks,
+}
+
+/// The members whose count passes (`pass[c - 1]`, see [`RecentDays::passing`]), from the
 /// level planes where the answer turns: the members counted a..=b times are those of level a not in
 /// level b + 1 (the levels nest: a member with a (k + 1)-th day in the window has a k-th one there).
 fn passing_of(
@@ -938,14 +925,14 @@ mod tests {
                     for cap in 1..=LEVELS {
                         for code in KEYS {
                             let key = recent.category(code).unwrap();
-                            let planes = recent.purchase_levels(key, cap, from, Day::MAX, n).expect("answers");
+                            let planes = recent.levels(Side::Purchases, key, cap, from, Day::MAX, n).expect("answers");
                             // Read from the turning levels only, every pattern of passing counts
                             // answers as all the levels do.
                             for bits in 0u32..(1 << cap).min(64) {
                                 let pass: Vec<bool> = (0..cap).map(|c| bits >> c & 1 == 1).collect();
                                 let seen = bits % 3 == 0;
                                 let want = select(&planes, |c| pass[c as usize - 1], seen);
-                                let got = recent.purchase_passing(key, &pass, seen, (from, Day::MAX), n).expect("answers");
+                                let got = recent.passing(Side::Purchases, key, &pass, seen, (from, Day::MAX), n).expect("answers");
                                 prop_assert_eq!(got, want);
                             }
                             let got: Vec<Vec<u32>> = planes.iter().map(|p| members(p)).collect();
@@ -954,11 +941,11 @@ mod tests {
                         for kind in [None, Some(0), Some(1)] {
                             for abnormal in [None, Some(true), Some(false)] {
                                 let key = check_key(kind.map(|k| kind_index(KINDS[k])), abnormal);
-                                let planes = recent.check_levels(key, cap, from, Day::MAX, n).expect("answers");
+                                let planes = recent.levels(Side::Checks, key, cap, from, Day::MAX, n).expect("answers");
                                 for bits in [1u32, 2, 5, (1 << cap) - 1, 1 << (cap - 1)] {
                                     let pass: Vec<bool> = (0..cap).map(|c| bits >> c & 1 == 1).collect();
                                     let want = select(&planes, |c| pass[c as usize - 1], bits == 1);
-                                    let got = recent.check_passing(key, &pass, bits == 1, (from, Day::MAX), n).expect("answers");
+                                    let got = recent.passing(Side::Checks, key, &pass, bits == 1, (from, Day::MAX), n).expect("answers");
                                     prop_assert_eq!(got, want);
                                 }
                                 let got: Vec<Vec<u32>> = planes.iter().map(|p| members(p)).collect();
@@ -967,7 +954,7 @@ mod tests {
                         }
                     }
                 }
-                prop_assert!(recent.purchase_levels(recent.category("14").unwrap(), LEVELS + 1, Day::MIN, Day::MAX, n).is_none());
+                prop_assert!(recent.levels(Side::Purchases, recent.category("14").unwrap(), LEVELS + 1, Day::MIN, Day::MAX, n).is_none());
                 built_once_as_twice(&data)?;
             }
         }
@@ -975,7 +962,7 @@ mod tests {
 
     /// The members whose count (level planes 1..=cap, the last meaning "cap or more") passes `keep`,
     /// and, when `seen` is asked for, the members counted at all: from every level, the reference
-    /// for [`RecentDays::purchase_passing`].
+    /// for [`RecentDays::passing`].
     fn select(planes: &[Vec<u64>], keep: impl Fn(u32) -> bool, seen: bool) -> (RoaringBitmap, Option<RoaringBitmap>) {
         let cap = planes.len();
         let pass: Vec<bool> = (1..=cap as u32).map(keep).collect();
@@ -1059,8 +1046,8 @@ mod tests {
         data.seal();
         let day = crate::data::day_of(t.sold_at, 0);
         let key = data.recent().category("0901").unwrap();
-        assert!(data.recent().purchase_levels(key, 1, day - 5, day - 1, data.len()).is_none());
-        let planes = data.recent().purchase_levels(key, 1, day - 5, day, data.len()).unwrap();
+        assert!(data.recent().levels(Side::Purchases, key, 1, day - 5, day - 1, data.len()).is_none());
+        let planes = data.recent().levels(Side::Purchases, key, 1, day - 5, day, data.len()).unwrap();
         assert_eq!(members(&planes[0]), [0]);
         assert_eq!(data.recent().products(key), [2]);
         assert_eq!(data.recent().products(data.recent().category("09").unwrap()), [2]);
