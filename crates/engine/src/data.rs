@@ -6,8 +6,9 @@
 //!
 //! Facts are read one at a time (`apply_*`) into an append-only log and become visible to readers
 //! when [`CompanyData::seal`] groups the log by member (a counting sort) and writes each touched
-//! member's new run: a full build writes every run once, in member order; a day's update copies only
-//! the touched members' runs. Returns are netted at the seal, after the lines they return.
+//! member's new run: a full build writes every run once, in member order (ranges of members on
+//! threads of their own, each into its stretch of the arenas); a day's update copies only the
+//! touched members' runs. Returns are netted at the seal, after the lines they return.
 
 use crate::loyalty::{Loyalty, MemberLoyalty};
 use crate::postings::{CheckDays, ProductDays};
@@ -21,6 +22,7 @@ use rxmember_core::health::HealthKind;
 use rxmember_core::{CompanyId, MemberId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::mem::MaybeUninit;
 
 /// Id → index maps, looked up for every fact read: foldhash instead of the DoS-resistant default
 /// (the keys are the store's own ids).
@@ -184,11 +186,6 @@ impl<T: Copy + Default> Runs<T> {
         &self.items[s..s + self.len[o] as usize]
     }
 
-    fn of_mut(&mut self, o: usize) -> &mut [T] {
-        let s = self.start[o] as usize;
-        &mut self.items[s..s + self.len[o] as usize]
-    }
-
     /// Facts of every member, in ordinal order.
     pub fn iter(&self) -> impl Iterator<Item = &[T]> {
         (0..self.len.len()).map(|o| self.of(o))
@@ -211,7 +208,8 @@ impl<T: Copy + Default> Runs<T> {
     }
 
     /// Makes room for `extra` more facts in member `o`'s run (emptied first if `fresh`): in its
-    /// slot if they fit, else in a new slot at the arena's end with the run copied over.
+    /// slot if they fit, else in a new slot at the arena's end with the run copied over. The arena
+    /// covers every slot whole.
     fn open(&mut self, o: usize, fresh: bool, extra: usize) {
         if fresh {
             self.held -= self.len[o] as usize;
@@ -221,50 +219,50 @@ impl<T: Copy + Default> Runs<T> {
         if c - l >= extra {
             return;
         }
-        // The new slot is the arena's last: pushes extend the arena, and [`Runs::close`] fills
-        // what room is left.
         let at = self.items.len();
+        let cap = room(l + extra);
         self.items.extend_from_within(s..s + l);
+        self.items.resize(at + cap, T::default());
         self.garbage += c;
         self.start[o] = u32::try_from(at).expect("fewer than 2^32 facts of one kind per company");
-        self.cap[o] = room(l + extra) as u32;
+        self.cap[o] = cap as u32;
     }
 
-    /// Appends to member `o`'s run, within the room made by [`Runs::open`].
-    fn push(&mut self, o: usize, x: T) {
-        let l = self.len[o] as usize;
-        debug_assert!(l < self.cap[o] as usize, "room was made");
-        let at = self.start[o] as usize + l;
-        if at == self.items.len() {
-            self.items.push(x);
-        } else {
-            self.items[at] = x;
-        }
-        self.len[o] += 1;
-        self.held += 1;
+    /// Member `o`'s slot to write its run in, after [`Runs::open`]; [`Runs::set_len`] then records
+    /// what it holds.
+    fn slot(&mut self, o: usize) -> Slot<'_, T> {
+        let s = self.start[o] as usize;
+        Slot { items: &mut self.items[s..s + self.cap[o] as usize], len: self.len[o] as usize }
     }
 
-    /// Appends several facts to member `o`'s run, within the room made by [`Runs::open`].
-    fn extend(&mut self, o: usize, facts: impl Iterator<Item = T>) {
-        let at = self.start[o] as usize + self.len[o] as usize;
-        let before = self.items.len();
-        if at == before {
-            self.items.extend(facts);
-            let added = self.items.len() - before;
-            self.len[o] += added as u32;
-            self.held += added;
-        } else {
-            facts.for_each(|x| self.push(o, x));
-        }
-        debug_assert!(self.len[o] <= self.cap[o], "room was made");
+    fn set_len(&mut self, o: usize, len: usize) {
+        self.held = self.held - self.len[o] as usize + len;
+        self.len[o] = len as u32;
     }
 
-    /// Ends the pushes to member `o`'s run: a slot at the arena's end gets the rest of its room.
-    fn close(&mut self, o: usize) {
-        let end = self.start[o] as usize + self.cap[o] as usize;
-        if end > self.items.len() {
-            self.items.resize(end, T::default());
+    /// Cuts an empty arena's room and the per-member columns into stretches to be written afresh
+    /// on threads of their own: the members from `firsts[k]` up to the next stretch's first, their
+    /// slots `sizes[k]` facts in all.
+    fn stretches(&mut self, firsts: &[usize], sizes: &[usize]) -> Vec<Stretch<'_, T>> {
+        assert!(self.items.is_empty() && self.held == 0, "an arena is written afresh only when empty");
+        let n = self.len.len();
+        let total = sizes.iter().sum();
+        crate::pages::reserve_exact(&mut self.items, total);
+        let mut rest = &mut self.items.spare_capacity_mut()[..total];
+        let (mut start, mut len, mut cap) = (&mut self.start[..], &mut self.len[..], &mut self.cap[..]);
+        let mut stretches = Vec::new();
+        let mut at = 0;
+        for (k, (&first, &size)) in firsts.iter().zip(sizes).enumerate() {
+            let members = firsts.get(k + 1).copied().unwrap_or(n) - first;
+            let (s, l, c, r);
+            (s, start) = std::mem::take(&mut start).split_at_mut(members);
+            (l, len) = std::mem::take(&mut len).split_at_mut(members);
+            (c, cap) = std::mem::take(&mut cap).split_at_mut(members);
+            (r, rest) = std::mem::take(&mut rest).split_at_mut(size);
+            stretches.push(Stretch { first, start: s, len: l, cap: c, rest: r, at, held: 0 });
+            at += size;
         }
+        stretches
     }
 
     /// Rewrites the arena in member order once garbage is a third of it.
@@ -350,12 +348,14 @@ impl<'de, T: Deserialize<'de> + Copy + Default> Deserialize<'de> for Runs<T> {
                 runs.items = crate::pages::with_capacity(arena_for(held, n).min(1 << 24));
                 for (o, &l) in len.iter().enumerate() {
                     runs.open(o, false, l as usize);
+                    let before = runs.held;
+                    let mut slot = runs.slot(o);
                     for _ in 0..l {
-                        let at = runs.held;
-                        let fact = a.next_element()?.ok_or_else(|| A::Error::invalid_length(at, &"more facts"))?;
-                        runs.push(o, fact);
+                        let at = before + slot.len;
+                        slot.push(a.next_element()?.ok_or_else(|| A::Error::invalid_length(at, &"more facts"))?);
                     }
-                    runs.close(o);
+                    let l = slot.len;
+                    runs.set_len(o, l);
                 }
                 if a.next_element::<T>()?.is_some() {
                     return Err(A::Error::custom("more facts than the runs' lengths add up to"));
@@ -367,6 +367,70 @@ impl<'de, T: Deserialize<'de> + Copy + Default> Deserialize<'de> for Runs<T> {
             }
         }
         d.deserialize_tuple(2, Lengths(PhantomData))
+    }
+}
+
+/// A member's run being written: its slot, of which the first `len` facts are the run.
+struct Slot<'a, T> {
+    items: &'a mut [T],
+    len: usize,
+}
+
+impl<T> Slot<'_, T> {
+    fn run(&self) -> &[T] {
+        &self.items[..self.len]
+    }
+
+    fn run_mut(&mut self) -> &mut [T] {
+        &mut self.items[..self.len]
+    }
+
+    /// Appends a fact within the slot's room, made before for every fact to come.
+    fn push(&mut self, x: T) {
+        self.items[self.len] = x;
+        self.len += 1;
+    }
+}
+
+/// One thread's stretch of an arena written afresh ([`RunsMut::write_fresh`]): the slots of
+/// members `first..first + len.len()`, laid out in member order from arena offset `at` as one
+/// thread writing every member would lay them out.
+struct Stretch<'a, T> {
+    first: usize,
+    start: &'a mut [u32],
+    len: &'a mut [u32],
+    cap: &'a mut [u32],
+    /// The stretch's room not yet given to a slot: exactly the slots still to come.
+    rest: &'a mut [MaybeUninit<T>],
+    at: usize,
+    held: usize,
+}
+
+impl<'a, T: Copy + Default> Stretch<'a, T> {
+    /// Member `o`'s slot, with [`room`] for `n` facts, off the front of the stretch. No facts, no
+    /// slot (as [`Runs::open`] leaves it).
+    fn slot(&mut self, o: usize, n: usize) -> Slot<'a, T> {
+        if n == 0 {
+            return Slot { items: &mut [], len: 0 };
+        }
+        let c = room(n);
+        let (mine, rest) = std::mem::take(&mut self.rest).split_at_mut(c);
+        self.rest = rest;
+        for x in mine.iter_mut() {
+            x.write(T::default());
+        }
+        // SAFETY: every element of `mine` was written just above.
+        let items = unsafe { &mut *(mine as *mut [MaybeUninit<T>] as *mut [T]) };
+        let i = o - self.first;
+        self.start[i] = u32::try_from(self.at).expect("fewer than 2^32 facts of one kind per company");
+        self.cap[i] = c as u32;
+        self.at += c;
+        Slot { items, len: 0 }
+    }
+
+    fn set_len(&mut self, o: usize, len: usize) {
+        self.len[o - self.first] = len as u32;
+        self.held += len;
     }
 }
 
@@ -563,37 +627,133 @@ fn range_of(n: usize) -> usize {
 const MIN_RANGE: usize = 1024;
 const MAX_RANGES: usize = 1024;
 
-/// A cursor over a log grouped by member ([`group`]).
-struct Groups<'a, E> {
-    log: &'a [E],
-    at: usize,
-}
-
-impl<'a, E: OfMember> Groups<'a, E> {
-    fn new(log: &'a [E]) -> Self {
-        Groups { log, at: 0 }
-    }
-
-    fn head(&self) -> u32 {
-        self.log.get(self.at).map_or(u32::MAX, |e| e.member())
-    }
-
-    /// Member `o`'s entries (the cursor is at or before them).
-    fn take(&mut self, o: u32) -> &'a [E] {
-        let begin = self.at;
-        while self.at < self.log.len() && self.log[self.at].member() == o {
-            self.at += 1;
-        }
-        &self.log[begin..self.at]
-    }
-}
-
-/// One seal's logs, grouped by member.
+/// One seal's logs grouped by member ([`group`]), or some members' entries of them. Also a cursor:
+/// [`Logs::take`] takes the first member's entries off the front.
+#[derive(Clone, Copy)]
 struct Logs<'a> {
     visits: &'a [PendingVisit],
     lines: &'a [PendingLine],
     returns: &'a [(u32, PendingReturn)],
     checks: &'a [(u32, Check)],
+}
+
+/// The entries of member `o` off the front of a grouped log (`o` is at or before its first member).
+fn take_member<'a, E: OfMember>(log: &mut &'a [E], o: u32) -> &'a [E] {
+    let k = log.iter().take_while(|e| e.member() == o).count();
+    let (mine, rest) = log.split_at(k);
+    *log = rest;
+    mine
+}
+
+/// A grouped log's entries of members before `o`, and the rest.
+fn split_log<E: OfMember>(log: &[E], o: u32) -> (&[E], &[E]) {
+    log.split_at(log.partition_point(|e| e.member() < o))
+}
+
+impl<'a> Logs<'a> {
+    /// The first member with entries, `u32::MAX` when none is left.
+    fn head(&self) -> u32 {
+        let first = |m: Option<u32>| m.unwrap_or(u32::MAX);
+        first(self.visits.first().map(OfMember::member))
+            .min(first(self.lines.first().map(OfMember::member)))
+            .min(first(self.returns.first().map(OfMember::member)))
+            .min(first(self.checks.first().map(OfMember::member)))
+    }
+
+    /// Member `o`'s entries, taken off the front (`o` is at or before the head).
+    fn take(&mut self, o: u32) -> Logs<'a> {
+        Logs {
+            visits: take_member(&mut self.visits, o),
+            lines: take_member(&mut self.lines, o),
+            returns: take_member(&mut self.returns, o),
+            checks: take_member(&mut self.checks, o),
+        }
+    }
+
+    /// The entries of members before `o`, and the rest.
+    fn split(&self, o: u32) -> (Logs<'a>, Logs<'a>) {
+        let (visits, v) = split_log(self.visits, o);
+        let (lines, l) = split_log(self.lines, o);
+        let (returns, r) = split_log(self.returns, o);
+        let (checks, c) = split_log(self.checks, o);
+        (Logs { visits, lines, returns, checks }, Logs { visits: v, lines: l, returns: r, checks: c })
+    }
+
+    /// The facts one member's entries may add to each of its runs: visits, purchases (a line or a
+    /// return each at most), checks.
+    fn sizes(&self) -> [usize; 3] {
+        [self.visits.len(), self.lines.len() + self.returns.len(), self.checks.len()]
+    }
+}
+
+/// Writes a member's new entries into its runs' slots, which have room for them: tickets, lines (a
+/// product twice on a ticket adds up; each purchase takes its ticket's store), returns netted
+/// against their ticket and purchase, checks.
+fn write_facts(
+    visits: &mut Slot<'_, Visit>,
+    purchases: &mut Slot<'_, Purchase>,
+    checks: &mut Slot<'_, Check>,
+    new: &Logs<'_>,
+) {
+    for v in new.visits {
+        visits.push(Visit {
+            ticket: v.ticket,
+            day: v.day,
+            store: v.store,
+            amount: v.amount,
+            discount: v.discount,
+            cost: v.cost,
+            items: v.items,
+            returned: 0,
+            returned_cost: 0,
+            returned_lines: 0,
+        });
+    }
+    for l in new.lines {
+        let vs = visits.run();
+        let store = visit_index(vs, l.ticket).map_or(NONE_U32, |i| vs[i].store);
+        match purchases.run_mut().iter_mut().rev().take_while(|b| b.ticket == l.ticket).find(|b| b.product == l.product)
+        {
+            Some(b) => b.amount += l.amount,
+            None => {
+                purchases.push(Purchase { ticket: l.ticket, day: l.day, product: l.product, store, amount: l.amount })
+            }
+        }
+    }
+    for &(_, r) in new.returns {
+        let vs = visits.run_mut();
+        if let Some(i) = visit_index(vs, r.ticket) {
+            vs[i].returned += r.amount;
+            vs[i].returned_cost += r.cost;
+            vs[i].returned_lines += 1;
+        }
+        if r.product == NONE_U32 {
+            continue;
+        }
+        match purchases.run_mut().iter_mut().rev().find(|b| b.ticket == r.ticket && b.product == r.product) {
+            Some(b) => b.amount -= r.amount,
+            None => purchases.push(Purchase {
+                ticket: r.ticket,
+                day: r.day,
+                product: r.product,
+                store: NONE_U32,
+                amount: -r.amount,
+            }),
+        }
+    }
+    for c in new.checks {
+        checks.push(c.1);
+    }
+}
+
+/// Adds member `o` to the buyers of each product in its purchases (members come in ascending order).
+fn add_buyer(ever_bought: &mut [RoaringBitmap], o: u32, purchases: &[Purchase]) {
+    for b in purchases {
+        let e = &mut ever_bought[b.product as usize];
+        if e.try_push(o).is_err() {
+            e.insert(o);
+        }
+    }
 }
 
 /// A company's runs of each kind of fact, as a seal writes them.
@@ -604,95 +764,126 @@ struct RunsMut<'r> {
 }
 
 impl RunsMut<'_> {
-    /// Writes member `m`'s new facts into its runs (emptied first when `fresh`): tickets, lines
-    /// (a product twice on a ticket adds up; each purchase takes its ticket's store), returns
-    /// netted against their ticket and purchase, checks.
-    fn write_member(
-        &mut self,
-        m: usize,
-        fresh: bool,
-        new_visits: &[PendingVisit],
-        new_lines: &[PendingLine],
-        new_returns: &[(u32, PendingReturn)],
-        new_checks: &[(u32, Check)],
-    ) {
-        self.visits.open(m, fresh, new_visits.len());
-        self.visits.extend(
-            m,
-            new_visits.iter().map(|v| Visit {
-                ticket: v.ticket,
-                day: v.day,
-                store: v.store,
-                amount: v.amount,
-                discount: v.discount,
-                cost: v.cost,
-                items: v.items,
-                returned: 0,
-                returned_cost: 0,
-                returned_lines: 0,
-            }),
-        );
-        self.visits.close(m);
-
-        self.purchases.open(m, fresh, new_lines.len() + new_returns.len());
-        for l in new_lines {
-            let vs = self.visits.of(m);
-            let store = visit_index(vs, l.ticket).map_or(NONE_U32, |i| vs[i].store);
-            let run = self.purchases.of_mut(m);
-            match run.iter_mut().rev().take_while(|b| b.ticket == l.ticket).find(|b| b.product == l.product) {
-                Some(b) => b.amount += l.amount,
-                None => self
-                    .purchases
-                    .push(m, Purchase { ticket: l.ticket, day: l.day, product: l.product, store, amount: l.amount }),
-            }
-        }
-        for &(_, r) in new_returns {
-            let vs = self.visits.of_mut(m);
-            if let Some(i) = visit_index(vs, r.ticket) {
-                vs[i].returned += r.amount;
-                vs[i].returned_cost += r.cost;
-                vs[i].returned_lines += 1;
-            }
-            if r.product == NONE_U32 {
-                continue;
-            }
-            let run = self.purchases.of_mut(m);
-            match run.iter_mut().rev().find(|b| b.ticket == r.ticket && b.product == r.product) {
-                Some(b) => b.amount -= r.amount,
-                None => self.purchases.push(
-                    m,
-                    Purchase { ticket: r.ticket, day: r.day, product: r.product, store: NONE_U32, amount: -r.amount },
-                ),
-            }
-        }
-        self.purchases.close(m);
-
-        self.checks.open(m, fresh, new_checks.len());
-        self.checks.extend(m, new_checks.iter().map(|c| c.1));
-        self.checks.close(m);
+    /// Writes member `m`'s new entries into its runs (emptied first when `fresh`), moving a run
+    /// that outgrew its slot.
+    fn write_member(&mut self, m: usize, fresh: bool, new: &Logs<'_>) {
+        let [v, p, c] = new.sizes();
+        self.visits.open(m, fresh, v);
+        self.purchases.open(m, fresh, p);
+        self.checks.open(m, fresh, c);
+        let (mut visits, mut purchases, mut checks) =
+            (self.visits.slot(m), self.purchases.slot(m), self.checks.slot(m));
+        write_facts(&mut visits, &mut purchases, &mut checks, new);
+        let lengths = [visits.len, purchases.len, checks.len];
+        self.visits.set_len(m, lengths[0]);
+        self.purchases.set_len(m, lengths[1]);
+        self.checks.set_len(m, lengths[2]);
     }
 
-    /// A full build's writing of the members in `logs` (none cleared), in member order, each
-    /// purchase's member added to its product's buyers; returns the members written.
-    fn write_fresh(&mut self, logs: Logs<'_>, ever_bought: &mut [RoaringBitmap]) -> Vec<u32> {
-        let (mut visits, mut lines) = (Groups::new(logs.visits), Groups::new(logs.lines));
-        let (mut returns, mut checks) = (Groups::new(logs.returns), Groups::new(logs.checks));
-        let mut written = Vec::new();
-        loop {
-            let o = visits.head().min(lines.head()).min(returns.head()).min(checks.head());
-            if o == u32::MAX {
-                return written;
+    /// A full build's writing of the members in `logs` (none cleared, the arenas empty), in member
+    /// order, each purchase's member added to its product's buyers; returns the members written.
+    /// The members are cut into `parts` ranges of about as many lines, each written on a thread of
+    /// its own into its stretch of the arenas, where the slots lie as one thread writing every
+    /// member would lay them: a first pass (on the same threads) adds up each range's slots.
+    fn write_fresh(&mut self, logs: Logs<'_>, ever_bought: &mut [RoaringBitmap], parts: usize) -> Vec<u32> {
+        let n = self.visits.count();
+        // Cuts between ranges: members at even steps through the lines.
+        let cuts: Vec<u32> =
+            (1..parts).filter_map(|k| logs.lines.get(k * logs.lines.len() / parts).map(|e| e.member)).collect();
+        let mut pieces = Vec::new();
+        let mut rest = logs;
+        for &cut in &cuts {
+            let (piece, after) = rest.split(cut);
+            pieces.push(piece);
+            rest = after;
+        }
+        pieces.push(rest);
+        // Piece k's members: from `firsts[k]` up to the next piece's first.
+        let firsts: Vec<usize> = std::iter::once(0).chain(cuts.iter().map(|&c| (c as usize).min(n))).collect();
+        let sizes: Vec<[usize; 3]> = std::thread::scope(|s| {
+            let slots = |mut piece: Logs<'_>| {
+                let mut sum = [0usize; 3];
+                loop {
+                    let o = piece.head();
+                    if o == u32::MAX {
+                        return sum;
+                    }
+                    for (sum, wants) in sum.iter_mut().zip(piece.take(o).sizes()) {
+                        *sum += room(wants);
+                    }
+                }
+            };
+            let others: Vec<_> = pieces[1..].iter().map(|&p| s.spawn(move || slots(p))).collect();
+            let mut sizes = vec![slots(pieces[0])];
+            sizes.extend(others.into_iter().map(|t| t.join().expect("adding up slots does not panic")));
+            sizes
+        });
+        let totals: [usize; 3] = std::array::from_fn(|k| sizes.iter().map(|s| s[k]).sum());
+        let visits = self.visits.stretches(&firsts, &sizes.iter().map(|s| s[0]).collect::<Vec<_>>());
+        let purchases = self.purchases.stretches(&firsts, &sizes.iter().map(|s| s[1]).collect::<Vec<_>>());
+        let checks = self.checks.stretches(&firsts, &sizes.iter().map(|s| s[2]).collect::<Vec<_>>());
+        let products = ever_bought.len();
+        let write = |mut piece: Logs<'_>,
+                     mut v: Stretch<'_, Visit>,
+                     mut p: Stretch<'_, Purchase>,
+                     mut c: Stretch<'_, Check>,
+                     ever_bought: &mut [RoaringBitmap]| {
+            let mut written = Vec::new();
+            loop {
+                let o = piece.head();
+                if o == u32::MAX {
+                    break;
+                }
+                let new = piece.take(o);
+                let m = o as usize;
+                let [nv, np, nc] = new.sizes();
+                let (mut visits, mut purchases, mut checks) = (v.slot(m, nv), p.slot(m, np), c.slot(m, nc));
+                write_facts(&mut visits, &mut purchases, &mut checks, &new);
+                add_buyer(ever_bought, o, purchases.run());
+                v.set_len(m, visits.len);
+                p.set_len(m, purchases.len);
+                c.set_len(m, checks.len);
+                written.push(o);
             }
-            let m = o as usize;
-            self.write_member(m, false, visits.take(o), lines.take(o), returns.take(o), checks.take(o));
-            for b in self.purchases.of(m) {
-                let e = &mut ever_bought[b.product as usize];
-                if e.try_push(o).is_err() {
-                    e.insert(o);
+            assert!(v.rest.is_empty() && p.rest.is_empty() && c.rest.is_empty(), "every slot added up was written");
+            (written, [v.held, p.held, c.held])
+        };
+        let (written, held) = std::thread::scope(|s| {
+            let mut stretches = pieces.into_iter().zip(visits).zip(purchases).zip(checks);
+            let (((first, v), p), c) = stretches.next().expect("one piece at least");
+            let others: Vec<_> = stretches
+                .map(|(((piece, v), p), c)| {
+                    s.spawn(move || {
+                        let mut buyers = vec![RoaringBitmap::new(); products];
+                        let (written, held) = write(piece, v, p, c, &mut buyers);
+                        (written, held, buyers)
+                    })
+                })
+                .collect();
+            let (mut written, mut held) = write(first, v, p, c, ever_bought);
+            for t in others {
+                let (more, their_held, buyers) = t.join().expect("writing runs does not panic");
+                written.extend(more);
+                for (held, theirs) in held.iter_mut().zip(their_held) {
+                    *held += theirs;
+                }
+                for (e, b) in ever_bought.iter_mut().zip(buyers) {
+                    *e |= b;
                 }
             }
-            written.push(o);
+            (written, held)
+        });
+        // SAFETY: the stretches covered the first `totals[k]` elements of each arena's spare room,
+        // and every one of them was written (each slot filled when given, none left over).
+        unsafe {
+            self.visits.items.set_len(totals[0]);
+            self.purchases.items.set_len(totals[1]);
+            self.checks.items.set_len(totals[2]);
         }
+        self.visits.held = held[0];
+        self.purchases.held = held[1];
+        self.checks.held = held[2];
+        written
     }
 }
 
@@ -1222,7 +1413,9 @@ impl CompanyData {
         let cleared: FastMap<u32, [usize; 4]> = pending.cleared.iter().copied().collect();
         let mut cleared_order: Vec<u32> = cleared.keys().copied().collect();
         cleared_order.sort_unstable();
-        let fresh_build = self.purchases.total() == 0 && self.visits.total() == 0;
+        // A full build: no arena holds anything yet (checks may come before the first sale).
+        let fresh_build =
+            self.visits.items.is_empty() && self.purchases.items.is_empty() && self.checks.items.is_empty();
         if !cleared.is_empty() {
             // A history read again whole may leave entries on days its run no longer has: the
             // recent days are built afresh below.
@@ -1250,9 +1443,10 @@ impl CompanyData {
         lap("grouping by member", &mut timings);
         let logs = Logs { visits: &visit_log, lines: &line_log, returns: &return_log, checks: &check_log };
         if fresh_build && cleared.is_empty() {
+            let parts = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
             let written =
                 RunsMut { visits: &mut self.visits, purchases: &mut self.purchases, checks: &mut self.checks }
-                    .write_fresh(logs, &mut self.ever_bought);
+                    .write_fresh(logs, &mut self.ever_bought, parts);
             drop((visit_log, line_log, return_log, check_log));
             lap("writing runs", &mut timings);
             let parts = self.build_by_day();
@@ -1262,8 +1456,7 @@ impl CompanyData {
             self.touched |= RoaringBitmap::from_sorted_iter(written).expect("members are written in order");
             return;
         }
-        let (mut visits, mut lines) = (Groups::new(logs.visits), Groups::new(logs.lines));
-        let (mut returns, mut checks) = (Groups::new(logs.returns), Groups::new(logs.checks));
+        let mut logs = logs;
         let mut touched: Vec<u32> = Vec::new();
         // A member's runs before the seal, to tell the by-day indexes what changed.
         let mut old_purchases: Vec<Purchase> = Vec::new();
@@ -1290,7 +1483,7 @@ impl CompanyData {
                 })
             });
             loop {
-                let o = visits.head().min(lines.head()).min(returns.head()).min(checks.head());
+                let o = logs.head();
                 let o = next_cleared.peek().map_or(o, |&&c| c.min(o));
                 if o == u32::MAX {
                     break;
@@ -1308,16 +1501,11 @@ impl CompanyData {
                     old_checks.extend_from_slice(self.checks.of(m));
                 }
                 RunsMut { visits: &mut self.visits, purchases: &mut self.purchases, checks: &mut self.checks }
-                    .write_member(m, fresh, visits.take(o), lines.take(o), returns.take(o), checks.take(o));
+                    .write_member(m, fresh, &logs.take(o));
 
                 // Only purchases new to the run can add a buyer (a cleared run is new in full).
                 let kept = if fresh || fresh_build { 0 } else { old_purchases.len() };
-                for b in self.purchases.of(m).get(kept..).unwrap_or_default() {
-                    let e = &mut self.ever_bought[b.product as usize];
-                    if e.try_push(o).is_err() {
-                        e.insert(o);
-                    }
-                }
+                add_buyer(&mut self.ever_bought, o, self.purchases.of(m).get(kept..).unwrap_or_default());
                 if !fresh_build {
                     // A cleared member's old facts all go: the positional comparison removes them.
                     let t = std::time::Instant::now();
@@ -1665,12 +1853,14 @@ mod tests {
                 if fresh {
                     want[o].clear();
                 }
+                let mut slot = runs.slot(o);
                 for _ in 0..extra {
                     next += 1;
-                    runs.push(o, next);
+                    slot.push(next);
                     want[o].push(next);
                 }
-                runs.close(o);
+                let l = slot.len;
+                runs.set_len(o, l);
                 runs.compact();
                 let slots: usize = (0..runs.count()).map(|m| runs.cap[m] as usize).sum();
                 prop_assert_eq!(slots + runs.garbage, runs.items.len());
@@ -1679,6 +1869,82 @@ mod tests {
                     prop_assert_eq!(runs.of(m), &facts[..]);
                     prop_assert!(runs.len[m] <= runs.cap[m]);
                 }
+            }
+        }
+    }
+
+    /// A member's entries for [`a_full_build_on_threads_lays_out_runs_as_one_thread_does`]: its
+    /// tickets (days), lines (ticket, product, amount), returns (ticket, product — 4 for unknown —,
+    /// amount) and checks (days); tickets and returns may name tickets the member lacks.
+    type MemberEntries = (Vec<i32>, Vec<(i64, u32, i64)>, Vec<(i64, u32, i64)>, Vec<i32>);
+
+    fn member_entries() -> impl Strategy<Value = MemberEntries> {
+        (
+            prop::collection::vec(0i32..40, 0..4),
+            prop::collection::vec((0i64..5, 0u32..4, 1i64..500), 0..7),
+            prop::collection::vec((0i64..5, 0u32..5, 1i64..100), 0..3),
+            prop::collection::vec(0i32..40, 0..3),
+        )
+    }
+
+    /// The state of an arena and its per-member columns.
+    fn layout<T: Copy + Default>(r: &Runs<T>) -> (Vec<u32>, Vec<u32>, Vec<u32>, Vec<T>, usize, usize) {
+        (r.start.clone(), r.len.clone(), r.cap.clone(), r.items.clone(), r.held, r.garbage)
+    }
+
+    proptest! {
+        /// Written on several threads, each into its stretch of the arenas, a full build lays out
+        /// every run, slot and buyer exactly as one thread writing member by member does.
+        #[test]
+        fn a_full_build_on_threads_lays_out_runs_as_one_thread_does(
+            members in prop::collection::vec(member_entries(), 0..40),
+            idle in 0usize..3,
+            parts in 2usize..6,
+        ) {
+            let n = members.len() + idle;
+            let (mut visits, mut lines, mut returns, mut checks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (m, (days, ls, rs, cs)) in members.iter().enumerate() {
+                let member = m as u32;
+                let ticket = |t: i64| m as i64 * 10 + t;
+                for (t, &day) in days.iter().enumerate() {
+                    visits.push(PendingVisit { member, day, store: t as u32, items: 1, ticket: ticket(t as i64), amount: 900, discount: 0, cost: 400 });
+                }
+                for &(t, product, amount) in ls {
+                    lines.push(PendingLine { member, day: 1, product, ticket: ticket(t), amount });
+                }
+                for &(t, product, amount) in rs {
+                    let product = if product == 4 { NONE_U32 } else { product };
+                    returns.push((member, PendingReturn { ticket: ticket(t), day: 2, product, amount, cost: 1 }));
+                }
+                for (i, &day) in cs.iter().enumerate() {
+                    checks.push((member, Check { id: ticket(i as i64), day, kind: HealthKind::Other, abnormal: i % 2 == 0 }));
+                }
+            }
+            let logs = Logs { visits: &visits, lines: &lines, returns: &returns, checks: &checks };
+            let empty = || {
+                let (mut v, mut p, mut c) = (Runs::default(), Runs::default(), Runs::default());
+                v.grow(n);
+                p.grow(n);
+                c.grow(n);
+                (v, p, c, vec![RoaringBitmap::new(); 4])
+            };
+            let (mut v1, mut p1, mut c1, mut b1) = empty();
+            let mut cursor = logs;
+            let mut w1 = Vec::new();
+            while cursor.head() != u32::MAX {
+                let o = cursor.head();
+                RunsMut { visits: &mut v1, purchases: &mut p1, checks: &mut c1 }.write_member(o as usize, false, &cursor.take(o));
+                add_buyer(&mut b1, o, p1.of(o as usize));
+                w1.push(o);
+            }
+            for parts in [1, parts] {
+                let (mut v, mut p, mut c, mut b) = empty();
+                let w = RunsMut { visits: &mut v, purchases: &mut p, checks: &mut c }.write_fresh(logs, &mut b, parts);
+                prop_assert_eq!(&w, &w1);
+                prop_assert_eq!(layout(&v), layout(&v1));
+                prop_assert_eq!(layout(&p), layout(&p1));
+                prop_assert_eq!(layout(&c), layout(&c1));
+                prop_assert_eq!(&b, &b1);
             }
         }
     }
