@@ -1024,26 +1024,46 @@ impl CompanyData {
     /// runs, on two threads; returns how long each part took (ms; "beside": on the other thread).
     fn build_by_day(&mut self) -> Vec<(&'static str, f64)> {
         let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1000.0;
+        let t = std::time::Instant::now();
+        let spans = self.day_spans();
+        let spans_ms = ms(t);
         let (products, purchases, checks) = (self.products.len(), &self.purchases, &self.checks);
         let recent = &mut self.recent;
         let (product_days, product_ms, check_days, check_ms, recent_ms) = std::thread::scope(|s| {
             let product_days = s.spawn(|| {
                 let t = std::time::Instant::now();
-                let p = ProductDays::build(products, purchases);
+                let p = ProductDays::build(products, purchases, spans[0]);
                 (p, ms(t))
             });
             let t = std::time::Instant::now();
-            let check_days = CheckDays::build(checks);
+            let check_days = CheckDays::build(checks, spans[1]);
             let check_ms = ms(t);
             let t = std::time::Instant::now();
-            recent.build(purchases, checks);
+            recent.build(purchases, checks, spans);
             let recent_ms = ms(t);
             let (p, product_ms) = product_days.join().expect("building the postings does not panic");
             (p, product_ms, check_days, check_ms, recent_ms)
         });
         self.product_days = product_days;
         self.check_days = check_days;
-        vec![("of which product days (beside)", product_ms), ("check days", check_ms), ("recent days", recent_ms)]
+        vec![
+            ("of which days spanned", spans_ms),
+            ("product days (beside)", product_ms),
+            ("check days", check_ms),
+            ("recent days", recent_ms),
+        ]
+    }
+
+    /// The first and last days of the purchases and of the checks (`(Day::MAX, Day::MIN)` when
+    /// there are none), each kind on a thread: the by-day indexes' builds share them.
+    fn day_spans(&self) -> [(Day, Day); 2] {
+        let span =
+            |days: &mut dyn Iterator<Item = Day>| days.fold((Day::MAX, Day::MIN), |(f, l), d| (f.min(d), l.max(d)));
+        std::thread::scope(|s| {
+            let purchases = s.spawn(|| span(&mut self.purchases.iter().flatten().map(|p| p.day)));
+            let checks = span(&mut self.checks.iter().flatten().map(|c| c.day));
+            [purchases.join().expect("a span does not panic"), checks]
+        })
     }
 
     /// Makes the facts read since the last seal visible, and returns the members touched since the
@@ -1545,7 +1565,8 @@ impl CompanyData {
             self.build_by_day()
         } else if self.recent.stale {
             let t = std::time::Instant::now();
-            self.recent.build(&self.purchases, &self.checks);
+            let spans = self.day_spans();
+            self.recent.build(&self.purchases, &self.checks, spans);
             vec![("of which recent days afresh", t.elapsed().as_secs_f64() * 1000.0)]
         } else {
             Vec::new()

@@ -53,23 +53,8 @@ impl<T: Copy + PartialEq> ByDay<T> {
         }
     }
 
-    /// Bulk build from (key, day, posting) triples: counted first, so each bucket is allocated once.
-    pub(crate) fn build(
-        keys: usize,
-        facts: impl Fn(&mut dyn FnMut(usize, Day, T)),
-        negative: impl Fn(&T) -> bool,
-    ) -> Self {
-        let mut first = Day::MAX;
-        let mut last = Day::MIN;
-        facts(&mut |_, d, _| {
-            first = first.min(d);
-            last = last.max(d);
-        });
-        Self::build_within(first, last, keys, facts, negative, |n| n)
-    }
-
-    /// [`ByDay::build`] when every day of the triples is known to lie in `first..=last`, each bucket
-    /// of `n` postings allocated for `room(n)`.
+    /// Bulk build from (key, day, posting) triples whose days all lie in `first..=last`: counted
+    /// first, so each bucket is allocated once, for `room(n)` postings when it gets `n`.
     pub(crate) fn build_within(
         first: Day,
         last: Day,
@@ -198,8 +183,11 @@ impl<T: Copy + PartialEq> ByDay<T> {
 pub struct ProductDays(ByDay<Posting>);
 
 impl ProductDays {
-    pub fn build(products: usize, runs: &Runs<Purchase>) -> ProductDays {
-        ProductDays(ByDay::build(
+    /// Built from the runs, whose purchases' days all lie in `first..=last`.
+    pub fn build(products: usize, runs: &Runs<Purchase>, (first, last): (Day, Day)) -> ProductDays {
+        ProductDays(ByDay::build_within(
+            first,
+            last,
             products,
             |f| {
                 for (o, run) in runs.iter().enumerate() {
@@ -209,6 +197,7 @@ impl ProductDays {
                 }
             },
             |p| p.amount < 0,
+            |n| n,
         ))
     }
 
@@ -285,8 +274,11 @@ pub const ALL_KINDS: [u32; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
 pub struct CheckDays(ByDay<CheckPosting>);
 
 impl CheckDays {
-    pub fn build(runs: &Runs<Check>) -> CheckDays {
-        CheckDays(ByDay::build(
+    /// Built from the runs, whose checks' days all lie in `first..=last`.
+    pub fn build(runs: &Runs<Check>, (first, last): (Day, Day)) -> CheckDays {
+        CheckDays(ByDay::build_within(
+            first,
+            last,
             ALL_KINDS.len(),
             |f| {
                 for (o, run) in runs.iter().enumerate() {
@@ -296,6 +288,7 @@ impl CheckDays {
                 }
             },
             |_| false,
+            |n| n,
         ))
     }
 

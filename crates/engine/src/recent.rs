@@ -588,16 +588,13 @@ impl RecentDays {
     }
 
     /// Builds the index from the runs.
-    pub(crate) fn build(&mut self, purchases: &Runs<Purchase>, checks: &Runs<Check>) {
+    /// Built from the runs, the days of whose purchases and of whose checks lie in `spans`.
+    pub(crate) fn build(&mut self, purchases: &Runs<Purchase>, checks: &Runs<Check>, spans: [(Day, Day); 2]) {
         let pk = &self.product_keys;
-        let days =
-            |days: &mut dyn Iterator<Item = Day>| days.fold((Day::MAX, Day::MIN), |(f, l), d| (f.min(d), l.max(d)));
-        let span = days(&mut purchases.iter().flatten().map(|p| p.day));
-        self.purchases = Levels::build(self.keys.len(), purchases.count(), span, |o, s| {
+        self.purchases = Levels::build(self.keys.len(), purchases.count(), spans[0], |o, s| {
             s.of_purchases(purchases.of(o), usize::MAX, pk, |_| true)
         });
-        let span = days(&mut checks.iter().flatten().map(|c| c.day));
-        self.checks = Levels::build(CHECK_KEYS as usize, checks.count(), span, |o, s| {
+        self.checks = Levels::build(CHECK_KEYS as usize, checks.count(), spans[1], |o, s| {
             s.of_checks(checks.of(o), usize::MAX, |_| true)
         });
         self.stale = false;
