@@ -179,3 +179,47 @@ async fn audiences_from_the_command_line() {
     let _ = std::fs::remove_dir_all(&dir);
     db.cleanup().await;
 }
+
+/// The counts of a bench's table: (count, expression) per line that has both.
+fn count_table(out: &str) -> Vec<(u64, String)> {
+    out.lines()
+        .filter_map(|l| {
+            let mut cols = l.split_whitespace();
+            let count = cols.next()?.parse().ok()?;
+            // p50, p99, DuckDB p50, DuckDB p99, ratio; then the expression.
+            let expression: Vec<&str> = cols.skip(5).collect();
+            Some((count, expression.join(" ")))
+        })
+        .collect()
+}
+
+/// `bench engine --keep-snapshot` leaves the restart's snapshot in --data-dir, and
+/// `--counts-from-snapshot` answers the same 24 questions from it with the same counts, without
+/// generating the chain; without a kept snapshot it says how to make one.
+#[test]
+fn engine_bench_counts_again_from_a_kept_snapshot() {
+    let dir = std::env::temp_dir().join(format!("rxm-bench-snap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let bench = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rxmember"))
+            .args(["bench", "engine", "--size", "tiny", "--repeat", "1", "--data-dir", dir.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .expect("run rxmember")
+    };
+    let missing = bench(&["--counts-from-snapshot"]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("no snapshot at") && err.contains("--keep-snapshot"), "{err}");
+
+    let full = String::from_utf8(bench(&["--no-duckdb", "--keep-snapshot"]).stdout).unwrap();
+    assert!(dir.join("engine-tiny-42.snap").exists(), "the snapshot is kept");
+    let again = bench(&["--counts-from-snapshot"]);
+    let again = String::from_utf8(again.stdout).unwrap();
+    assert!(again.contains("engine counts on a kept snapshot"), "{again}");
+    let (want, got) = (count_table(&full), count_table(&again));
+    assert_eq!(want.len(), 24, "{full}");
+    assert_eq!(got, want);
+    assert!(want.iter().any(|(n, _)| *n > 0) && want.iter().any(|(n, e)| *n < 240 && e != "all"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
