@@ -1452,14 +1452,15 @@ impl CompanyData {
             timings.push((name, clock.elapsed().as_secs_f64() * 1000.0));
             clock = std::time::Instant::now();
         };
-        // Visits and lines are grouped on two threads (the two big logs).
-        let (visit_log, line_log) = std::thread::scope(|s| {
-            let lines = s.spawn(|| group(pending.lines, n, &cleared, 1));
+        // The logs are grouped on two threads: lines and checks on one, visits and returns on the
+        // other (about as many bytes each).
+        let (visit_log, line_log, return_log, check_log) = std::thread::scope(|s| {
+            let lines = s.spawn(|| (group(pending.lines, n, &cleared, 1), group(pending.checks, n, &cleared, 3)));
             let visits = group(pending.visits, n, &cleared, 0);
-            (visits, lines.join().expect("grouping does not panic"))
+            let returns = group(pending.returns, n, &cleared, 2);
+            let (lines, checks) = lines.join().expect("grouping does not panic");
+            (visits, lines, returns, checks)
         });
-        let return_log = group(pending.returns, n, &cleared, 2);
-        let check_log = group(pending.checks, n, &cleared, 3);
         lap("grouping by member", &mut timings);
         let logs = Logs { visits: &visit_log, lines: &line_log, returns: &return_log, checks: &check_log };
         if fresh_build && cleared.is_empty() {
