@@ -121,6 +121,7 @@ impl CompanyEngine {
         let mut data = data;
         data.take_touched();
         let current = Arc::new(Derived::compute(&data, &taxonomy, &settings, &saved_tags, as_of));
+        data.settle();
         CompanyEngine { data, taxonomy, settings, saved_tags, current }
     }
 
@@ -128,6 +129,7 @@ impl CompanyEngine {
     pub fn rederive(&mut self, as_of: Day) {
         self.data.take_touched();
         self.current = Arc::new(Derived::compute(&self.data, &self.taxonomy, &self.settings, &self.saved_tags, as_of));
+        self.data.settle();
     }
 
     /// Brings what is derived up to date after new facts: incrementally (only the members whose facts
@@ -143,9 +145,12 @@ impl CompanyEngine {
                 Some(d) => std::mem::take(d),
                 None => (*self.current).clone(),
             };
+            // The recent days' upkeep of the seal finishes beside the recompute, which does not
+            // read them (saved tags may, and wait for them).
             self.current =
                 Arc::new(Derived::update(prev, &self.data, &self.taxonomy, &self.settings, &self.saved_tags, &touched));
         }
+        self.data.settle();
     }
 
     pub fn current(&self) -> Arc<Derived> {

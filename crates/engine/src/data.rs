@@ -10,6 +10,7 @@
 //! threads of their own, each into its stretch of the arenas); a day's update copies only the
 //! touched members' runs. Returns are netted at the seal, after the lines they return.
 
+use crate::beside::Beside;
 use crate::loyalty::{Loyalty, MemberLoyalty};
 use crate::postings::{CheckDays, ProductDays};
 use crate::recent::{Changes, RecentDays};
@@ -953,9 +954,10 @@ pub struct CompanyData {
     /// Health checks by kind and day, kept in step with the runs at every seal.
     #[serde(skip)]
     check_days: CheckDays,
-    /// Members' most recent days per category and check kind, kept in step at every seal.
+    /// Members' most recent days per category and check kind, kept in step at every seal (an
+    /// update's upkeep on a thread of its own until [`CompanyData::settle`]).
     #[serde(skip)]
-    pub(crate) recent: RecentDays,
+    pub(crate) recent: Beside<RecentDays>,
     /// Members whose facts changed since [`CompanyData::take_touched`] was last called: what an
     /// incremental recompute must look at again.
     #[serde(skip)]
@@ -996,7 +998,7 @@ impl CompanyData {
             watermark: Watermark::default(),
             product_days: ProductDays::default(),
             check_days: CheckDays::default(),
-            recent: RecentDays::default(),
+            recent: Beside::default(),
             touched: RoaringBitmap::new(),
             touched_records: RoaringBitmap::new(),
             ordinal: Ordinals::default(),
@@ -1015,8 +1017,8 @@ impl CompanyData {
         }
         self.product_index = self.products.iter().enumerate().map(|(i, p)| (p.id.0, i as u32)).collect();
         self.store_index = self.stores.iter().enumerate().map(|(i, s)| (s.id.0, i as u32)).collect();
-        self.recent = RecentDays::default();
-        self.recent.sync_products(&self.products);
+        self.recent = Beside::default();
+        self.recent.get_mut().sync_products(&self.products);
         self.build_by_day();
     }
 
@@ -1028,7 +1030,7 @@ impl CompanyData {
         let spans = self.day_spans();
         let spans_ms = ms(t);
         let (products, purchases, checks) = (self.products.len(), &self.purchases, &self.checks);
-        let recent = &mut self.recent;
+        let recent = self.recent.get_mut();
         let (product_days, product_ms, check_days, check_ms, recent_ms) = std::thread::scope(|s| {
             let product_days = s.spawn(|| {
                 let t = std::time::Instant::now();
@@ -1130,7 +1132,7 @@ impl CompanyData {
 
     /// Members' most recent days per category and check kind.
     pub fn recent(&self) -> &RecentDays {
-        &self.recent
+        self.recent.get()
     }
 
     /// Purchases held, over all members.
@@ -1180,7 +1182,7 @@ impl CompanyData {
             }
         }
         self.product_days.grow(self.products.len());
-        self.recent.sync_products(&self.products);
+        self.recent.get_mut().sync_products(&self.products);
     }
 
     /// Adds or updates a member; returns its ordinal and whether it was new.
@@ -1439,7 +1441,7 @@ impl CompanyData {
         if !cleared.is_empty() {
             // A history read again whole may leave entries on days its run no longer has: the
             // recent days are built afresh below.
-            self.recent.stale = true;
+            self.recent.get_mut().stale = true;
         }
         if fresh_build {
             crate::pages::reserve_exact(&mut self.visits.items, arena_for(pending.visits.len(), n));
@@ -1486,77 +1488,70 @@ impl CompanyData {
         // An update's time in the by-day indexes (not timed per member in a full build).
         let mut postings_s = 0.0;
         // An update keeps the recent days in step on a thread of its own, fed the touched members'
-        // old and new runs in batches while the runs are written (a full build, or recent days to
-        // be built afresh anyway, has none).
-        let beside = !fresh_build && !self.recent.stale;
+        // old and new runs in batches while the runs are written, and left to finish while the
+        // caller goes on (see [`CompanyData::settle`]); a full build, or recent days to be built
+        // afresh anyway, has none.
+        let beside = !fresh_build && !self.recent.get_mut().stale;
         let (batches, feed) = std::sync::mpsc::sync_channel::<Changes>(4);
-        let mut batch = Changes::default();
-        let recent = &mut self.recent;
-        let (recent_s, waited_s) = std::thread::scope(|s| {
-            let worker = beside.then(|| {
-                s.spawn(move || {
-                    let started = std::time::Instant::now();
-                    for batch in feed {
-                        recent.replace_all(&batch);
-                    }
-                    recent.flush();
-                    started.elapsed().as_secs_f64()
-                })
+        if beside {
+            let mut recent = self.recent.take();
+            self.recent = Beside::later(move || {
+                for batch in feed {
+                    recent.replace_all(&batch);
+                }
+                recent.flush();
+                recent
             });
-            loop {
-                let o = logs.head();
-                let o = next_cleared.peek().map_or(o, |&&c| c.min(o));
-                if o == u32::MAX {
-                    break;
-                }
-                if next_cleared.peek().is_some_and(|&&c| c == o) {
-                    next_cleared.next();
-                }
-                touched.push(o);
-                let fresh = cleared.contains_key(&o);
-                let m = o as usize;
-                if !fresh_build {
-                    old_purchases.clear();
-                    old_purchases.extend_from_slice(self.purchases.of(m));
-                    old_checks.clear();
-                    old_checks.extend_from_slice(self.checks.of(m));
-                }
-                RunsMut { visits: &mut self.visits, purchases: &mut self.purchases, checks: &mut self.checks }
-                    .write_member(m, fresh, &logs.take(o));
+        }
+        let mut batch = Changes::default();
+        loop {
+            let o = logs.head();
+            let o = next_cleared.peek().map_or(o, |&&c| c.min(o));
+            if o == u32::MAX {
+                break;
+            }
+            if next_cleared.peek().is_some_and(|&&c| c == o) {
+                next_cleared.next();
+            }
+            touched.push(o);
+            let fresh = cleared.contains_key(&o);
+            let m = o as usize;
+            if !fresh_build {
+                old_purchases.clear();
+                old_purchases.extend_from_slice(self.purchases.of(m));
+                old_checks.clear();
+                old_checks.extend_from_slice(self.checks.of(m));
+            }
+            RunsMut { visits: &mut self.visits, purchases: &mut self.purchases, checks: &mut self.checks }
+                .write_member(m, fresh, &logs.take(o));
 
-                // Only purchases new to the run can add a buyer (a cleared run is new in full).
-                let kept = if fresh || fresh_build { 0 } else { old_purchases.len() };
-                add_buyer(&mut self.ever_bought, o, self.purchases.of(m).get(kept..).unwrap_or_default());
-                if !fresh_build {
-                    // A cleared member's old facts all go: the positional comparison removes them.
-                    let t = std::time::Instant::now();
-                    self.product_days.replace(o, &old_purchases, self.purchases.of(m));
-                    self.check_days.replace(o, &old_checks, self.checks.of(m));
-                    postings_s += t.elapsed().as_secs_f64();
-                }
-                if beside {
-                    batch.push(o, (&old_purchases, &old_checks), (self.purchases.of(m), self.checks.of(m)));
-                    if batch.len() >= RECENT_BATCH {
-                        batches.send(std::mem::take(&mut batch)).expect("the recent days' thread runs");
-                    }
+            // Only purchases new to the run can add a buyer (a cleared run is new in full).
+            let kept = if fresh || fresh_build { 0 } else { old_purchases.len() };
+            add_buyer(&mut self.ever_bought, o, self.purchases.of(m).get(kept..).unwrap_or_default());
+            if !fresh_build {
+                // A cleared member's old facts all go: the positional comparison removes them.
+                let t = std::time::Instant::now();
+                self.product_days.replace(o, &old_purchases, self.purchases.of(m));
+                self.check_days.replace(o, &old_checks, self.checks.of(m));
+                postings_s += t.elapsed().as_secs_f64();
+            }
+            if beside {
+                batch.push(o, (&old_purchases, &old_checks), (self.purchases.of(m), self.checks.of(m)));
+                if batch.len() >= RECENT_BATCH {
+                    batches.send(std::mem::take(&mut batch)).expect("the recent days' thread runs");
                 }
             }
-            if batch.len() > 0 {
-                batches.send(batch).expect("the recent days' thread runs");
-            }
-            drop(batches);
-            let t = std::time::Instant::now();
-            let busy = worker.map_or(0.0, |w| w.join().expect("keeping the recent days does not panic"));
-            (busy, t.elapsed().as_secs_f64())
-        });
+        }
+        if batch.len() > 0 {
+            batches.send(batch).expect("the recent days' thread runs");
+        }
+        drop(batches);
         // The log, now in the runs, goes before the compaction and the by-day indexes allocate.
         drop((visit_log, line_log, return_log, check_log));
         lap("writing runs", &mut timings);
         if !fresh_build {
             // Of which: the by-day indexes kept in step member by member.
             timings.push(("of which postings", postings_s * 1000.0));
-            timings.push(("recent days (beside)", recent_s * 1000.0));
-            timings.push(("waiting for them", waited_s * 1000.0));
         }
         self.visits.compact();
         self.purchases.compact();
@@ -1564,11 +1559,8 @@ impl CompanyData {
         lap("compaction", &mut timings);
         let parts = if fresh_build {
             self.build_by_day()
-        } else if self.recent.stale {
-            let t = std::time::Instant::now();
-            let spans = self.day_spans();
-            self.recent.build(&self.purchases, &self.checks, spans);
-            vec![("of which recent days afresh", t.elapsed().as_secs_f64() * 1000.0)]
+        } else if !beside && self.recent.get_mut().stale {
+            self.rebuild_recent()
         } else {
             Vec::new()
         };
@@ -1576,6 +1568,31 @@ impl CompanyData {
         timings.extend(parts);
         self.seal_timings = timings;
         self.touched |= RoaringBitmap::from_sorted_iter(touched).expect("members are visited in order");
+    }
+
+    /// Waits for the recent days' upkeep a seal left on a thread of its own, and builds them afresh
+    /// if it found too many stale entries: call it after the work that goes on beside it (an
+    /// update's recompute). Until then readers of [`CompanyData::recent`] wait for the upkeep, and
+    /// stale recent days answer no question (the postings do). Adds to the seal's timings how long
+    /// the upkeep took and how long it was waited for here.
+    pub fn settle(&mut self) {
+        let t = std::time::Instant::now();
+        if self.recent.pending() {
+            let busy_s = self.recent.busy_s();
+            self.seal_timings.push(("recent days (beside)", busy_s * 1000.0));
+            self.seal_timings.push(("waiting for them", t.elapsed().as_secs_f64() * 1000.0));
+        }
+        if self.recent.get_mut().stale {
+            let parts = self.rebuild_recent();
+            self.seal_timings.extend(parts);
+        }
+    }
+
+    fn rebuild_recent(&mut self) -> Vec<(&'static str, f64)> {
+        let t = std::time::Instant::now();
+        let spans = self.day_spans();
+        self.recent.get_mut().build(&self.purchases, &self.checks, spans);
+        vec![("of which recent days afresh", t.elapsed().as_secs_f64() * 1000.0)]
     }
 
     /// Members (ordinals) with any health check: a prefilter for `checked(...)`.

@@ -6,6 +6,7 @@
 //! to the store.
 
 pub mod audience;
+mod beside;
 pub mod catalogue;
 pub mod classes;
 pub mod company;

@@ -868,9 +868,9 @@ mod tests {
         #[test]
         fn levels_answer_as_each_members_days(steps in prop::collection::vec(prop::collection::vec(op(), 0..12), 1..7), floor in 1usize..40) {
             let mut data = company();
-            data.recent.stale_floor = floor;
+            data.recent.get_mut().stale_floor = floor;
             // Flushes on one thread and on two.
-            data.recent.parallel_floor = [1, 4, 64][floor % 3];
+            data.recent.get_mut().parallel_floor = [1, 4, 64][floor % 3];
             // (ticket id, member, day, lines) of every sale so far.
             let mut sales: Vec<SaleMade> = Vec::new();
             let (mut ticket, mut ret, mut check) = (0i64, 0i64, 0i64);
@@ -915,6 +915,7 @@ mod tests {
                     }
                 }
                 data.seal();
+                data.settle();
                 let n = data.len();
                 let recent = data.recent();
                 let base = crate::data::day_of(0, 0);
