@@ -285,7 +285,8 @@ fn phases(timings: &[(&'static str, f64)]) -> String {
 /// `RXMEMBER_PERF_CTL=CTL`: perf is told to enable before the phase and disable after.
 /// `RXMEMBER_PERF_PHASE` names the phase: `updates` (the default: each held-back day's update),
 /// `build` (reading the facts in — the generator's own work included, told apart by symbol —
-/// sealing and deriving) or `counts` (the counts of the fixed expressions).
+/// sealing and deriving), `seal` or `derive` (those parts of the full build alone) or `counts` (the
+/// counts of the fixed expressions).
 struct PerfControl(Option<std::fs::File>, String);
 
 impl PerfControl {
@@ -307,12 +308,17 @@ impl PerfControl {
 
 fn build(feed: &mut Feed, mut data: CompanyData, generate_s: f64) -> Built {
     let last = feed.last;
+    let perf = PerfControl::from_env();
     let started = Instant::now();
     let cpu = cpu_s();
+    perf.send("seal", "enable");
     data.seal();
+    perf.send("seal", "disable");
     let seal_s = started.elapsed().as_secs_f64();
     let build_seal_timings = data.seal_timings.clone();
+    perf.send("derive", "enable");
     let mut engine = CompanyEngine::new(data, Taxonomy::default_pharmacy(), Settings::default(), Vec::new(), last);
+    perf.send("derive", "disable");
     let derive_s = started.elapsed().as_secs_f64() - seal_s;
     let build_s = feed.read_s + seal_s + derive_s;
     let build_phases = [feed.read_s, seal_s, derive_s];
@@ -323,7 +329,6 @@ fn build(feed: &mut Feed, mut data: CompanyData, generate_s: f64) -> Built {
     let mut updates = Vec::new();
     let (mut day_seal_timings, mut day_timings) = (Vec::new(), Vec::new());
     let (mut day_s, mut day_cpu_s, mut day_phases, mut day_tickets, mut day_lines) = (0.0, 0.0, [0.0; 3], 0, 0);
-    let perf = PerfControl::from_env();
     perf.send("build", "disable");
     for (i, day) in std::mem::take(&mut feed.held).into_iter().enumerate() {
         perf.send("updates", "enable");

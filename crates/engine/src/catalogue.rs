@@ -7,6 +7,7 @@ use crate::data::{CompanyData, NONE_U32};
 use crate::features::{Features, NONE_I32, TRACKED_KINDS};
 use crate::grades::{ActivityLevel, RfmGrade};
 use roaring::RoaringBitmap;
+use rxmember_core::facts::MemberFact;
 use rxmember_core::member::{Gender, MemberStatus, RegistrationSource};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -283,21 +284,24 @@ fn chronic_values(b: &mut Builder, data: &CompanyData) -> Vec<TagValue> {
         values.retain(|v| !v.members.is_empty());
         return values;
     }
-    let mut chronic: Vec<String> = data.members.iter().flat_map(|m| m.chronic_conditions.iter().cloned()).collect();
-    chronic.sort();
-    chronic.dedup();
-    let mut lists: Vec<Vec<u32>> = vec![Vec::new(); chronic.len()];
+    // One pass over the records, each condition's members listed under its name (borrowed).
+    let mut by_name: HashMap<&str, Vec<u32>> = HashMap::new();
     for (o, m) in data.members.iter().enumerate() {
         for c in &m.chronic_conditions {
-            if let Ok(x) = chronic.binary_search(c) {
-                lists[x].push(o as u32);
+            let list = by_name.entry(c.as_str()).or_default();
+            if list.last() != Some(&(o as u32)) {
+                list.push(o as u32);
             }
         }
     }
+    let mut chronic: Vec<(&str, Vec<u32>)> = by_name.into_iter().collect();
+    chronic.sort_unstable_by_key(|&(name, _)| name);
     chronic
         .into_iter()
-        .zip(lists)
-        .map(|(name, l)| TagValue { name, members: Arc::new(l.into_iter().collect()) })
+        .map(|(name, l)| TagValue {
+            name: name.to_string(),
+            members: Arc::new(RoaringBitmap::from_sorted_iter(l).expect("members ascend")),
+        })
         .collect()
 }
 
@@ -449,6 +453,66 @@ fn consumption_rest_and_product(i: &Inputs, b: &mut Builder) {
     );
 }
 
+/// The record fields the attribute dimensions read, one byte each (the value's index in its
+/// dimension, [`NO_VALUE`] for none).
+#[derive(Debug, Clone, Copy)]
+enum Attr {
+    Allergies,
+    Consent,
+    Gender,
+    Source,
+    Referred,
+    Sms,
+    BirthdayMonth,
+    Status,
+}
+
+const ATTRS: usize = 8;
+const NO_VALUE: u8 = u8::MAX;
+
+fn attrs_of(m: &MemberFact) -> [u8; ATTRS] {
+    use chrono::Datelike;
+    let mut a = [NO_VALUE; ATTRS];
+    a[Attr::Allergies as usize] = !m.has_allergies as u8;
+    a[Attr::Consent as usize] = !m.health_consent as u8;
+    a[Attr::Gender as usize] = match m.gender {
+        Gender::Male => 0,
+        Gender::Female => 1,
+        Gender::Unknown => 2,
+    };
+    a[Attr::Source as usize] = SOURCES.iter().position(|s| *s == m.source).map_or(NO_VALUE, |p| p as u8);
+    a[Attr::Referred as usize] = !m.referred as u8;
+    a[Attr::Sms as usize] = !m.sms_opt_in as u8;
+    a[Attr::BirthdayMonth as usize] = m.birthday.map_or(NO_VALUE, |b| b.month0() as u8);
+    a[Attr::Status as usize] = match m.status {
+        MemberStatus::Active => 0,
+        MemberStatus::Cancelled => 1,
+    };
+    a
+}
+
+/// The attribute dimensions' values of members' records. Built afresh, every record is read once
+/// for all of them (records are large: at 10M members a pass over them per dimension cost more than
+/// the rest of the catalogue); in an update the changed records only, each when asked.
+struct Attrs<'a> {
+    members: &'a [MemberFact],
+    packed: Option<Vec<[u8; ATTRS]>>,
+}
+
+impl<'a> Attrs<'a> {
+    fn new(members: &'a [MemberFact], every: bool) -> Self {
+        Attrs { members, packed: every.then(|| members.iter().map(attrs_of).collect()) }
+    }
+
+    fn get(&self, o: usize, attr: Attr) -> Option<usize> {
+        let v = match &self.packed {
+            Some(p) => p[o][attr as usize],
+            None => attrs_of(&self.members[o])[attr as usize],
+        };
+        (v != NO_VALUE).then_some(v as usize)
+    }
+}
+
 /// 健康属性 and 会员属性.
 fn health_and_member(i: &Inputs, b: &mut Builder) {
     let (data, f) = (i.data, i.features);
@@ -476,22 +540,17 @@ fn health_and_member(i: &Inputs, b: &mut Builder) {
     }
     let chronic = chronic_values(b, data);
     b.given("chronic", "慢病档案", Health, chronic);
+    let attrs = Attrs::new(&data.members, b.prev.is_none());
     b.split_record("allergies", "过敏史", Health, &names(&["有过敏史", "无记录"]), |o| {
-        Some(!data.members[o].has_allergies as usize)
+        attrs.get(o, Attr::Allergies)
     });
     b.split_record("health_consent", "健康数据授权", Health, &names(&["已授权", "未授权"]), |o| {
-        Some(!data.members[o].health_consent as usize)
+        attrs.get(o, Attr::Consent)
     });
 
     // 会员属性
     let stores: Vec<String> = data.stores.iter().map(|s| s.name.clone()).collect();
-    b.split_record("gender", "性别", Member, &names(&["男", "女", "未知"]), |o| {
-        Some(match data.members[o].gender {
-            Gender::Male => 0,
-            Gender::Female => 1,
-            Gender::Unknown => 2,
-        })
-    });
+    b.split_record("gender", "性别", Member, &names(&["男", "女", "未知"]), |o| attrs.get(o, Attr::Gender));
     b.split_record(
         "age_band",
         "年龄段",
@@ -531,28 +590,20 @@ fn health_and_member(i: &Inputs, b: &mut Builder) {
         "注册来源",
         Member,
         &names(&["门店", "微信", "支付宝", "推荐", "导入"]),
-        |o| SOURCES.iter().position(|s| *s == data.members[o].source),
+        |o| attrs.get(o, Attr::Source),
     );
     b.split_record("home_store", "所属门店", Member, &stores, |o| {
         (data.home_store[o] != NONE_U32).then_some(data.home_store[o] as usize)
     });
     b.split_record("referred", "推荐入会", Member, &names(&["有推荐人", "无推荐人"]), |o| {
-        Some(!data.members[o].referred as usize)
+        attrs.get(o, Attr::Referred)
     });
     b.split_record("sms", "短信许可", Member, &names(&["接收短信", "拒收短信"]), |o| {
-        Some(!data.members[o].sms_opt_in as usize)
+        attrs.get(o, Attr::Sms)
     });
     let months: Vec<String> = (1..=12).map(|m| format!("{m}月")).collect();
-    b.split_record("birthday_month", "生日月份", Member, &months, |o| {
-        use chrono::Datelike;
-        data.members[o].birthday.map(|b| b.month0() as usize)
-    });
-    b.split_record("status", "会员状态", Member, &names(&["正常", "已注销"]), |o| {
-        Some(match data.members[o].status {
-            MemberStatus::Active => 0,
-            MemberStatus::Cancelled => 1,
-        })
-    });
+    b.split_record("birthday_month", "生日月份", Member, &months, |o| attrs.get(o, Attr::BirthdayMonth));
+    b.split_record("status", "会员状态", Member, &names(&["正常", "已注销"]), |o| attrs.get(o, Attr::Status));
     let loyalty = &data.loyalty;
     let levels: Vec<String> = loyalty.levels.iter().map(|l| l.name.clone()).collect();
     b.split_record("tier", "会员等级", Member, &levels, |o| loyalty.level(o));
