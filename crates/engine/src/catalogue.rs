@@ -68,19 +68,30 @@ impl Dimension {
 
 /// Members split by a function giving each member's value index (or none).
 fn split(n: usize, names: &[String], f: impl Fn(usize) -> Option<usize>) -> Vec<TagValue> {
-    let mut lists: Vec<Vec<u32>> = vec![Vec::new(); names.len()];
-    for o in 0..n {
-        if let Some(v) = f(o) {
-            lists[v].push(o as u32);
+    let bitmaps: Vec<RoaringBitmap> = if names.len() <= FEW_VALUES {
+        // A bit per member and value, set in member order, then read into bitmaps a container at a
+        // time: cheaper than pushing every member into a list and the list into a bitmap (most
+        // dimensions have a handful of values; each value's bits are n / 8 bytes).
+        let mut bits = vec![vec![0u8; n.div_ceil(8)]; names.len()];
+        for o in 0..n {
+            if let Some(v) = f(o) {
+                bits[v][o >> 3] |= 1 << (o & 7);
+            }
         }
-    }
+        bits.iter().map(|b| RoaringBitmap::from_lsb0_bytes(0, b)).collect()
+    } else {
+        let mut lists: Vec<Vec<u32>> = vec![Vec::new(); names.len()];
+        for o in 0..n {
+            if let Some(v) = f(o) {
+                lists[v].push(o as u32);
+            }
+        }
+        lists.into_iter().map(|l| RoaringBitmap::from_sorted_iter(l).expect("members ascend")).collect()
+    };
     names
         .iter()
-        .zip(lists)
-        .map(|(name, l)| TagValue {
-            name: name.clone(),
-            members: Arc::new(RoaringBitmap::from_sorted_iter(l).unwrap_or_default()),
-        })
+        .zip(bitmaps)
+        .map(|(name, members)| TagValue { name: name.clone(), members: Arc::new(members) })
         .collect()
 }
 
