@@ -1571,7 +1571,8 @@ impl CompanyData {
     }
 
     /// Waits for the recent days' upkeep a seal left on a thread of its own, and builds them afresh
-    /// if it found too many stale entries: call it after the work that goes on beside it (an
+    /// if they are stale (the upkeep found too many stale entries, or a product changed category
+    /// since the last seal): call it after the work that goes on beside it (an
     /// update's recompute). Until then readers of [`CompanyData::recent`] wait for the upkeep, and
     /// stale recent days answer no question (the postings do). Adds to the seal's timings how long
     /// the upkeep took and how long it was waited for here.

@@ -587,8 +587,7 @@ impl RecentDays {
         }
     }
 
-    /// Builds the index from the runs.
-    /// Built from the runs, the days of whose purchases and of whose checks lie in `spans`.
+    /// Builds the index from the runs, the days of whose purchases and of whose checks lie in `spans`.
     pub(crate) fn build(&mut self, purchases: &Runs<Purchase>, checks: &Runs<Check>, spans: [(Day, Day); 2]) {
         let pk = &self.product_keys;
         self.purchases = Levels::build(self.keys.len(), purchases.count(), spans[0], |o, s| {
