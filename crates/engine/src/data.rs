@@ -1443,11 +1443,10 @@ impl CompanyData {
             // recent days are built afresh below.
             self.recent.get_mut().stale = true;
         }
-        if fresh_build {
-            crate::pages::reserve_exact(&mut self.visits.items, arena_for(pending.visits.len(), n));
-            crate::pages::reserve_exact(&mut self.purchases.items, arena_for(pending.lines.len(), n));
-            crate::pages::reserve_exact(&mut self.checks.items, arena_for(pending.checks.len(), n));
-        }
+        // The logs, once grouped, are freed and their pages taken again by the arenas (see
+        // [`crate::recycler`]); what the arenas leave is freed once they have theirs.
+        let recycling = crate::recycler::recycling();
+        let arenas = [pending.visits.len(), pending.lines.len(), pending.checks.len()].map(|l| arena_for(l, n));
         let mut timings = Vec::new();
         let mut clock = std::time::Instant::now();
         let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, f64)>| {
@@ -1464,6 +1463,13 @@ impl CompanyData {
             (visits, lines, returns, checks)
         });
         lap("grouping by member", &mut timings);
+        if fresh_build {
+            // After the grouping, which frees the logs: their pages, faulted in, serve the arenas.
+            crate::pages::reserve_exact(&mut self.visits.items, arenas[0]);
+            crate::pages::reserve_exact(&mut self.purchases.items, arenas[1]);
+            crate::pages::reserve_exact(&mut self.checks.items, arenas[2]);
+        }
+        drop(recycling);
         let logs = Logs { visits: &visit_log, lines: &line_log, returns: &return_log, checks: &check_log };
         if fresh_build && cleared.is_empty() {
             let parts = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
