@@ -376,10 +376,6 @@ enum TokenCommand {
     },
 }
 
-/// Keeps big buffers a build frees for its next big allocations (see the engine's `recycler`).
-#[global_allocator]
-static ALLOCATOR: rxmember_engine::recycler::Recycler = rxmember_engine::recycler::Recycler;
-
 fn main() -> Result<()> {
     let cli = Cli::parse();
     init_tracing();

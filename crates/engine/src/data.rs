@@ -535,8 +535,21 @@ impl Pending {
 /// entries read before their member's history was cleared (`kind` indexes the clear's lengths).
 /// A small log is sorted; a big one moved by a two-pass counting sort: first by ranges of members
 /// ([`range_of`]: a write stream per range), then within each range, whose entries fit in cache —
-/// one scattered write per entry over the whole log would miss the cache every time.
-fn group<E: OfMember>(mut log: Vec<E>, n: usize, cleared: &FastMap<u32, [usize; 4]>, kind: usize) -> Vec<E> {
+/// one scattered write per entry over the whole log would miss the cache every time. The first
+/// pass gives the log's pages back as it reads them ([`crate::pages::release`]), so that its
+/// writes take them (the grouped log is as big as the log).
+fn group<E: OfMember>(log: Vec<E>, n: usize, cleared: &FastMap<u32, [usize; 4]>, kind: usize) -> Vec<E> {
+    group_releasing(log, n, cleared, kind, crate::pages::RELEASE_STEP / size_of::<E>().max(1))
+}
+
+/// [`group`], giving the log's pages back every `step` entries read.
+fn group_releasing<E: OfMember>(
+    mut log: Vec<E>,
+    n: usize,
+    cleared: &FastMap<u32, [usize; 4]>,
+    kind: usize,
+    step: usize,
+) -> Vec<E> {
     if !cleared.is_empty() {
         let mut i = 0;
         log.retain(|e| {
@@ -545,11 +558,10 @@ fn group<E: OfMember>(mut log: Vec<E>, n: usize, cleared: &FastMap<u32, [usize; 
             keep
         });
     }
-    if log.len() < n / 8 {
+    if log.len() < n / 8 || log.is_empty() {
         log.sort_by_key(|e| e.member());
         return log;
     }
-    let Some(&first) = log.first() else { return log };
     let range = range_of(n);
     let ranges = n.div_ceil(range);
     let mut next = vec![0usize; ranges + 1];
@@ -560,16 +572,31 @@ fn group<E: OfMember>(mut log: Vec<E>, n: usize, cleared: &FastMap<u32, [usize; 
         next[r + 1] += next[r];
     }
     let bounds = next.clone();
-    // The grouped log lives in this buffer, and the log itself is given back after the first pass.
-    // On 4 KB pages, like the log: written once in order and read once in order, where 2 MB pages'
-    // first touches cost more than their fewer TLB misses save.
-    let mut by_range = Vec::with_capacity(log.len());
-    by_range.resize(log.len(), first);
-    for e in &log {
-        let at = &mut next[e.member() as usize / range];
-        by_range[*at] = *e;
-        *at += 1;
+    // The grouped log lives in this buffer. On 4 KB pages, like the log: written once in order and
+    // read once in order, where 2 MB pages' first touches cost more than their fewer TLB misses save.
+    let len = log.len();
+    let mut by_range: Vec<E> = Vec::with_capacity(len);
+    let out = &mut by_range.spare_capacity_mut()[..len];
+    let read = log.as_ptr();
+    let mut released = 0;
+    while released < len {
+        let end = (released + step.max(1)).min(len);
+        for i in released..end {
+            // SAFETY: `i < len`; the log's entries from `released` on are still its own.
+            let e = unsafe { read.add(i).read() };
+            let at = &mut next[e.member() as usize / range];
+            out[*at].write(e);
+            *at += 1;
+        }
+        // SAFETY: entries before `end` are read for the last time above (by value), and no
+        // reference into the log is alive; the log is only freed after this.
+        unsafe { crate::pages::release(read.add(released).cast(), (end - released) * size_of::<E>()) };
+        released = end;
     }
+    assert!((0..ranges).all(|r| next[r] == bounds[r + 1]), "every entry of the grouped log written once");
+    // SAFETY: each range's cursor moved from its start to the next range's start, one entry
+    // written at a time: all `len` entries are written.
+    unsafe { by_range.set_len(len) };
     drop(log);
     // The second pass copies a range out to a scratch that stays in cache and writes it back
     // grouped by member.
@@ -757,6 +784,43 @@ fn add_buyer(ever_bought: &mut [RoaringBitmap], o: u32, purchases: &[Purchase]) 
     }
 }
 
+/// How far a piece of the grouped logs has been read and given back ([`crate::pages::release`]),
+/// while a full build writes it into the arenas: their first touches take the pages back.
+struct Read {
+    given: [usize; 4],
+    /// Bytes of a log given back at a time.
+    step: usize,
+}
+
+impl Read {
+    fn of(piece: &Logs<'_>, step: usize) -> Read {
+        Read { given: Self::starts(piece), step }
+    }
+
+    fn starts(piece: &Logs<'_>) -> [usize; 4] {
+        [
+            piece.visits.as_ptr() as usize,
+            piece.lines.as_ptr() as usize,
+            piece.returns.as_ptr() as usize,
+            piece.checks.as_ptr() as usize,
+        ]
+    }
+
+    /// Gives back what was taken off the piece since, once it is `step` bytes of a log.
+    ///
+    /// # Safety
+    /// The entries taken off the piece are not read again.
+    unsafe fn release(&mut self, piece: &Logs<'_>) {
+        for (given, now) in self.given.iter_mut().zip(Self::starts(piece)) {
+            if now - *given >= self.step {
+                // SAFETY: the caller's.
+                unsafe { crate::pages::release(*given as *const u8, now - *given) };
+                *given = now;
+            }
+        }
+    }
+}
+
 /// A company's runs of each kind of fact, as a seal writes them.
 struct RunsMut<'r> {
     visits: &'r mut Runs<Visit>,
@@ -786,7 +850,19 @@ impl RunsMut<'_> {
     /// The members are cut into `parts` ranges of about as many lines, each written on a thread of
     /// its own into its stretch of the arenas, where the slots lie as one thread writing every
     /// member would lay them: a first pass (on the same threads) adds up each range's slots.
-    fn write_fresh(&mut self, logs: Logs<'_>, ever_bought: &mut [RoaringBitmap], parts: usize) -> Vec<u32> {
+    ///
+    /// With `give_back`, each piece's logs are given back to the kernel every that many bytes
+    /// written ([`Read`]), for the arenas' first touches to take.
+    ///
+    /// # Safety
+    /// With `give_back`, the logs' entries are not read again once this returns.
+    unsafe fn write_fresh(
+        &mut self,
+        logs: Logs<'_>,
+        ever_bought: &mut [RoaringBitmap],
+        parts: usize,
+        give_back: Option<usize>,
+    ) -> Vec<u32> {
         let n = self.visits.count();
         // Cuts between ranges: members at even steps through the lines.
         let cuts: Vec<u32> =
@@ -830,10 +906,16 @@ impl RunsMut<'_> {
                      mut c: Stretch<'_, Check>,
                      ever_bought: &mut [RoaringBitmap]| {
             let mut written = Vec::new();
+            let mut read = give_back.map(|step| Read::of(&piece, step));
             loop {
                 let o = piece.head();
                 if o == u32::MAX {
                     break;
+                }
+                if let Some(read) = &mut read {
+                    // SAFETY: the entries taken off the piece so far were written into runs on
+                    // earlier turns and are not read again (the caller's word).
+                    unsafe { read.release(&piece) };
                 }
                 let new = piece.take(o);
                 let m = o as usize;
@@ -1443,10 +1525,11 @@ impl CompanyData {
             // recent days are built afresh below.
             self.recent.get_mut().stale = true;
         }
-        // The logs, once grouped, are freed and their pages taken again by the arenas (see
-        // [`crate::recycler`]); what the arenas leave is freed once they have theirs.
-        let recycling = crate::recycler::recycling();
-        let arenas = [pending.visits.len(), pending.lines.len(), pending.checks.len()].map(|l| arena_for(l, n));
+        if fresh_build {
+            crate::pages::reserve_exact(&mut self.visits.items, arena_for(pending.visits.len(), n));
+            crate::pages::reserve_exact(&mut self.purchases.items, arena_for(pending.lines.len(), n));
+            crate::pages::reserve_exact(&mut self.checks.items, arena_for(pending.checks.len(), n));
+        }
         let mut timings = Vec::new();
         let mut clock = std::time::Instant::now();
         let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, f64)>| {
@@ -1463,19 +1546,14 @@ impl CompanyData {
             (visits, lines, returns, checks)
         });
         lap("grouping by member", &mut timings);
-        if fresh_build {
-            // After the grouping, which frees the logs: their pages, faulted in, serve the arenas.
-            crate::pages::reserve_exact(&mut self.visits.items, arenas[0]);
-            crate::pages::reserve_exact(&mut self.purchases.items, arenas[1]);
-            crate::pages::reserve_exact(&mut self.checks.items, arenas[2]);
-        }
-        drop(recycling);
         let logs = Logs { visits: &visit_log, lines: &line_log, returns: &return_log, checks: &check_log };
         if fresh_build && cleared.is_empty() {
             let parts = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+            let mut runs =
+                RunsMut { visits: &mut self.visits, purchases: &mut self.purchases, checks: &mut self.checks };
+            // SAFETY: the grouped logs are dropped just below, unread.
             let written =
-                RunsMut { visits: &mut self.visits, purchases: &mut self.purchases, checks: &mut self.checks }
-                    .write_fresh(logs, &mut self.ever_bought, parts);
+                unsafe { runs.write_fresh(logs, &mut self.ever_bought, parts, Some(crate::pages::RELEASE_STEP)) };
             drop((visit_log, line_log, return_log, check_log));
             lap("writing runs", &mut timings);
             let parts = self.build_by_day();
@@ -1882,6 +1960,18 @@ mod tests {
             prop_assert_eq!(group(log, 5000, &FastMap::default(), 0), want);
         }
 
+        /// The same with logs of many pages given back a few pages at a time as they are read.
+        #[test]
+        fn grouping_that_gives_the_log_back_as_it_reads_keeps_the_order_read(
+            members in prop::collection::vec(0u32..2000, 2000..40_000),
+            pages in 1usize..4,
+        ) {
+            let log: Vec<(u32, usize)> = members.iter().enumerate().map(|(i, &o)| (o, i)).collect();
+            let mut want = log.clone();
+            want.sort_by_key(|e| e.0);
+            prop_assert_eq!(group_releasing(log, 2000, &FastMap::default(), 0, pages * 256), want);
+        }
+
         /// Runs hold what was pushed, member by member, however slots fill, move and compact;
         /// garbage and the facts held are accounted exactly.
         #[test]
@@ -1985,13 +2075,99 @@ mod tests {
             }
             for parts in [1, parts] {
                 let (mut v, mut p, mut c, mut b) = empty();
-                let w = RunsMut { visits: &mut v, purchases: &mut p, checks: &mut c }.write_fresh(logs, &mut b, parts);
+                // SAFETY: nothing is given back.
+                let w = unsafe { RunsMut { visits: &mut v, purchases: &mut p, checks: &mut c }.write_fresh(logs, &mut b, parts, None) };
                 prop_assert_eq!(&w, &w1);
                 prop_assert_eq!(layout(&v), layout(&v1));
                 prop_assert_eq!(layout(&p), layout(&p1));
                 prop_assert_eq!(layout(&c), layout(&c1));
                 prop_assert_eq!(&b, &b1);
             }
+        }
+    }
+
+    /// Logs of many pages, given back a page at a time as the runs are written on threads, are
+    /// written whole: the same runs, slots and buyers as one thread writing member by member.
+    #[test]
+    fn a_full_build_giving_its_logs_back_as_it_writes_loses_nothing() {
+        let n = 3000u32;
+        let mut seed = 7u64;
+        let mut next = |m: u64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % m
+        };
+        let (mut visits, mut lines, mut returns, mut checks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for member in 0..n {
+            for t in 0..next(6) as i64 {
+                let ticket = member as i64 * 100 + t;
+                let day = t as Day * 3;
+                visits.push(PendingVisit {
+                    member,
+                    day,
+                    store: 1,
+                    items: 2,
+                    ticket,
+                    amount: 900,
+                    discount: 5,
+                    cost: 400,
+                });
+                for _ in 0..1 + next(4) {
+                    let product = next(4) as u32;
+                    lines.push(PendingLine { member, day, product, ticket, amount: 100 + next(900) as i64 });
+                }
+                if next(10) == 0 {
+                    returns.push((member, PendingReturn { ticket, day: day + 1, product: 0, amount: 50, cost: 20 }));
+                }
+            }
+            for i in 0..next(3) {
+                checks.push((
+                    member,
+                    Check {
+                        id: member as i64 * 10 + i as i64,
+                        day: i as Day,
+                        kind: HealthKind::Other,
+                        abnormal: false,
+                    },
+                ));
+            }
+        }
+        assert!(lines.len() * size_of::<PendingLine>() > 64 * 4096, "logs of many pages");
+        let logs = Logs { visits: &visits, lines: &lines, returns: &returns, checks: &checks };
+        let empty = || {
+            let (mut v, mut p, mut c) = (Runs::default(), Runs::default(), Runs::default());
+            v.grow(n as usize);
+            p.grow(n as usize);
+            c.grow(n as usize);
+            (v, p, c, vec![RoaringBitmap::new(); 4])
+        };
+        let (mut v1, mut p1, mut c1, mut b1) = empty();
+        let mut cursor = logs;
+        while cursor.head() != u32::MAX {
+            let o = cursor.head();
+            RunsMut { visits: &mut v1, purchases: &mut p1, checks: &mut c1 }.write_member(
+                o as usize,
+                false,
+                &cursor.take(o),
+            );
+            add_buyer(&mut b1, o, p1.of(o as usize));
+        }
+        for parts in [1, 2, 3] {
+            let (visits, lines, returns, checks) = (visits.clone(), lines.clone(), returns.clone(), checks.clone());
+            let logs = Logs { visits: &visits, lines: &lines, returns: &returns, checks: &checks };
+            let (mut v, mut p, mut c, mut b) = empty();
+            // SAFETY: these copies of the logs are dropped unread.
+            unsafe {
+                RunsMut { visits: &mut v, purchases: &mut p, checks: &mut c }.write_fresh(
+                    logs,
+                    &mut b,
+                    parts,
+                    Some(4096),
+                )
+            };
+            assert_eq!(layout(&v), layout(&v1));
+            assert_eq!(layout(&p), layout(&p1));
+            assert_eq!(layout(&c), layout(&c1));
+            assert_eq!(b, b1);
         }
     }
 

@@ -21,12 +21,6 @@ pub mod numeric;
 mod pages;
 pub mod postings;
 pub mod recent;
-pub mod recycler;
 pub mod settings;
 #[cfg(test)]
 mod test_support;
-
-/// The engine's own tests run on the allocator the binary installs.
-#[cfg(test)]
-#[global_allocator]
-static ALLOCATOR: recycler::Recycler = recycler::Recycler;
