@@ -577,7 +577,8 @@ fn group_releasing<E: OfMember>(
     let len = log.len();
     let mut by_range: Vec<E> = Vec::with_capacity(len);
     let out = &mut by_range.spare_capacity_mut()[..len];
-    let read = log.as_ptr();
+    // A mutable pointer: the kernel writes (zeroes) what is given back.
+    let read = log.as_mut_ptr().cast_const();
     let mut released = 0;
     while released < len {
         let end = (released + step.max(1)).min(len);
@@ -784,6 +785,48 @@ fn add_buyer(ever_bought: &mut [RoaringBitmap], o: u32, purchases: &[Purchase]) 
     }
 }
 
+/// [`Logs`] as raw parts, for a full build that gives the logs' memory back as it reads them
+/// ([`RunsMut::write_fresh`]): a reference passed to a function must cover memory left as it is
+/// until the function returns, so the logs cross function boundaries as raw parts and become
+/// slices only inside, where the cursors move past what is given back.
+#[derive(Clone, Copy)]
+struct RawLogs {
+    visits: (*const PendingVisit, usize),
+    lines: (*const PendingLine, usize),
+    returns: (*const (u32, PendingReturn), usize),
+    checks: (*const (u32, Check), usize),
+}
+
+// SAFETY: raw parts of slices of plain data, which `Logs` (Send and Sync) could carry as well.
+unsafe impl Send for RawLogs {}
+
+impl RawLogs {
+    fn of(logs: Logs<'_>) -> RawLogs {
+        RawLogs {
+            visits: (logs.visits.as_ptr(), logs.visits.len()),
+            lines: (logs.lines.as_ptr(), logs.lines.len()),
+            returns: (logs.returns.as_ptr(), logs.returns.len()),
+            checks: (logs.checks.as_ptr(), logs.checks.len()),
+        }
+    }
+
+    /// The logs as slices again.
+    ///
+    /// # Safety
+    /// The logs these were taken from are alive for `'a` and nothing in them has been given back.
+    unsafe fn logs<'a>(self) -> Logs<'a> {
+        // SAFETY: the caller's.
+        unsafe {
+            Logs {
+                visits: std::slice::from_raw_parts(self.visits.0, self.visits.1),
+                lines: std::slice::from_raw_parts(self.lines.0, self.lines.1),
+                returns: std::slice::from_raw_parts(self.returns.0, self.returns.1),
+                checks: std::slice::from_raw_parts(self.checks.0, self.checks.1),
+            }
+        }
+    }
+}
+
 /// How far a piece of the grouped logs has been read and given back ([`crate::pages::release`]),
 /// while a full build writes it into the arenas: their first touches take the pages back.
 struct Read {
@@ -809,7 +852,8 @@ impl Read {
     /// Gives back what was taken off the piece since, once it is `step` bytes of a log.
     ///
     /// # Safety
-    /// The entries taken off the piece are not read again.
+    /// The entries taken off the piece are not read again, and no slice covering them was passed
+    /// to a function that has not returned ([`RawLogs`]).
     unsafe fn release(&mut self, piece: &Logs<'_>) {
         for (given, now) in self.given.iter_mut().zip(Self::starts(piece)) {
             if now - *given >= self.step {
@@ -855,14 +899,17 @@ impl RunsMut<'_> {
     /// written ([`Read`]), for the arenas' first touches to take.
     ///
     /// # Safety
-    /// With `give_back`, the logs' entries are not read again once this returns.
+    /// The logs are alive until this returns; with `give_back`, their entries are not read
+    /// again afterwards.
     unsafe fn write_fresh(
         &mut self,
-        logs: Logs<'_>,
+        logs: RawLogs,
         ever_bought: &mut [RoaringBitmap],
         parts: usize,
         give_back: Option<usize>,
     ) -> Vec<u32> {
+        // SAFETY: the caller's; nothing is given back yet.
+        let logs = unsafe { logs.logs() };
         let n = self.visits.count();
         // Cuts between ranges: members at even steps through the lines.
         let cuts: Vec<u32> =
@@ -900,11 +947,14 @@ impl RunsMut<'_> {
         let purchases = self.purchases.stretches(&firsts, &sizes.iter().map(|s| s[1]).collect::<Vec<_>>());
         let checks = self.checks.stretches(&firsts, &sizes.iter().map(|s| s[2]).collect::<Vec<_>>());
         let products = ever_bought.len();
-        let write = |mut piece: Logs<'_>,
+        let write = |piece: RawLogs,
                      mut v: Stretch<'_, Visit>,
                      mut p: Stretch<'_, Purchase>,
                      mut c: Stretch<'_, Check>,
                      ever_bought: &mut [RoaringBitmap]| {
+            // SAFETY: the logs are alive (the caller's word), and only this piece's cursor gives
+            // back, behind itself.
+            let mut piece = unsafe { piece.logs() };
             let mut written = Vec::new();
             let mut read = give_back.map(|step| Read::of(&piece, step));
             loop {
@@ -932,7 +982,7 @@ impl RunsMut<'_> {
             (written, [v.held, p.held, c.held])
         };
         let (written, held) = std::thread::scope(|s| {
-            let mut stretches = pieces.into_iter().zip(visits).zip(purchases).zip(checks);
+            let mut stretches = pieces.into_iter().map(RawLogs::of).zip(visits).zip(purchases).zip(checks);
             let (((first, v), p), c) = stretches.next().expect("one piece at least");
             let others: Vec<_> = stretches
                 .map(|(((piece, v), p), c)| {
@@ -1552,8 +1602,9 @@ impl CompanyData {
             let mut runs =
                 RunsMut { visits: &mut self.visits, purchases: &mut self.purchases, checks: &mut self.checks };
             // SAFETY: the grouped logs are dropped just below, unread.
-            let written =
-                unsafe { runs.write_fresh(logs, &mut self.ever_bought, parts, Some(crate::pages::RELEASE_STEP)) };
+            let written = unsafe {
+                runs.write_fresh(RawLogs::of(logs), &mut self.ever_bought, parts, Some(crate::pages::RELEASE_STEP))
+            };
             drop((visit_log, line_log, return_log, check_log));
             lap("writing runs", &mut timings);
             let parts = self.build_by_day();
@@ -2076,7 +2127,7 @@ mod tests {
             for parts in [1, parts] {
                 let (mut v, mut p, mut c, mut b) = empty();
                 // SAFETY: nothing is given back.
-                let w = unsafe { RunsMut { visits: &mut v, purchases: &mut p, checks: &mut c }.write_fresh(logs, &mut b, parts, None) };
+                let w = unsafe { RunsMut { visits: &mut v, purchases: &mut p, checks: &mut c }.write_fresh(RawLogs::of(logs), &mut b, parts, None) };
                 prop_assert_eq!(&w, &w1);
                 prop_assert_eq!(layout(&v), layout(&v1));
                 prop_assert_eq!(layout(&p), layout(&p1));
@@ -2158,7 +2209,7 @@ mod tests {
             // SAFETY: these copies of the logs are dropped unread.
             unsafe {
                 RunsMut { visits: &mut v, purchases: &mut p, checks: &mut c }.write_fresh(
-                    logs,
+                    RawLogs::of(logs),
                     &mut b,
                     parts,
                     Some(4096),
