@@ -361,7 +361,7 @@ impl<'de, T: Deserialize<'de> + Copy + Default> Deserialize<'de> for Runs<T> {
                 if a.next_element::<T>()?.is_some() {
                     return Err(A::Error::custom("more facts than the runs' lengths add up to"));
                 }
-                // Room for the updates to come, on 2 MB pages.
+                // Room for the updates to come (on 2 MB pages where asked).
                 let headroom = runs.items.len() / 8 + 1024;
                 crate::pages::reserve_exact(&mut runs.items, headroom);
                 Ok(runs)

@@ -21,7 +21,7 @@ fn wanted() -> bool {
     *WANTED.get_or_init(|| std::env::var("RXMEMBER_HUGE_PAGES").is_ok_and(|v| v == "on"))
 }
 
-/// A vector with room for `n` elements, on 2 MB pages when big.
+/// A vector with room for `n` elements, on 2 MB pages when big and asked for ([`wanted`]).
 pub(crate) fn with_capacity<T>(n: usize) -> Vec<T> {
     let v = Vec::with_capacity(n);
     advise(&v);
@@ -120,13 +120,14 @@ pub(crate) unsafe fn release(start: *const u8, len: usize) {
     let _ = (start, len);
 }
 
-/// Reserves room for `additional` more elements, on 2 MB pages when big.
+/// Reserves room for `additional` more elements, on 2 MB pages when big and asked for.
 pub(crate) fn reserve_exact<T>(v: &mut Vec<T>, additional: usize) {
     v.reserve_exact(additional);
     advise(v);
 }
 
-/// Asks for 2 MB pages over the whole 2 MB pages inside the vector's buffer, when it is big.
+/// Asks for 2 MB pages over the whole 2 MB pages inside the vector's buffer, when it is big and
+/// they are wanted.
 fn advise<T>(v: &Vec<T>) {
     let bytes = v.capacity() * std::mem::size_of::<T>();
     if bytes < BIG || !wanted() {
