@@ -26,7 +26,7 @@ if job.get("temp_directory"):
 
 TABLES = {
     "members": "o INTEGER, gender VARCHAR, birthday DATE, home_store INTEGER, registered_day INTEGER, sms INTEGER, chronic VARCHAR",
-    "visits": "o INTEGER, day INTEGER, store INTEGER, amount BIGINT, discount BIGINT, cost BIGINT, items INTEGER, returned BIGINT, returned_cost BIGINT, returned_lines INTEGER",
+    "visits": "o INTEGER, day INTEGER, store INTEGER, net BIGINT, discount BIGINT, cost BIGINT, items INTEGER, returned_lines INTEGER",
     "purchases": "o INTEGER, day INTEGER, product INTEGER, amount BIGINT",
     "checks": "o INTEGER, day INTEGER, kind VARCHAR, abnormal INTEGER",
     "products": "idx INTEGER, category VARCHAR, rx INTEGER",
@@ -42,8 +42,8 @@ load_s = time.perf_counter() - t
 FEATURES = f"""
 CREATE TABLE f AS
 WITH v AS (
-  SELECT o, day, amount - returned AS net, greatest(items - returned_lines, 0) AS items, returned_lines,
-         discount, cost - returned_cost AS cost
+  SELECT o, day, net, greatest(items - returned_lines, 0) AS items, returned_lines,
+         discount, cost
   FROM visits WHERE day <= {A}),
 a AS (
   SELECT o,

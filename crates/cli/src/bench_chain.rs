@@ -692,20 +692,18 @@ fn write_csv(engine: &CompanyEngine, dir: &Path) -> Result<()> {
         )?;
     }
     w.flush()?;
-    let mut w = open("visits.csv", "o,day,store,amount,discount,cost,items,returned,returned_cost,returned_lines")?;
+    let mut w = open("visits.csv", "o,day,store,net,discount,cost,items,returned_lines")?;
     for o in 0..data.len() {
         for v in data.visits(o) {
             writeln!(
                 w,
-                "{o},{},{},{},{},{},{},{},{},{}",
+                "{o},{},{},{},{},{},{},{}",
                 v.day,
                 opt(v.store),
-                v.amount,
+                v.net,
                 v.discount,
                 v.cost,
                 v.items,
-                v.returned,
-                v.returned_cost,
                 v.returned_lines
             )?;
         }

@@ -271,7 +271,7 @@ impl Row {
         let (mut frequency, mut monetary, mut items, mut discount, mut cost, mut returns) =
             (0u32, 0i64, 0u32, 0i64, 0i64, 0u32);
         for v in data.visits(o).iter().filter(|v| v.day <= as_of) {
-            let net = v.net();
+            let net = v.net;
             if net <= 0 {
                 // Tickets returned in full still count as returns.
                 if v.day > from {
@@ -290,7 +290,7 @@ impl Row {
                 monetary += net;
                 items += v.items.saturating_sub(v.returned_lines);
                 discount += v.discount;
-                cost += v.cost - v.returned_cost;
+                cost += v.cost;
                 returns += v.returned_lines;
                 if v.store != NONE_U32 {
                     match by_store.iter_mut().find(|(s, _)| *s == v.store) {
