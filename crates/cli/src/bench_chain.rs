@@ -501,6 +501,9 @@ pub fn run(b: &ChainBench) -> Result<()> {
         "resident memory after build: {:.0} MB (peak so far, generator included: {:.0} MB)",
         built.rss_mb, built.peak_rss_mb
     );
+    let held: Vec<String> =
+        engine.data.footprint().iter().map(|(name, bytes)| format!("{name} {:.0}", *bytes as f64 / 1e6)).collect();
+    println!("  of which the engine's facts and indexes (MB): {}", held.join(", "));
     let perf = PerfControl::from_env();
     perf.send("counts", "enable");
     let timed = time_counts(engine, &d, b.repeat);

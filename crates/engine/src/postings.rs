@@ -135,6 +135,17 @@ impl<T: Copy + PartialEq> ByDay<T> {
         days[i].postings.push(t);
     }
 
+    /// Bytes held: the buckets and the room of their postings.
+    pub(crate) fn bytes(&self) -> usize {
+        self.keys
+            .iter()
+            .map(|days| {
+                days.capacity() * std::mem::size_of::<Bucket<T>>()
+                    + days.iter().map(|b| b.postings.capacity() * std::mem::size_of::<T>()).sum::<usize>()
+            })
+            .sum()
+    }
+
     /// The first day held (`Day::MAX` when none).
     pub(crate) fn first_day(&self) -> Day {
         self.first_day
@@ -203,6 +214,11 @@ impl ProductDays {
 
     pub(crate) fn grow(&mut self, products: usize) {
         self.0.grow(products);
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.0.bytes()
     }
 
     /// Member `o`'s purchases were `old` and are now `new` (the same order, `new` possibly longer).
@@ -307,6 +323,11 @@ impl CheckDays {
                 self.0.add(kind_index(b.kind) as usize, b.day, posting(b), false);
             }
         }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.0.bytes()
     }
 
     /// How many checks [`CheckDays::each`] would visit.

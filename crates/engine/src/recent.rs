@@ -551,6 +551,11 @@ impl Default for RecentDays {
 }
 
 impl RecentDays {
+    /// Bytes held by the levels' buckets.
+    pub fn bytes(&self) -> usize {
+        self.purchases.by.bytes() + self.checks.by.bytes()
+    }
+
     /// The purchase key of a category code (`None` if no product is in it).
     pub fn category(&self, code: &str) -> Option<u32> {
         self.keys.get(code).copied()
