@@ -176,19 +176,6 @@ pub(crate) fn room(n: usize) -> usize {
     if n == 0 { 0 } else { n + n / 8 + 2 }
 }
 
-/// A full build gives room ([`room`]) only to the runs whose last fact is this many days or fewer
-/// before the newest day read; an older run's slot fits it exactly. A member who has not bought for
-/// three months seldom buys within days, and when it does its run moves once, to a slot with room
-/// ([`Runs::open`]). The generated chains' members nearly all bought within three months: there
-/// it saves about 3% of the arenas (1M members: 1157 -> 1124 MB); a chain with many sleeping
-/// members saves more. Restores and compactions give every run room.
-pub(crate) const ROOM_DAYS: Day = 90;
-
-/// The slot a full build gives a run of `n` facts whose last is on day `last` ([`ROOM_DAYS`]).
-fn slot_for(n: usize, last: Day, recent_from: Day) -> usize {
-    if last >= recent_from { room(n) } else { n }
-}
-
 impl<T: Copy + Default> Runs<T> {
     /// Member `o`'s facts.
     pub fn of(&self, o: usize) -> &[T] {
@@ -422,12 +409,13 @@ struct Stretch<'a, T> {
 }
 
 impl<'a, T: Copy + Default> Stretch<'a, T> {
-    /// Member `o`'s slot of `c` facts ([`Logs::slots`]) off the front of the stretch. No facts, no
+    /// Member `o`'s slot, with [`room`] for `n` facts, off the front of the stretch. No facts, no
     /// slot (as [`Runs::open`] leaves it).
-    fn slot(&mut self, o: usize, c: usize) -> Slot<'a, T> {
-        if c == 0 {
+    fn slot(&mut self, o: usize, n: usize) -> Slot<'a, T> {
+        if n == 0 {
             return Slot { items: &mut [], len: 0 };
         }
+        let c = room(n);
         let (mine, rest) = std::mem::take(&mut self.rest).split_at_mut(c);
         self.rest = rest;
         for x in mine.iter_mut() {
@@ -726,23 +714,6 @@ impl<'a> Logs<'a> {
     fn sizes(&self) -> [usize; 3] {
         [self.visits.len(), self.lines.len() + self.returns.len(), self.checks.len()]
     }
-
-    /// The slots a full build gives one member's runs (visits, purchases, checks) for its entries:
-    /// room for the facts they may add (a line or a return each at most), with [`room`] after them
-    /// where the last of them is on or after `recent_from` ([`slot_for`]).
-    fn slots(&self, recent_from: Day) -> [usize; 3] {
-        let last = |days: &mut dyn Iterator<Item = Day>| days.max().unwrap_or(Day::MIN);
-        let [v, p, c] = self.sizes();
-        [
-            slot_for(v, last(&mut self.visits.iter().map(|v| v.day)), recent_from),
-            slot_for(
-                p,
-                last(&mut self.lines.iter().map(|l| l.day).chain(self.returns.iter().map(|r| r.1.day))),
-                recent_from,
-            ),
-            slot_for(c, last(&mut self.checks.iter().map(|c| c.1.day)), recent_from),
-        ]
-    }
 }
 
 /// Writes a member's new entries into its runs' slots, which have room for them: tickets, lines (a
@@ -923,9 +894,8 @@ impl RunsMut<'_> {
     /// its own into its stretch of the arenas, where the slots lie as one thread writing every
     /// member would lay them: a first pass (on the same threads) adds up each range's slots.
     ///
-    /// Runs whose last fact is before `recent_from` get no room ([`ROOM_DAYS`]). With `give_back`,
-    /// each piece's logs are given back to the kernel every that many bytes written ([`Read`]), for
-    /// the arenas' first touches to take.
+    /// With `give_back`, each piece's logs are given back to the kernel every that many bytes
+    /// written ([`Read`]), for the arenas' first touches to take.
     ///
     /// # Safety
     /// The logs are alive until this returns; with `give_back`, their entries are not read
@@ -935,7 +905,6 @@ impl RunsMut<'_> {
         logs: RawLogs,
         ever_bought: &mut [RoaringBitmap],
         parts: usize,
-        recent_from: Day,
         give_back: Option<usize>,
     ) -> Vec<u32> {
         // SAFETY: the caller's; nothing is given back yet.
@@ -962,8 +931,8 @@ impl RunsMut<'_> {
                     if o == u32::MAX {
                         return sum;
                     }
-                    for (sum, slot) in sum.iter_mut().zip(piece.take(o).slots(recent_from)) {
-                        *sum += slot;
+                    for (sum, wants) in sum.iter_mut().zip(piece.take(o).sizes()) {
+                        *sum += room(wants);
                     }
                 }
             };
@@ -999,8 +968,8 @@ impl RunsMut<'_> {
                 }
                 let new = piece.take(o);
                 let m = o as usize;
-                let [sv, sp, sc] = new.slots(recent_from);
-                let (mut visits, mut purchases, mut checks) = (v.slot(m, sv), p.slot(m, sp), c.slot(m, sc));
+                let [nv, np, nc] = new.sizes();
+                let (mut visits, mut purchases, mut checks) = (v.slot(m, nv), p.slot(m, np), c.slot(m, nc));
                 write_facts(&mut visits, &mut purchases, &mut checks, &new);
                 add_buyer(ever_bought, o, purchases.run());
                 v.set_len(m, visits.len);
@@ -1644,19 +1613,11 @@ impl CompanyData {
         let logs = Logs { visits: &visit_log, lines: &line_log, returns: &return_log, checks: &check_log };
         if fresh_build && cleared.is_empty() {
             let parts = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-            // Room for the runs with a fact in the last months of the sales read ([`ROOM_DAYS`]).
-            let recent_from = self.days.last_key_value().map_or(Day::MIN, |(&d, _)| d.saturating_sub(ROOM_DAYS));
             let mut runs =
                 RunsMut { visits: &mut self.visits, purchases: &mut self.purchases, checks: &mut self.checks };
             // SAFETY: the grouped logs are dropped just below, unread.
             let written = unsafe {
-                runs.write_fresh(
-                    RawLogs::of(logs),
-                    &mut self.ever_bought,
-                    parts,
-                    recent_from,
-                    Some(crate::pages::RELEASE_STEP),
-                )
+                runs.write_fresh(RawLogs::of(logs), &mut self.ever_bought, parts, Some(crate::pages::RELEASE_STEP))
             };
             drop((visit_log, line_log, return_log, check_log));
             lap("writing runs", &mut timings);
@@ -2185,7 +2146,6 @@ mod tests {
             members in prop::collection::vec(member_entries(), 0..40),
             idle in 0usize..3,
             parts in 2usize..6,
-            recent_from in 0i32..45,
         ) {
             let n = members.len() + idle;
             let (mut visits, mut lines, mut returns, mut checks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -2226,37 +2186,13 @@ mod tests {
             for parts in [1, parts] {
                 let (mut v, mut p, mut c, mut b) = empty();
                 // SAFETY: nothing is given back.
-                let w = unsafe { RunsMut { visits: &mut v, purchases: &mut p, checks: &mut c }.write_fresh(RawLogs::of(logs), &mut b, parts, Day::MIN, None) };
+                let w = unsafe { RunsMut { visits: &mut v, purchases: &mut p, checks: &mut c }.write_fresh(RawLogs::of(logs), &mut b, parts, None) };
                 prop_assert_eq!(&w, &w1);
                 prop_assert_eq!(layout(&v), layout(&v1));
                 prop_assert_eq!(layout(&p), layout(&p1));
                 prop_assert_eq!(layout(&c), layout(&c1));
                 prop_assert_eq!(&b, &b1);
             }
-            // Runs whose last fact is before `recent_from` get slots without room; the runs and
-            // buyers are the same.
-            let (mut v, mut p, mut c, mut b) = empty();
-            // SAFETY: nothing is given back.
-            let w = unsafe { RunsMut { visits: &mut v, purchases: &mut p, checks: &mut c }.write_fresh(RawLogs::of(logs), &mut b, parts, recent_from, None) };
-            prop_assert_eq!(&w, &w1);
-            prop_assert_eq!(&b, &b1);
-            for (m, (days, ls, rs, cs)) in members.iter().enumerate() {
-                prop_assert_eq!(v.of(m), v1.of(m));
-                prop_assert_eq!(p.of(m), p1.of(m));
-                prop_assert_eq!(c.of(m), c1.of(m));
-                // Lines are on day 1 and returns on day 2 (above).
-                let purchase_days = ls.iter().map(|_| 1).chain(rs.iter().map(|_| 2));
-                let kinds: [(&Vec<u32>, usize, Option<i32>); 3] = [
-                    (&v.cap, days.len(), days.iter().copied().max()),
-                    (&p.cap, ls.len() + rs.len(), purchase_days.max()),
-                    (&c.cap, cs.len(), cs.iter().copied().max()),
-                ];
-                for (cap, wants, last) in kinds {
-                    let room_wanted = last.is_some_and(|d| d >= recent_from);
-                    prop_assert_eq!(cap[m] as usize, if room_wanted { room(wants) } else { wants }, "member {}", m);
-                }
-            }
-            prop_assert_eq!(v.items.len(), (0..n).map(|m| v.cap[m] as usize).sum::<usize>(), "the arena is the slots");
         }
     }
 
@@ -2335,7 +2271,6 @@ mod tests {
                     RawLogs::of(logs),
                     &mut b,
                     parts,
-                    Day::MIN,
                     Some(4096),
                 )
             };
