@@ -715,7 +715,7 @@ fn write_csv(engine: &CompanyEngine, dir: &Path) -> Result<()> {
     let mut w = open("purchases.csv", "o,day,product,amount")?;
     for o in 0..data.len() {
         for p in data.purchases(o) {
-            writeln!(w, "{o},{},{},{}", p.day, p.product, p.amount)?;
+            writeln!(w, "{o},{},{},{}", p.day, p.product, { p.amount })?;
         }
     }
     w.flush()?;
