@@ -59,8 +59,8 @@ struct Levels {
 
 impl Levels {
     /// Built from every member's facts (`of`), all on days `first..=last`: each member's levels
-    /// are worked out once, on two threads (a half of the members each), as integer keys —
-    /// (bucket × span + day) above the member — with their counts per bucket and day; the buckets
+    /// are worked out once, on two threads (a half of the members each), as (bucket × span + day)
+    /// slots with a count per member, and counts per bucket and day; the buckets
     /// are then allocated and filled, on two threads (a half of the buckets each). Where bucket ×
     /// span does not fit in 32 bits, levels are worked out twice instead (counted, then added).
     fn build(keys: usize, n: usize, (first, last): (Day, Day), of: impl Fn(usize, &mut Scratch) + Sync) -> Levels {
