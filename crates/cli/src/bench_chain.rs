@@ -686,12 +686,12 @@ fn write_csv(engine: &CompanyEngine, dir: &Path) -> Result<()> {
         writeln!(
             w,
             "{o},{},{},{},{},{},{}",
-            m.gender.label_zh(),
-            m.birthday.map(|b| b.to_string()).unwrap_or_default(),
+            m.gender().label_zh(),
+            m.birthday().map(|b| b.to_string()).unwrap_or_default(),
             opt(data.home_store[o]),
             if reg == NONE_I32 { String::new() } else { reg.to_string() },
-            m.sms_opt_in as u8,
-            m.chronic_conditions.join("|")
+            m.sms_opt_in() as u8,
+            m.chronic_conditions().join("|")
         )?;
     }
     w.flush()?;

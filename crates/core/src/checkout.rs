@@ -111,6 +111,10 @@ pub enum QuoteError {
     EmptyBasket,
     #[error("第{line}行: 数量必须大于0")]
     BadQuantity { line: usize },
+    #[error("第{line}行: 金额超出范围（绝对值不超过 {} 元）", Fen::LIMIT)]
+    LineTooLarge { line: usize },
+    #[error("整单金额超出范围（不超过 {} 元）", Fen::LIMIT)]
+    BasketTooLarge,
     #[error("优惠券“{0}”不可用（不存在、已使用、已过期或不适用于本门店）")]
     UnknownCoupon(String),
     #[error("优惠券“{code}”不适用: {reason}")]
@@ -166,6 +170,15 @@ pub fn quote(rules: &LoyaltyRules, req: &QuoteRequest) -> Result<Quote, QuoteErr
     }
     if let Some(i) = req.lines.iter().position(|l| l.quantity_milli <= 0) {
         return Err(QuoteError::BadQuantity { line: i + 1 });
+    }
+    // Lines and tickets beyond Fen::LIMIT are refused here as imports refuse them (worked out
+    // wide, so no quantity or price overflows on the way).
+    let list_wide = |l: &BasketLine| l.unit_price.0 as i128 * l.quantity_milli as i128 / 1000;
+    if let Some(i) = req.lines.iter().position(|l| list_wide(l).abs() > Fen::LIMIT.0 as i128) {
+        return Err(QuoteError::LineTooLarge { line: i + 1 });
+    }
+    if req.lines.iter().map(list_wide).sum::<i128>() > Fen::LIMIT.0 as i128 {
+        return Err(QuoteError::BasketTooLarge);
     }
     if req.member.is_none() && (!req.use_coupons.is_empty() || req.use_points > 0) {
         return Err(QuoteError::NotAMember);
@@ -443,6 +456,29 @@ mod tests {
         // More points than the 50% share allows.
         let req = QuoteRequest { use_points: 9_000, ..req };
         assert!(matches!(quote(&rules(), &req), Err(QuoteError::TooManyPoints { usable: 3_000, .. })));
+    }
+
+    #[test]
+    fn refuses_lines_and_baskets_beyond_the_limit() {
+        let quote_of = |lines: &[BasketLine]| {
+            let req =
+                QuoteRequest { date: d(2026, 3, 3), member: None, lines, held: &[], use_coupons: &[], use_points: 0 };
+            quote(&LoyaltyRules::default(), &req)
+        };
+        // 10,000,000.00 yuan exactly is one line's limit; a fen more is refused, as is a quantity
+        // whose amount would overflow 64 bits.
+        assert!(quote_of(&[bl("A", "X", 1_000, Fen::LIMIT.0)]).is_ok());
+        assert!(matches!(
+            quote_of(&[bl("A", "X", 1_000, 1), bl("B", "X", 1_000, Fen::LIMIT.0 + 1)]),
+            Err(QuoteError::LineTooLarge { line: 2 })
+        ));
+        assert!(matches!(quote_of(&[bl("A", "X", i64::MAX, 1_000)]), Err(QuoteError::LineTooLarge { line: 1 })));
+        // Two lines within the limit whose sum is not.
+        let half = Fen::LIMIT.0 / 2 + 1;
+        assert!(matches!(
+            quote_of(&[bl("A", "X", 1_000, half), bl("B", "X", 1_000, half)]),
+            Err(QuoteError::BasketTooLarge)
+        ));
     }
 
     #[test]

@@ -142,10 +142,18 @@ pub fn excel_serial(serial: f64) -> Option<NaiveDateTime> {
 
 /// Yuan → fen. Accepts `12.5`, `12.50`, `￥12.50`, `¥1,234.00`, `12.5元`, `-3`. More than two decimals
 /// (float noise from ERP calculations, `12.3400001`) is rounded half away from zero to the fen.
+/// Amounts beyond [`Fen::LIMIT`] either way are refused.
 pub fn money(s: &str) -> Result<Fen, CleanError> {
     let n = normalize_width(s);
     let t: String = n.chars().filter(|c| !matches!(c, '￥' | '¥' | ',' | ' ' | '元' | '$')).collect();
-    decimal_scaled(&t, 2).map(Fen).ok_or_else(|| CleanError::new("invalid_money", format!("无法识别的金额“{s}”")))
+    let fen = decimal_scaled(&t, 2).ok_or_else(|| CleanError::new("invalid_money", format!("无法识别的金额“{s}”")))?;
+    if fen.unsigned_abs() > Fen::LIMIT.0.unsigned_abs() {
+        return Err(CleanError::new(
+            "money_out_of_range",
+            format!("金额“{s}”超出范围（绝对值不超过 {} 元）", Fen::LIMIT),
+        ));
+    }
+    Ok(Fen(fen))
 }
 
 /// A quantity (may be fractional for split packs, 拆零) in thousandths.
@@ -347,6 +355,17 @@ mod tests {
     }
 
     #[test]
+    fn money_beyond_ten_million_yuan_is_refused() {
+        assert_eq!(money("10,000,000.00").unwrap(), Fen::LIMIT);
+        assert_eq!(money("-10000000").unwrap(), Fen(-Fen::LIMIT.0));
+        for raw in ["10000000.01", "-10000000.01", "123456789012"] {
+            let e = money(raw).unwrap_err();
+            assert_eq!(e.code, "money_out_of_range", "{raw}");
+            assert!(e.message.contains(raw), "{raw}: {}", e.message);
+        }
+    }
+
+    #[test]
     fn quantities_keep_three_decimals() {
         assert_eq!(quantity_milli("2").unwrap(), 2000);
         assert_eq!(quantity_milli("0.333").unwrap(), 333);
@@ -414,7 +433,7 @@ mod properties {
     proptest! {
         /// Any amount printed as yuan (with the decorations ERPs add) parses back to the same fen.
         #[test]
-        fn money_round_trips(fen in -10_000_000_000i64..10_000_000_000, sym in 0..3usize, grouping in any::<bool>()) {
+        fn money_round_trips(fen in -Fen::LIMIT.0..=Fen::LIMIT.0, sym in 0..3usize, grouping in any::<bool>()) {
             let yuan = Fen(fen).to_string();
             let text = if grouping && fen.abs() >= 100_000 {
                 // 1234567.89 → 1,234,567.89

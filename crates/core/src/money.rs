@@ -12,6 +12,10 @@ pub struct Fen(pub i64);
 
 impl Fen {
     pub const ZERO: Fen = Fen(0);
+    /// The largest amount one line or one ticket may carry, either sign: 10,000,000.00 yuan. Imports
+    /// refuse bigger ones (a column mix-up or a unit error, never a pharmacy sale) and so does the
+    /// till; the engine keeps per-fact amounts in 4 bytes (±21,474,836.47 yuan) on this bound.
+    pub const LIMIT: Fen = Fen(1_000_000_000);
 
     pub fn yuan(yuan: i64) -> Fen {
         Fen(yuan * 100)

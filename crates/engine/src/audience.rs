@@ -96,8 +96,8 @@ fn purchase_days(data: &CompanyData, o: u32, keep: impl Fn(&crate::data::Purchas
     let mut per_day: Vec<(Day, i64)> = Vec::new();
     for p in data.purchases(o as usize).iter().filter(|p| keep(p)) {
         match per_day.iter_mut().find(|(d, _)| *d == p.day) {
-            Some((_, a)) => *a += p.amount,
-            None => per_day.push((p.day, p.amount)),
+            Some((_, a)) => *a += i64::from(p.amount),
+            None => per_day.push((p.day, i64::from(p.amount))),
         }
     }
     (per_day.iter().filter(|(_, a)| *a > 0).count() as i64, per_day.iter().map(|(_, a)| a).sum())
@@ -207,8 +207,8 @@ fn bought_postings(
                 t.day = d;
                 t.net = 0;
             }
-            t.net += p.amount;
-            t.spend += p.amount;
+            t.net += i64::from(p.amount);
+            t.spend += i64::from(p.amount);
         });
         seen.sort_unstable();
         let mut hit = Vec::new();
@@ -1125,7 +1125,7 @@ impl<'a> Evaluator<'a> {
             day != NONE_I32
                 && day >= w.from
                 && day <= w.to
-                && source.is_none_or(|s| self.data.members[o].source == s)
+                && source.is_none_or(|s| self.data.members.get(o).source() == s)
                 && store.is_none_or(|s| self.data.home_store[o] == s)
         }))
     }

@@ -6,8 +6,8 @@ use crate::classes::{Class, ClassKind};
 use crate::data::{CompanyData, NONE_U32};
 use crate::features::{Features, NONE_I32, TRACKED_KINDS};
 use crate::grades::{ActivityLevel, RfmGrade};
+use crate::members::{MemberRef, Members};
 use roaring::RoaringBitmap;
-use rxmember_core::facts::MemberFact;
 use rxmember_core::member::{Gender, MemberStatus, RegistrationSource};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -277,7 +277,7 @@ fn chronic_values(b: &mut Builder, data: &CompanyData) -> Vec<TagValue> {
         let Some(changed) = changed else { return false };
         lists = vec![Vec::new(); values.len()];
         changed.iter().all(|o| {
-            data.members[o as usize].chronic_conditions.iter().all(|c| {
+            data.members.get(o as usize).chronic_conditions().iter().all(|c| {
                 let Some(v) = values.iter().position(|v| v.name == *c) else { return false };
                 if lists[v].last() != Some(&o) {
                     lists[v].push(o);
@@ -298,7 +298,7 @@ fn chronic_values(b: &mut Builder, data: &CompanyData) -> Vec<TagValue> {
     // One pass over the records, each condition's members listed under its name (borrowed).
     let mut by_name: HashMap<&str, Vec<u32>> = HashMap::new();
     for (o, m) in data.members.iter().enumerate() {
-        for c in &m.chronic_conditions {
+        for c in m.chronic_conditions() {
             let list = by_name.entry(c.as_str()).or_default();
             if list.last() != Some(&(o as u32)) {
                 list.push(o as u32);
@@ -481,21 +481,21 @@ enum Attr {
 const ATTRS: usize = 8;
 const NO_VALUE: u8 = u8::MAX;
 
-fn attrs_of(m: &MemberFact) -> [u8; ATTRS] {
+fn attrs_of(m: MemberRef<'_>) -> [u8; ATTRS] {
     use chrono::Datelike;
     let mut a = [NO_VALUE; ATTRS];
-    a[Attr::Allergies as usize] = !m.has_allergies as u8;
-    a[Attr::Consent as usize] = !m.health_consent as u8;
-    a[Attr::Gender as usize] = match m.gender {
+    a[Attr::Allergies as usize] = !m.has_allergies() as u8;
+    a[Attr::Consent as usize] = !m.health_consent() as u8;
+    a[Attr::Gender as usize] = match m.gender() {
         Gender::Male => 0,
         Gender::Female => 1,
         Gender::Unknown => 2,
     };
-    a[Attr::Source as usize] = SOURCES.iter().position(|s| *s == m.source).map_or(NO_VALUE, |p| p as u8);
-    a[Attr::Referred as usize] = !m.referred as u8;
-    a[Attr::Sms as usize] = !m.sms_opt_in as u8;
-    a[Attr::BirthdayMonth as usize] = m.birthday.map_or(NO_VALUE, |b| b.month0() as u8);
-    a[Attr::Status as usize] = match m.status {
+    a[Attr::Source as usize] = SOURCES.iter().position(|s| *s == m.source()).map_or(NO_VALUE, |p| p as u8);
+    a[Attr::Referred as usize] = !m.referred() as u8;
+    a[Attr::Sms as usize] = !m.sms_opt_in() as u8;
+    a[Attr::BirthdayMonth as usize] = m.birthday().map_or(NO_VALUE, |b| b.month0() as u8);
+    a[Attr::Status as usize] = match m.status() {
         MemberStatus::Active => 0,
         MemberStatus::Cancelled => 1,
     };
@@ -506,19 +506,19 @@ fn attrs_of(m: &MemberFact) -> [u8; ATTRS] {
 /// for all of them (records are large: at 10M members a pass over them per dimension cost more than
 /// the rest of the catalogue); in an update the changed records only, each when asked.
 struct Attrs<'a> {
-    members: &'a [MemberFact],
+    members: &'a Members,
     packed: Option<Vec<[u8; ATTRS]>>,
 }
 
 impl<'a> Attrs<'a> {
-    fn new(members: &'a [MemberFact], every: bool) -> Self {
+    fn new(members: &'a Members, every: bool) -> Self {
         Attrs { members, packed: every.then(|| members.iter().map(attrs_of).collect()) }
     }
 
     fn get(&self, o: usize, attr: Attr) -> Option<usize> {
         let v = match &self.packed {
             Some(p) => p[o][attr as usize],
-            None => attrs_of(&self.members[o])[attr as usize],
+            None => attrs_of(self.members.get(o))[attr as usize],
         };
         (v != NO_VALUE).then_some(v as usize)
     }

@@ -176,14 +176,18 @@ impl Classifier<'_> {
                         t.day = p.day;
                         t.net = 0;
                     }
-                    t.net += p.amount;
-                    t.spend += p.amount;
+                    t.net += i64::from(p.amount);
+                    t.spend += i64::from(p.amount);
                 }
             }
         }
         // Total net spend per window length, for the share rule.
         let total_in = |w: i64| -> i64 {
-            purchases.iter().filter(|p| p.day <= as_of && ((as_of - p.day) as i64) < w).map(|p| p.amount).sum()
+            purchases
+                .iter()
+                .filter(|p| p.day <= as_of && ((as_of - p.day) as i64) < w)
+                .map(|p| i64::from(p.amount))
+                .sum()
         };
         let mut default_total: Option<i64> = None;
         for &c in &self.seen {

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Bumped whenever [`CompanyData`]'s layout changes: an older snapshot is ignored and rebuilt.
-pub const SNAPSHOT_VERSION: u32 = 5;
+pub const SNAPSHOT_VERSION: u32 = 6;
 
 pub struct CompanyEngine {
     pub data: CompanyData,
@@ -181,7 +181,7 @@ impl CompanyEngine {
             DataScope::OwnMembers { clerk_code, .. } => d
                 .universe
                 .iter()
-                .filter(|&o| self.data.members[o as usize].clerk_code.as_deref() == Some(clerk_code.as_str()))
+                .filter(|&o| self.data.members.get(o as usize).clerk_code() == Some(clerk_code.as_str()))
                 .collect(),
         })
     }
@@ -294,7 +294,7 @@ impl CompanyEngine {
     /// One member's value for a column, as shown in lists and exports (money in yuan).
     pub fn value(&self, d: &Derived, o: u32, column: &str) -> String {
         let o = o as usize;
-        let m = &self.data.members[o];
+        let m = self.data.members.get(o);
         let f = &d.features;
         let yuan = |fen: i64| format!("{:.2}", fen as f64 / 100.0);
         let day = |x: Day| if x == NONE_I32 { String::new() } else { date_of_day(x).to_string() };
@@ -308,12 +308,12 @@ impl CompanyEngine {
             }
         };
         match column {
-            "member_id" => m.id.0.to_string(),
-            "card_no" => m.card_no.clone(),
+            "member_id" => m.id().0.to_string(),
+            "card_no" => m.card_no().to_string(),
             "store" => store(self.data.home_store[o], false),
             "store_code" => store(self.data.home_store[o], true),
-            "clerk_code" => m.clerk_code.clone().unwrap_or_default(),
-            "gender" => m.gender.label_zh().to_string(),
+            "clerk_code" => m.clerk_code().unwrap_or_default().to_string(),
+            "gender" => m.gender().label_zh().to_string(),
             "age" => {
                 if f.age[o] == NONE_I32 {
                     String::new()
@@ -321,9 +321,9 @@ impl CompanyEngine {
                     f.age[o].to_string()
                 }
             }
-            "birthday" => m.birthday.map(|b| b.to_string()).unwrap_or_default(),
+            "birthday" => m.birthday().map(|b| b.to_string()).unwrap_or_default(),
             "registered_on" => day(f.registered_day[o]),
-            "source" => m.source.as_str().to_string(),
+            "source" => m.source().as_str().to_string(),
             "grade" => d.grades[o].label_zh().to_string(),
             "activity" => d.activity[o].label_zh().to_string(),
             "recency_days" => f.recency(o).map(|r| r.to_string()).unwrap_or_default(),
@@ -340,7 +340,7 @@ impl CompanyEngine {
             "preferred_store" => store(f.preferred_store[o], false),
             "returns_12m" => f.returns_12m[o].to_string(),
             "checks_12m" => f.checks_12m[o].to_string(),
-            "sms_opt_in" => if m.sms_opt_in { "是" } else { "否" }.to_string(),
+            "sms_opt_in" => if m.sms_opt_in() { "是" } else { "否" }.to_string(),
             "tier" => self.data.loyalty.level(o).map(|l| self.data.loyalty.levels[l].name.clone()).unwrap_or_default(),
             "points_balance" => self.data.loyalty.balance[o].to_string(),
             "points_expiring_30d" => d.expiring_30d.get(&(o as u32)).copied().unwrap_or(0).to_string(),

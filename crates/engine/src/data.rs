@@ -12,6 +12,7 @@
 
 use crate::beside::Beside;
 use crate::loyalty::{Loyalty, MemberLoyalty};
+use crate::members::Members;
 use crate::postings::{CheckDays, ProductDays};
 use crate::recent::{Changes, RecentDays};
 use chrono::NaiveDate;
@@ -77,34 +78,48 @@ fn visit_index(visits: &[Visit], ticket: i64) -> Option<usize> {
     }
 }
 
-/// One ticket of a member, net of its returns (48 bytes: the returns are netted in as they are
-/// read, so a ticket without returns — nearly all — carries no fields for them). Money in fen.
+/// A fact's amount of money in fen as the runs hold it: 4 bytes, ±21,474,836.47 yuan — over twice
+/// [`Fen::LIMIT`](rxmember_core::Fen::LIMIT), which imports and the till enforce on every line and
+/// ticket. Sums are worked out in `i64`; a fact's amount that would not fit (only a sum of many
+/// lines of one product on one ticket could) saturates ([`fen32`]).
+pub type Fen32 = i32;
+
+/// An amount in fen as a [`Fen32`], saturating.
+pub fn fen32(fen: i64) -> Fen32 {
+    fen.clamp(Fen32::MIN as i64, Fen32::MAX as i64) as Fen32
+}
+
+/// A count of lines as a visit holds it (2 bytes), saturating.
+fn lines16(n: u32) -> u16 {
+    n.min(u16::MAX as u32) as u16
+}
+
+/// One ticket of a member, net of its returns (32 bytes: the returns are netted in as they are
+/// read, so a ticket without returns — nearly all — carries no fields for them; money in 4 bytes,
+/// line counts in 2). Money in fen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Visit {
     pub ticket: i64,
     pub day: Day,
     pub store: u32,
     /// Amount paid less the amount returned.
-    pub net: i64,
-    pub discount: i64,
+    pub net: Fen32,
+    pub discount: Fen32,
     /// Cost of the goods kept: the ticket's cost less the returned lines' cost.
-    pub cost: i64,
-    /// Lines sold (returned ones included; see `returned_lines`).
-    pub items: u32,
-    pub returned_lines: u32,
+    pub cost: Fen32,
+    /// Lines sold (returned ones included; see `returned_lines`), at most 65,535.
+    pub items: u16,
+    pub returned_lines: u16,
 }
 
-/// What a member bought of one product on one ticket, net of returns. Packed to 4-byte alignment:
-/// 28 bytes instead of 32 (the purchases are the biggest arena), its 8-byte fields read unaligned
-/// (copied, never borrowed).
+/// What a member bought of one product on one ticket, net of returns (24 bytes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[repr(C, packed(4))]
 pub struct Purchase {
     pub ticket: i64,
     pub day: Day,
     pub product: u32,
     pub store: u32,
-    pub amount: i64,
+    pub amount: Fen32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -463,17 +478,19 @@ impl<E: Copy> OfMember for (u32, E) {
     }
 }
 
-/// A ticket read but not yet sealed (a [`Visit`] before returns, with its member: 48 bytes).
+/// A ticket read but not yet sealed (a [`Visit`] before returns, with its member: 36 bytes, packed
+/// to 4-byte alignment; its ticket is copied out, never borrowed).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[repr(C, packed(4))]
 struct PendingVisit {
     member: u32,
     day: Day,
     store: u32,
     items: u32,
     ticket: i64,
-    amount: i64,
-    discount: i64,
-    cost: i64,
+    amount: Fen32,
+    discount: Fen32,
+    cost: Fen32,
 }
 
 impl OfMember for PendingVisit {
@@ -482,16 +499,14 @@ impl OfMember for PendingVisit {
     }
 }
 
-/// A line read but not yet sealed; its store is its visit's, looked up at the seal (28 bytes,
-/// packed as [`Purchase`] is).
+/// A line read but not yet sealed; its store is its visit's, looked up at the seal (24 bytes).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-#[repr(C, packed(4))]
 struct PendingLine {
+    ticket: i64,
     member: u32,
     day: Day,
     product: u32,
-    ticket: i64,
-    amount: i64,
+    amount: Fen32,
 }
 
 impl OfMember for PendingLine {
@@ -738,7 +753,7 @@ fn write_facts(
             net: v.amount,
             discount: v.discount,
             cost: v.cost,
-            items: v.items,
+            items: lines16(v.items),
             returned_lines: 0,
         });
     }
@@ -747,7 +762,7 @@ fn write_facts(
         let store = visit_index(vs, l.ticket).map_or(NONE_U32, |i| vs[i].store);
         match purchases.run_mut().iter_mut().rev().take_while(|b| b.ticket == l.ticket).find(|b| b.product == l.product)
         {
-            Some(b) => b.amount += l.amount,
+            Some(b) => b.amount = b.amount.saturating_add(l.amount),
             None => {
                 purchases.push(Purchase { ticket: l.ticket, day: l.day, product: l.product, store, amount: l.amount })
             }
@@ -756,21 +771,21 @@ fn write_facts(
     for &(_, r) in new.returns {
         let vs = visits.run_mut();
         if let Some(i) = visit_index(vs, r.ticket) {
-            vs[i].net -= r.amount;
-            vs[i].cost -= r.cost;
-            vs[i].returned_lines += 1;
+            vs[i].net = vs[i].net.saturating_sub(fen32(r.amount));
+            vs[i].cost = vs[i].cost.saturating_sub(fen32(r.cost));
+            vs[i].returned_lines = vs[i].returned_lines.saturating_add(1);
         }
         if r.product == NONE_U32 {
             continue;
         }
         match purchases.run_mut().iter_mut().rev().find(|b| b.ticket == r.ticket && b.product == r.product) {
-            Some(b) => b.amount -= r.amount,
+            Some(b) => b.amount = b.amount.saturating_sub(fen32(r.amount)),
             None => purchases.push(Purchase {
                 ticket: r.ticket,
                 day: r.day,
                 product: r.product,
                 store: NONE_U32,
-                amount: -r.amount,
+                amount: fen32(-r.amount),
             }),
         }
     }
@@ -1068,9 +1083,12 @@ impl Ordinals {
 pub struct CompanyData {
     pub company: CompanyId,
     pub offset_minutes: i32,
-    pub members: Vec<MemberFact>,
+    pub members: Members,
     /// Home store of each member as a store index, [`NONE_U32`] if none.
     pub home_store: Vec<u32>,
+    /// Members whose home store was not known when their record was read, with its id: placed
+    /// once the store arrives ([`CompanyData::set_stores`]).
+    homes_unknown: std::collections::BTreeMap<u32, i64>,
     visits: Runs<Visit>,
     purchases: Runs<Purchase>,
     checks: Runs<Check>,
@@ -1120,8 +1138,9 @@ impl CompanyData {
         CompanyData {
             company,
             offset_minutes,
-            members: Vec::new(),
+            members: Members::default(),
             home_store: Vec::new(),
+            homes_unknown: Default::default(),
             visits: Runs::default(),
             purchases: Runs::default(),
             checks: Runs::default(),
@@ -1148,8 +1167,9 @@ impl CompanyData {
     /// Rebuilds the lookup maps and the by-day indexes after deserialising.
     pub fn reindex(&mut self) {
         self.ordinal = Ordinals::default();
+        self.members.reindex();
         for (i, m) in self.members.iter().enumerate() {
-            self.ordinal.insert(m.id.0, i as u32);
+            self.ordinal.insert(m.id().0, i as u32);
         }
         self.product_index = self.products.iter().enumerate().map(|(i, p)| (p.id.0, i as u32)).collect();
         self.store_index = self.stores.iter().enumerate().map(|(i, s)| (s.id.0, i as u32)).collect();
@@ -1219,23 +1239,24 @@ impl CompanyData {
     /// snapshot read back must.
     pub(crate) fn covers_every_member(&self) -> bool {
         let n = self.members.len();
-        [
-            self.home_store.len(),
-            self.visits.count(),
-            self.purchases.count(),
-            self.checks.count(),
-            self.loyalty.tier.len(),
-            self.loyalty.balance.len(),
-        ]
-        .iter()
-        .all(|&l| l == n)
+        self.members.is_whole()
+            && [
+                self.home_store.len(),
+                self.visits.count(),
+                self.purchases.count(),
+                self.checks.count(),
+                self.loyalty.tier.len(),
+                self.loyalty.balance.len(),
+            ]
+            .iter()
+            .all(|&l| l == n)
     }
 
-    /// What the main structures hold, in bytes (the members' records without their strings).
+    /// What the main structures hold, in bytes.
     pub fn footprint(&self) -> Vec<(&'static str, usize)> {
         let bitmaps = self.ever_bought.iter().map(|b| b.serialized_size()).sum();
         vec![
-            ("members", self.members.len() * std::mem::size_of::<MemberFact>()),
+            ("members", self.members.bytes()),
             ("visits", self.visits.bytes()),
             ("purchases", self.purchases.bytes()),
             ("checks", self.checks.bytes()),
@@ -1310,14 +1331,14 @@ impl CompanyData {
                 }
             }
         }
-        for (i, m) in self.members.iter().enumerate() {
-            let home = m.store.map(|s| self.store_index(s.0)).unwrap_or(NONE_U32);
-            if self.home_store[i] != home {
-                self.home_store[i] = home;
-                self.touched.insert(i as u32);
-                self.touched_records.insert(i as u32);
-            }
-        }
+        let store_index = &self.store_index;
+        self.homes_unknown.retain(|&o, id| {
+            let Some(&home) = store_index.get(id) else { return true };
+            self.home_store[o as usize] = home;
+            self.touched.insert(o);
+            self.touched_records.insert(o);
+            false
+        });
     }
 
     /// Adds new products; known ones keep their index (and get their new attributes).
@@ -1339,10 +1360,16 @@ impl CompanyData {
     /// Adds or updates a member; returns its ordinal and whether it was new.
     pub fn apply_member(&mut self, m: MemberFact) -> (u32, bool) {
         self.watermark.member_updated_at = self.watermark.member_updated_at.max(m.updated_at);
-        let home = m.store.map(|s| self.store_index(s.0)).unwrap_or(NONE_U32);
-        match self.ordinal.get(m.id.0) {
+        let home = m.store.map_or(NONE_U32, |s| self.store_index(s.0));
+        let o = self.ordinal.get(m.id.0);
+        let at = o.unwrap_or(self.members.len() as u32);
+        match m.store.filter(|_| home == NONE_U32) {
+            Some(id) => self.homes_unknown.insert(at, id.0),
+            None => self.homes_unknown.remove(&at),
+        };
+        match o {
             Some(o) => {
-                self.members[o as usize] = m;
+                self.members.set(o as usize, &m, self.offset_minutes);
                 self.home_store[o as usize] = home;
                 self.touched.insert(o);
                 self.touched_records.insert(o);
@@ -1351,7 +1378,7 @@ impl CompanyData {
             None => {
                 let o = self.members.len() as u32;
                 self.ordinal.insert(m.id.0, o);
-                self.members.push(m);
+                self.members.set(o as usize, &m, self.offset_minutes);
                 self.home_store.push(home);
                 let n = self.members.len();
                 self.visits.grow(n);
@@ -1483,9 +1510,9 @@ impl CompanyData {
                 store,
                 items: t.line_count.max(0) as u32,
                 ticket: t.id.0,
-                amount: t.amount,
-                discount: t.discount,
-                cost: t.cost,
+                amount: fen32(t.amount),
+                discount: fen32(t.discount),
+                cost: fen32(t.cost),
             },
         );
     }
@@ -1507,7 +1534,7 @@ impl CompanyData {
         let day = day_of(l.sold_at, self.offset_minutes);
         crate::pages::push(
             &mut self.pending.lines,
-            PendingLine { member: o, day, product: p, ticket: l.ticket.0, amount: l.amount },
+            PendingLine { ticket: l.ticket.0, member: o, day, product: p, amount: fen32(l.amount) },
         );
     }
 
@@ -1813,6 +1840,37 @@ mod tests {
             data.apply_member(crate::test_support::member(m));
         }
         data
+    }
+
+    /// A member whose home store is read after it gets the store once the store arrives; one
+    /// whose record then names another unknown store loses it until that one arrives.
+    #[test]
+    fn a_home_store_read_later_is_placed() {
+        use rxmember_core::StoreId;
+        let store = |id: i64| StoreFact { id: StoreId(id), code: format!("S{id}"), name: "店".into() };
+        let mut data = company();
+        let mut m = crate::test_support::member(4);
+        m.store = Some(StoreId(2));
+        let (o, _) = data.apply_member(m.clone());
+        let mut known = crate::test_support::member(5);
+        known.store = Some(StoreId(1));
+        let (k, _) = data.apply_member(known);
+        assert_eq!((data.home_store[o as usize], data.home_store[k as usize]), (NONE_U32, 0));
+        data.take_touched();
+        data.set_stores(vec![store(2)]);
+        assert_eq!(data.home_store[o as usize], 1);
+        assert_eq!(data.take_touched().records.iter().collect::<Vec<_>>(), vec![o]);
+        m.store = Some(StoreId(3));
+        data.apply_member(m.clone());
+        assert_eq!(data.home_store[o as usize], NONE_U32);
+        // Moved back to a known store before the unknown one arrives: that store's arrival changes
+        // nothing.
+        m.store = Some(StoreId(1));
+        data.apply_member(m);
+        data.take_touched();
+        data.set_stores(vec![store(3)]);
+        assert_eq!(data.home_store[o as usize], 0);
+        assert!(data.take_touched().all.is_empty());
     }
 
     fn runs(data: &CompanyData) -> Vec<(Vec<Visit>, Vec<Purchase>)> {
@@ -2161,7 +2219,7 @@ mod tests {
                     visits.push(PendingVisit { member, day, store: t as u32, items: 1, ticket: ticket(t as i64), amount: 900, discount: 0, cost: 400 });
                 }
                 for &(t, product, amount) in ls {
-                    lines.push(PendingLine { member, day: 1, product, ticket: ticket(t), amount });
+                    lines.push(PendingLine { member, day: 1, product, ticket: ticket(t), amount: amount as i32 });
                 }
                 for &(t, product, amount) in rs {
                     let product = if product == 4 { NONE_U32 } else { product };
@@ -2228,7 +2286,7 @@ mod tests {
                 });
                 for _ in 0..1 + next(4) {
                     let product = next(4) as u32;
-                    lines.push(PendingLine { member, day, product, ticket, amount: 100 + next(900) as i64 });
+                    lines.push(PendingLine { member, day, product, ticket, amount: 100 + next(900) as i32 });
                 }
                 if next(10) == 0 {
                     returns.push((member, PendingReturn { ticket, day: day + 1, product: 0, amount: 50, cost: 20 }));
@@ -2301,12 +2359,22 @@ mod tests {
         }
     }
 
-    /// The packed layouts hold what they say (the purchases' arena is sized by them).
+    /// The layouts hold what they say (the arenas are sized by them).
     #[test]
-    fn purchases_and_lines_take_28_bytes() {
-        assert_eq!(std::mem::size_of::<Purchase>(), 28);
-        assert_eq!(std::mem::size_of::<PendingLine>(), 28);
-        assert_eq!(std::mem::size_of::<Visit>(), 48);
+    fn facts_take_their_documented_sizes() {
+        assert_eq!(std::mem::size_of::<Purchase>(), 24);
+        assert_eq!(std::mem::size_of::<PendingLine>(), 24);
+        assert_eq!(std::mem::size_of::<Visit>(), 32);
+        assert_eq!(std::mem::size_of::<PendingVisit>(), 36);
+    }
+
+    #[test]
+    fn amounts_beyond_four_bytes_saturate() {
+        assert_eq!(fen32(1_234), 1_234);
+        assert_eq!(fen32(-(1 << 40)), i32::MIN);
+        assert_eq!(fen32(1 << 40), i32::MAX);
+        assert_eq!(lines16(70_000), u16::MAX);
+        assert_eq!(lines16(12), 12);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! health checks, age and tenure. Columns indexed by member ordinal. Returns net out: a ticket counts
 //! towards frequency only while some of it is kept.
 
-use crate::data::{CompanyData, Day, NONE_U32, day_of};
+use crate::data::{CompanyData, Day, NONE_U32};
 use crate::numeric::RatioKeys;
 use rxmember_core::health::HealthKind;
 use rxmember_core::member::age_on;
@@ -271,11 +271,11 @@ impl Row {
         let (mut frequency, mut monetary, mut items, mut discount, mut cost, mut returns) =
             (0u32, 0i64, 0u32, 0i64, 0i64, 0u32);
         for v in data.visits(o).iter().filter(|v| v.day <= as_of) {
-            let net = v.net;
+            let net = i64::from(v.net);
             if net <= 0 {
                 // Tickets returned in full still count as returns.
                 if v.day > from {
-                    returns += v.returned_lines;
+                    returns += u32::from(v.returned_lines);
                 }
                 continue;
             }
@@ -288,10 +288,10 @@ impl Row {
             if v.day > from {
                 frequency += 1;
                 monetary += net;
-                items += v.items.saturating_sub(v.returned_lines);
-                discount += v.discount;
-                cost += v.cost;
-                returns += v.returned_lines;
+                items += u32::from(v.items.saturating_sub(v.returned_lines));
+                discount += i64::from(v.discount);
+                cost += i64::from(v.cost);
+                returns += u32::from(v.returned_lines);
                 if v.store != NONE_U32 {
                     match by_store.iter_mut().find(|(s, _)| *s == v.store) {
                         Some((_, a)) => *a += net,
@@ -312,10 +312,10 @@ impl Row {
             bought_rx =
                 bought_rx || (p.day > from && p.amount > 0 && data.products[p.product as usize].is_prescription);
             match by_day.last_mut() {
-                Some((d, a)) if *d == p.day => *a += p.amount,
+                Some((d, a)) if *d == p.day => *a += i64::from(p.amount),
                 last => {
                     in_order &= last.is_none_or(|(d, _)| *d < p.day);
-                    by_day.push((p.day, p.amount));
+                    by_day.push((p.day, i64::from(p.amount)));
                 }
             }
         }
@@ -342,8 +342,9 @@ impl Row {
                 last_reading[k] = if c.abnormal { 2 } else { 1 };
             }
         }
-        let m = &data.members[o];
-        let age = match m.birthday {
+        let m = data.members.get(o);
+        let birthday = m.birthday();
+        let age = match birthday {
             Some(b) if b <= as_of_date => age_on(b, as_of_date),
             _ => NONE_I32,
         };
@@ -363,9 +364,9 @@ impl Row {
             last_bought_day,
             checks,
             last_reading,
-            birthday_month: m.birthday.map_or(0, |b| chrono::Datelike::month(&b) as u8),
+            birthday_month: birthday.map_or(0, |b| chrono::Datelike::month(&b) as u8),
             age,
-            registered_day: m.registered_at.map_or(NONE_I32, |r| day_of(r, data.offset_minutes)),
+            registered_day: m.registered_day().unwrap_or(NONE_I32),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod features;
 pub mod grades;
 pub mod lang;
 pub mod loyalty;
+pub mod members;
 pub mod numeric;
 mod pages;
 pub mod postings;

@@ -4,16 +4,16 @@
 //! candidate member's whole history. Kept in step with the members' runs at every seal
 //! ([`crate::data::CompanyData::seal`]), so they are never persisted; a restore builds them again.
 
-use crate::data::{Check, Day, Purchase, Runs};
+use crate::data::{Check, Day, Fen32, Purchase, Runs};
 use rxmember_core::health::HealthKind;
 
-/// One purchase as seen from its product and day.
+/// One purchase as seen from its product and day (12 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Posting {
     pub member: u32,
     pub store: u32,
     /// Net of returns, fen.
-    pub amount: i64,
+    pub amount: Fen32,
 }
 
 /// Postings of one key on one day, in no particular order.

@@ -410,7 +410,7 @@ impl Scratch {
         for (i, p) in run.iter().enumerate() {
             for k in purchase_keys(product_keys, p) {
                 if k != NONE_U32 && keep(k) {
-                    self.facts.push((k, p.day, p.amount, i >= appended));
+                    self.facts.push((k, p.day, i64::from(p.amount), i >= appended));
                 }
             }
         }
@@ -832,8 +832,8 @@ mod tests {
             let mut days: Vec<(Day, i64)> = Vec::new();
             for p in data.purchases(o).iter().filter(|p| products.contains(&p.product) && p.day >= from) {
                 match days.iter_mut().find(|(d, _)| *d == p.day) {
-                    Some((_, a)) => *a += p.amount,
-                    None => days.push((p.day, p.amount)),
+                    Some((_, a)) => *a += i64::from(p.amount),
+                    None => days.push((p.day, i64::from(p.amount))),
                 }
             }
             let n = days.iter().filter(|(_, a)| *a > 0).count();

@@ -164,22 +164,24 @@ async fn bad_sales_rows_are_rejected_with_reasons_and_reruns_change_nothing() {
          T4,2024-01-03,S01,,P404,1,15.8,15.80,\n\
          T5,2024-01-03,S01,,P2,-1,15.8,-15.80,\n\
          T6,not a date,S01,,P2,1,15.8,15.80,\n\
-         T7,2024-01-04,S01,M404,P2,0.5,15.8,7.90,\n"
+         T7,2024-01-04,S01,M404,P2,0.5,15.8,7.90,\n\
+         T8,2024-01-04,S01,,P2,1,15.8,12000000.00,\n"
     );
     let path = f.utf8("sales.csv", &sales);
     let r = run(s, c, Kind::Sales, &path).await;
-    assert_eq!((r.summary.rows, r.summary.inserted, r.summary.rejected), (8, 4, 4), "{:#?}", r.lines);
+    assert_eq!((r.summary.rows, r.summary.inserted, r.summary.rejected), (9, 4, 5), "{:#?}", r.lines);
     let code = |row: u64| r.lines.iter().find(|l| l.row == row).map(|l| (l.issue.field.as_str(), l.issue.code));
     assert_eq!(code(5), Some(("store_code", "unknown_store")));
     assert_eq!(code(6), Some(("product_code", "unknown_product")));
     assert_eq!(code(7), Some(("quantity", "non_positive_quantity")));
     assert_eq!(code(8), Some(("sold_at", "invalid_date")));
     assert_eq!(code(9), Some(("card_no", "unknown_card")));
+    assert_eq!(code(10), Some(("amount", "money_out_of_range")));
     let (tickets, lines, amount, member_tickets) = s.sales_totals(&Scope::cli(), c).await.unwrap();
     assert_eq!((tickets, lines, amount.0, member_tickets), (3, 4, 6200 + 1580 + 1580 + 790, 1));
 
     let again = run(s, c, Kind::Sales, &path).await;
-    assert_eq!((again.summary.unchanged, again.summary.inserted, again.summary.rejected), (4, 0, 4));
+    assert_eq!((again.summary.unchanged, again.summary.inserted, again.summary.rejected), (4, 0, 5));
     assert_eq!(s.sales_totals(&Scope::cli(), c).await.unwrap().1, 4);
 
     // Duplicated explicit line numbers: the second is rejected.

@@ -366,7 +366,7 @@ pub async fn issue(
             let d = engine.current();
             let mask = engine.scope_mask(&d, &scope.data).map_err(|_| ApiError::Forbidden)?;
             let selected = engine.select_text(&d, text, &mask)?;
-            selected.iter().map(|o| engine.data.members[o as usize].id).collect()
+            selected.iter().map(|o| engine.data.members.get(o as usize).id()).collect()
         }
         _ => return Err(ApiError::BadRequest("give either `card_nos` or `expression`".into())),
     };
