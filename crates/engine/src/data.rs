@@ -112,10 +112,13 @@ pub struct Visit {
     pub returned_lines: u16,
 }
 
-/// What a member bought of one product on one ticket, net of returns (24 bytes).
+/// What a member bought of one product on one ticket, net of returns (20 bytes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Purchase {
-    pub ticket: i64,
+    /// Its ticket's place among the member's visits ([`NONE_U32`] for a line or return whose
+    /// ticket is not among them): runs only grow at their end and are rewritten whole, so the place
+    /// stays right, and it takes 4 bytes where the ticket's id took 8.
+    pub visit: u32,
     pub day: Day,
     pub product: u32,
     pub store: u32,
@@ -759,18 +762,19 @@ fn write_facts(
     }
     for l in new.lines {
         let vs = visits.run();
-        let store = visit_index(vs, l.ticket).map_or(NONE_U32, |i| vs[i].store);
-        match purchases.run_mut().iter_mut().rev().take_while(|b| b.ticket == l.ticket).find(|b| b.product == l.product)
-        {
+        let (visit, store) = visit_index(vs, l.ticket).map_or((NONE_U32, NONE_U32), |i| (i as u32, vs[i].store));
+        // The ticket's lines come together: an earlier line of the same product adds to its purchase
+        // (a line without its ticket's visit stays a purchase of its own).
+        let mut same = purchases.run_mut().iter_mut().rev().take_while(|b| b.visit == visit && visit != NONE_U32);
+        match same.find(|b| b.product == l.product) {
             Some(b) => b.amount = b.amount.saturating_add(l.amount),
-            None => {
-                purchases.push(Purchase { ticket: l.ticket, day: l.day, product: l.product, store, amount: l.amount })
-            }
+            None => purchases.push(Purchase { visit, day: l.day, product: l.product, store, amount: l.amount }),
         }
     }
     for &(_, r) in new.returns {
         let vs = visits.run_mut();
-        if let Some(i) = visit_index(vs, r.ticket) {
+        let at = visit_index(vs, r.ticket);
+        if let Some(i) = at {
             vs[i].net = vs[i].net.saturating_sub(fen32(r.amount));
             vs[i].cost = vs[i].cost.saturating_sub(fen32(r.cost));
             vs[i].returned_lines = vs[i].returned_lines.saturating_add(1);
@@ -778,10 +782,16 @@ fn write_facts(
         if r.product == NONE_U32 {
             continue;
         }
-        match purchases.run_mut().iter_mut().rev().find(|b| b.ticket == r.ticket && b.product == r.product) {
+        let visit = at.map_or(NONE_U32, |i| i as u32);
+        let bought = purchases
+            .run_mut()
+            .iter_mut()
+            .rev()
+            .find(|b| b.visit == visit && visit != NONE_U32 && b.product == r.product);
+        match bought {
             Some(b) => b.amount = b.amount.saturating_sub(fen32(r.amount)),
             None => purchases.push(Purchase {
-                ticket: r.ticket,
+                visit,
                 day: r.day,
                 product: r.product,
                 store: NONE_U32,
@@ -1977,6 +1987,66 @@ mod tests {
         }
     }
 
+    /// Lines of one product on one ticket make one purchase, placed at its visit; a return nets it,
+    /// in the same seal or a later one. A line whose ticket is not among its member's visits is a
+    /// purchase of its own (no store), as is a return of such a ticket: the day's net is the same.
+    #[test]
+    fn purchases_know_their_visit() {
+        use rxmember_core::{ProductId, StoreId, TicketId};
+        let day = 10 * 86_400_000;
+        let mut data = company();
+        let ticket = |id| TicketFact {
+            id: TicketId(id),
+            member: Some(MemberId(2)),
+            store: StoreId(1),
+            sold_at: day,
+            line_count: 2,
+            amount: 500,
+            discount: 0,
+            cost: 300,
+        };
+        let line = |ticket, amount| LineFact {
+            ticket: TicketId(ticket),
+            member: MemberId(2),
+            sold_at: day,
+            product: ProductId(1),
+            amount,
+        };
+        let refund = |ticket, amount| ReturnFact {
+            id: ticket,
+            ticket: TicketId(ticket),
+            member: Some(MemberId(2)),
+            sold_at: day,
+            product: ProductId(1),
+            amount,
+            cost: 0,
+        };
+        for t in [5, 6] {
+            data.apply_ticket_visit(&ticket(t));
+            data.apply_line(&line(t, 200));
+            data.apply_line(&line(t, 300));
+        }
+        data.seal();
+        // Ticket 9 was never read as a visit: its lines stand alone.
+        data.apply_line(&line(9, 100));
+        data.apply_line(&line(9, 50));
+        data.apply_return_member(&refund(6, 120));
+        data.apply_return_member(&refund(9, 40));
+        data.seal();
+        let got: Vec<(u32, u32, i32)> = data.purchases(1).iter().map(|p| (p.visit, p.store, p.amount)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 0, 500),
+                (1, 0, 380),
+                (NONE_U32, NONE_U32, 100),
+                (NONE_U32, NONE_U32, 50),
+                (NONE_U32, NONE_U32, -40)
+            ]
+        );
+        assert_eq!(data.purchases(1).iter().map(|p| i64::from(p.amount)).sum::<i64>(), 500 + 380 + 110);
+    }
+
     #[test]
     fn sealing_in_steps_equals_sealing_once() {
         let mut once = company();
@@ -2362,7 +2432,7 @@ mod tests {
     /// The layouts hold what they say (the arenas are sized by them).
     #[test]
     fn facts_take_their_documented_sizes() {
-        assert_eq!(std::mem::size_of::<Purchase>(), 24);
+        assert_eq!(std::mem::size_of::<Purchase>(), 20);
         assert_eq!(std::mem::size_of::<PendingLine>(), 24);
         assert_eq!(std::mem::size_of::<Visit>(), 32);
         assert_eq!(std::mem::size_of::<PendingVisit>(), 36);
