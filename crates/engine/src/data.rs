@@ -51,6 +51,11 @@ pub struct Touched {
 /// Members per batch handed to the recent days' thread during a seal.
 const RECENT_BATCH: usize = 1024;
 
+/// Batches the seal may hand over before it waits for the recent days' thread: enough that writing
+/// the runs (the shorter job) seldom waits and the recompute starts while the upkeep goes on beside
+/// it; each batch holds its members' old and new purchases and checks (about 0.5 MB at 10M members).
+const RECENT_QUEUE: usize = 64;
+
 /// The local day of an instant, by arithmetic (the offset is fixed per company): the engine does
 /// this for every fact it reads.
 pub fn day_of(ms: i64, offset_minutes: i32) -> Day {
@@ -1683,7 +1688,7 @@ impl CompanyData {
         // caller goes on (see [`CompanyData::settle`]); a full build, or recent days to be built
         // afresh anyway, has none.
         let beside = !fresh_build && !self.recent.get_mut().stale;
-        let (batches, feed) = std::sync::mpsc::sync_channel::<Changes>(4);
+        let (batches, feed) = std::sync::mpsc::sync_channel::<Changes>(RECENT_QUEUE);
         if beside {
             let mut recent = self.recent.take();
             self.recent = Beside::later(move || {
