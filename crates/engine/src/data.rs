@@ -1255,6 +1255,7 @@ impl CompanyData {
     pub(crate) fn covers_every_member(&self) -> bool {
         let n = self.members.len();
         self.members.is_whole()
+            && self.homes_unknown.keys().next_back().is_none_or(|&o| (o as usize) < n)
             && [
                 self.home_store.len(),
                 self.visits.count(),

@@ -91,7 +91,12 @@ impl Members {
     /// Sets member `o`'s record (`o` is at most the number held: one past the end adds it); the
     /// registration instant becomes a day at `offset_minutes` from UTC.
     pub fn set(&mut self, o: usize, m: &MemberFact, offset_minutes: i32) {
-        let card = self.card(&m.card_no);
+        // A changed record keeps its card number's bytes when the number is the same (nearly
+        // always): only a new number adds bytes, the old ones left unused.
+        let card = match self.records.get(o) {
+            Some(old) if self.get(o).card_no() == cut(&m.card_no) => old.card,
+            _ => self.card(&m.card_no),
+        };
         let clerk = m.clerk_code.as_deref().map_or(NONE, |c| self.clerk(c));
         let conditions = self.condition_list(&m.chronic_conditions);
         let flags = (m.referred as u8 * REFERRED)
@@ -148,13 +153,10 @@ impl Members {
     }
 
     fn card(&mut self, card_no: &str) -> u32 {
-        let mut end = card_no.len().min(u8::MAX as usize);
-        while !card_no.is_char_boundary(end) {
-            end -= 1;
-        }
+        let card = cut(card_no);
         let at = u32::try_from(self.cards.len()).expect("card numbers of one company fit in 4 GB");
-        self.cards.push(end as u8);
-        self.cards.extend_from_slice(&card_no.as_bytes()[..end]);
+        self.cards.push(card.len() as u8);
+        self.cards.extend_from_slice(card.as_bytes());
         at
     }
 
@@ -180,6 +182,15 @@ impl Members {
         self.condition_index.insert(list.to_vec(), i);
         i
     }
+}
+
+/// A card number as kept: its first 255 bytes at most, cut at a character boundary.
+fn cut(card_no: &str) -> &str {
+    let mut end = card_no.len().min(u8::MAX as usize);
+    while !card_no.is_char_boundary(end) {
+        end -= 1;
+    }
+    &card_no[..end]
 }
 
 /// One member's record, read.
@@ -308,6 +319,22 @@ mod tests {
         let at = bad.records[0].card as usize;
         bad.cards[at + 1] = 0xff;
         assert!(!bad.is_whole());
+    }
+
+    #[test]
+    fn a_record_set_again_keeps_its_card_bytes_unless_the_number_changed() {
+        let mut members = Members::default();
+        let mut m = fact(1);
+        members.set(0, &m, 0);
+        let bytes = members.cards.len();
+        m.sms_opt_in = true;
+        members.set(0, &m, 0);
+        assert_eq!(members.cards.len(), bytes);
+        assert!(members.get(0).sms_opt_in());
+        m.card_no = "新卡1".into();
+        members.set(0, &m, 0);
+        assert!(members.cards.len() > bytes);
+        assert_eq!(members.get(0).card_no(), "新卡1");
     }
 
     #[test]
