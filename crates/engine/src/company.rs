@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Bumped whenever [`CompanyData`]'s layout changes: an older snapshot is ignored and rebuilt.
-pub const SNAPSHOT_VERSION: u32 = 7;
+pub const SNAPSHOT_VERSION: u32 = 8;
 
 pub struct CompanyEngine {
     pub data: CompanyData,

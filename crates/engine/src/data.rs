@@ -130,9 +130,10 @@ pub struct Purchase {
     pub amount: Fen32,
 }
 
+/// One health check of a member (8 bytes: its id is not kept — nothing reads it, and the watermark
+/// holds the highest id read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
-    pub id: i64,
     pub day: Day,
     pub kind: HealthKind,
     pub abnormal: bool,
@@ -141,7 +142,7 @@ pub struct Check {
 /// Fills the room of run slots ([`Runs`]); never read.
 impl Default for Check {
     fn default() -> Self {
-        Check { id: 0, day: 0, kind: HealthKind::Other, abnormal: false }
+        Check { day: 0, kind: HealthKind::Other, abnormal: false }
     }
 }
 
@@ -1614,7 +1615,7 @@ impl CompanyData {
     /// Adds a check of member `o` to the log.
     fn push_check(&mut self, c: &HealthCheckFact, o: u32) {
         let day = day_of(c.checked_at, self.offset_minutes);
-        crate::pages::push(&mut self.pending.checks, (o, Check { id: c.id, day, kind: c.kind, abnormal: c.abnormal }));
+        crate::pages::push(&mut self.pending.checks, (o, Check { day, kind: c.kind, abnormal: c.abnormal }));
     }
 
     /// Writes the facts read since the last seal into their members' runs and the by-day indexes:
@@ -2302,7 +2303,7 @@ mod tests {
                     returns.push((member, PendingReturn { ticket: ticket(t), day: 2, product, amount, cost: 1 }));
                 }
                 for (i, &day) in cs.iter().enumerate() {
-                    checks.push((member, Check { id: ticket(i as i64), day, kind: HealthKind::Other, abnormal: i % 2 == 0 }));
+                    checks.push((member, Check { day, kind: HealthKind::Other, abnormal: i % 2 == 0 }));
                 }
             }
             let logs = Logs { visits: &visits, lines: &lines, returns: &returns, checks: &checks };
@@ -2369,15 +2370,7 @@ mod tests {
                 }
             }
             for i in 0..next(3) {
-                checks.push((
-                    member,
-                    Check {
-                        id: member as i64 * 10 + i as i64,
-                        day: i as Day,
-                        kind: HealthKind::Other,
-                        abnormal: false,
-                    },
-                ));
+                checks.push((member, Check { day: i as Day, kind: HealthKind::Other, abnormal: false }));
             }
         }
         assert!(lines.len() * size_of::<PendingLine>() > 64 * 4096, "logs of many pages");
@@ -2442,6 +2435,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<PendingLine>(), 24);
         assert_eq!(std::mem::size_of::<Visit>(), 32);
         assert_eq!(std::mem::size_of::<PendingVisit>(), 36);
+        assert_eq!(std::mem::size_of::<Check>(), 8);
+        assert_eq!(std::mem::size_of::<(u32, Check)>(), 12);
     }
 
     #[test]
