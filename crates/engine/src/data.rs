@@ -28,7 +28,7 @@ use std::mem::MaybeUninit;
 
 /// Id → index maps, looked up for every fact read: foldhash instead of the DoS-resistant default
 /// (the keys are the store's own ids).
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A calendar day in the company's time zone: days since 0001-01-01 (chrono's day number).
 pub type Day = i32;

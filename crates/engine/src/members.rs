@@ -3,19 +3,15 @@
 //! instead of the store's [`MemberFact`] with three heap strings of its own (at 10M members, 2.2 GB
 //! and 30M allocations down to about 0.5 GB and none per member). Read through [`MemberRef`].
 
-use crate::data::{Day, date_of_day, day_of};
+use crate::data::{Day, FastMap, NONE_U32, date_of_day, day_of};
 use chrono::NaiveDate;
 use rxmember_core::MemberId;
 use rxmember_core::facts::MemberFact;
 use rxmember_core::member::{Gender, MemberStatus, RegistrationSource};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// No day / no value.
 const NONE_DAY: Day = crate::features::NONE_I32;
-const NONE: u32 = u32::MAX;
 
 const REFERRED: u8 = 1;
 const ALLERGIES: u8 = 2;
@@ -97,7 +93,7 @@ impl Members {
             Some(old) if self.get(o).card_no() == cut(&m.card_no) => old.card,
             _ => self.card(&m.card_no),
         };
-        let clerk = m.clerk_code.as_deref().map_or(NONE, |c| self.clerk(c));
+        let clerk = m.clerk_code.as_deref().map_or(NONE_U32, |c| self.clerk(c));
         let conditions = self.condition_list(&m.chronic_conditions);
         let flags = (m.referred as u8 * REFERRED)
             | (m.has_allergies as u8 * ALLERGIES)
@@ -141,7 +137,7 @@ impl Members {
                 let at = r.card as usize;
                 let card = self.cards.get(at).and_then(|&len| self.cards.get(at + 1..at + 1 + len as usize));
                 card.is_some_and(|c| std::str::from_utf8(c).is_ok())
-                    && (r.clerk == NONE || (r.clerk as usize) < self.clerks.len())
+                    && (r.clerk == NONE_U32 || (r.clerk as usize) < self.clerks.len())
                     && (r.conditions as usize) < self.conditions.len()
             })
     }
@@ -212,7 +208,7 @@ impl<'a> MemberRef<'a> {
     }
 
     pub fn clerk_code(&self) -> Option<&'a str> {
-        (self.r.clerk != NONE).then(|| self.members.clerks[self.r.clerk as usize].as_str())
+        (self.r.clerk != NONE_U32).then(|| self.members.clerks[self.r.clerk as usize].as_str())
     }
 
     pub fn chronic_conditions(&self) -> &'a [String] {

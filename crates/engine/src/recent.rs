@@ -20,13 +20,10 @@
 //! member's own purchases of the key). Once stale entries outnumber live ones, or a member's history
 //! is read again whole, or a product changes category, the index is built afresh.
 
-use crate::data::{Check, Day, NONE_U32, Purchase, Runs};
+use crate::data::{Check, Day, FastMap, NONE_U32, Purchase, Runs};
 use crate::postings::{ByDay, kind_index};
 use roaring::RoaringBitmap;
 use rxmember_core::facts::ProductFact;
-use std::collections::HashMap;
-
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Recent days kept per member and key: `times` conditions deciding at counts up to this are
 /// answered here.
