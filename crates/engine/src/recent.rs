@@ -353,6 +353,47 @@ pub(crate) struct Scratch {
     facts: Vec<(u32, Day, i64, bool)>,
     /// (key, level 0-based, day), sorted by key and level.
     levels: Vec<(u32, u8, Day)>,
+    /// The facts as [`packed`] integers, sorted before they are unpacked into `facts`.
+    packed: Vec<u64>,
+    /// Per key, while a run in day order is read backwards ([`Scratch::levels_of_ordered`]).
+    open: Vec<Open>,
+    /// Keys with an open day.
+    opened: Vec<u32>,
+}
+
+/// A key's most recent day not yet counted (when `active`), its net or count so far, and the
+/// levels the key has.
+#[derive(Debug, Default, Clone, Copy)]
+struct Open {
+    day: Day,
+    net: i64,
+    level: u8,
+    active: bool,
+}
+
+/// Bits of a [`packed`] fact's key, day and place in its run.
+const KEY_BITS: u32 = 24;
+const DAY_BITS: u32 = 20;
+const PLACE_BITS: u32 = 20;
+
+/// A fact as one integer that sorts as [`Scratch::facts`] must — key ascending, then day
+/// descending — with its place in the run below (for its amount and whether it was appended): a
+/// member's facts sort several times faster so than as tuples by a comparison (8-byte integers
+/// sort by a branchless network, the full build sorts every member's facts). `None` when a part
+/// does not fit — a key from 2^24 on, a day before the calendar's start or from year 2871 on, a
+/// run of 2^20 facts or more — and the facts are sorted as tuples instead.
+fn packed(key: u32, day: Day, place: usize) -> Option<u64> {
+    let day = u32::try_from(day).ok().filter(|&d| d < 1 << DAY_BITS)?;
+    (key < 1 << KEY_BITS && place < 1 << PLACE_BITS).then(|| {
+        ((key as u64) << (DAY_BITS + PLACE_BITS)) | (((1u64 << DAY_BITS) - 1 - day as u64) << PLACE_BITS) | place as u64
+    })
+}
+
+/// A [`packed`] fact's key, day and place.
+fn unpacked(x: u64) -> (u32, Day, usize) {
+    let key = (x >> (DAY_BITS + PLACE_BITS)) as u32;
+    let day = ((1u64 << DAY_BITS) - 1 - ((x >> PLACE_BITS) & ((1 << DAY_BITS) - 1))) as Day;
+    (key, day, (x & ((1 << PLACE_BITS) - 1)) as usize)
 }
 
 impl Scratch {
@@ -361,6 +402,61 @@ impl Scratch {
     fn settle(&mut self, distinct: bool) {
         self.facts.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         self.levels_of_sorted(distinct);
+    }
+
+    /// The levels alone (in no particular order; `facts` is left empty) of a run of `len` facts
+    /// that come in day order — a full build's runs, written from a log read day after day — read
+    /// backwards, each key's days counted as they end: no sort. `fact(i)` gives the day, keys
+    /// ([`NONE_U32`] for none) and amount of the run's fact `i`; keys are below `keys`. False
+    /// (nothing done) when the run is not in day order.
+    fn levels_of_ordered<const K: usize>(
+        &mut self,
+        len: usize,
+        keys: usize,
+        fact: impl Fn(usize) -> (Day, [u32; K], i64),
+        distinct: bool,
+    ) -> bool {
+        if !(1..len).all(|i| fact(i - 1).0 <= fact(i).0) {
+            return false;
+        }
+        self.facts.clear();
+        self.levels.clear();
+        if self.open.len() < keys {
+            self.open.resize(keys, Open::default());
+        }
+        let (open, opened, levels) = (&mut self.open, &mut self.opened, &mut self.levels);
+        // A key's open day ends: counted once if its net is positive (`distinct`), else once per fact.
+        let close = |k: u32, o: &mut Open, levels: &mut Vec<(u32, u8, Day)>| {
+            let times = if distinct { (o.net > 0) as i64 } else { o.net };
+            for _ in 0..times {
+                if (o.level as usize) < LEVELS {
+                    levels.push((k, o.level, o.day));
+                    o.level += 1;
+                }
+            }
+        };
+        for i in (0..len).rev() {
+            let (d, ks, amount) = fact(i);
+            for k in ks {
+                let Some(o) = open.get_mut(k as usize) else { continue };
+                if !o.active {
+                    *o = Open { day: d, net: amount, level: 0, active: true };
+                    opened.push(k);
+                } else if o.day == d {
+                    o.net += amount;
+                } else if (o.level as usize) < LEVELS {
+                    close(k, o, levels);
+                    o.day = d;
+                    o.net = amount;
+                }
+            }
+        }
+        for k in opened.drain(..) {
+            let o = &mut open[k as usize];
+            close(k, o, levels);
+            *o = Open::default();
+        }
+        true
     }
 
     /// [`Scratch::settle`] on facts already in order.
@@ -404,6 +500,16 @@ impl Scratch {
         keep: impl Fn(u32) -> bool,
     ) {
         self.facts.clear();
+        if self.pack(run.len(), |i| purchase_keys(product_keys, &run[i]).map(|k| (k, run[i].day)), &keep) {
+            let facts = self
+                .packed
+                .iter()
+                .map(|&x| unpacked(x))
+                .map(|(k, d, i)| (k, d, i64::from(run[i].amount), i >= appended));
+            self.facts.extend(facts);
+            self.levels_of_sorted(true);
+            return;
+        }
         for (i, p) in run.iter().enumerate() {
             for k in purchase_keys(product_keys, p) {
                 if k != NONE_U32 && keep(k) {
@@ -414,8 +520,38 @@ impl Scratch {
         self.settle(true);
     }
 
+    /// Packs and sorts the facts of a run of `len` whose keys (and days) `keys_of` gives (keys
+    /// [`NONE_U32`] and those `keep` refuses are left out); false if one does not pack (see
+    /// [`packed`]).
+    fn pack<const K: usize>(
+        &mut self,
+        len: usize,
+        keys_of: impl Fn(usize) -> [(u32, Day); K],
+        keep: impl Fn(u32) -> bool,
+    ) -> bool {
+        self.packed.clear();
+        for i in 0..len {
+            for (k, d) in keys_of(i) {
+                if k != NONE_U32 && keep(k) {
+                    match packed(k, d, i) {
+                        Some(x) => self.packed.push(x),
+                        None => return false,
+                    }
+                }
+            }
+        }
+        self.packed.sort_unstable();
+        true
+    }
+
     fn of_checks(&mut self, run: &[Check], appended: usize, keep: impl Fn(u32) -> bool) {
         self.facts.clear();
+        if self.pack(run.len(), |i| check_keys(&run[i]).map(|k| (k, run[i].day)), &keep) {
+            let facts = self.packed.iter().map(|&x| unpacked(x)).map(|(k, d, i)| (k, d, 1, i >= appended));
+            self.facts.extend(facts);
+            self.levels_of_sorted(false);
+            return;
+        }
         for (i, c) in run.iter().enumerate() {
             for k in check_keys(c) {
                 if keep(k) {
@@ -603,11 +739,19 @@ impl RecentDays {
     /// Builds the index from the runs, the days of whose purchases and of whose checks lie in `spans`.
     pub(crate) fn build(&mut self, purchases: &Runs<Purchase>, checks: &Runs<Check>, spans: [(Day, Day); 2]) {
         let pk = &self.product_keys;
-        self.purchases = Levels::build(self.keys.len(), purchases.count(), spans[0], |o, s| {
-            s.of_purchases(purchases.of(o), usize::MAX, pk, |_| true)
+        let keys = self.keys.len();
+        self.purchases = Levels::build(keys, purchases.count(), spans[0], |o, s| {
+            let run = purchases.of(o);
+            let fact = |i: usize| (run[i].day, purchase_keys(pk, &run[i]), i64::from(run[i].amount));
+            if !s.levels_of_ordered(run.len(), keys, fact, true) {
+                s.of_purchases(run, usize::MAX, pk, |_| true)
+            }
         });
         self.checks = Levels::build(CHECK_KEYS as usize, checks.count(), spans[1], |o, s| {
-            s.of_checks(checks.of(o), usize::MAX, |_| true)
+            let run = checks.of(o);
+            if !s.levels_of_ordered(run.len(), CHECK_KEYS as usize, |i| (run[i].day, check_keys(&run[i]), 1), false) {
+                s.of_checks(run, usize::MAX, |_| true)
+            }
         });
         self.stale = false;
     }
@@ -1046,6 +1190,85 @@ mod tests {
             prop_assert_eq!(contents(&once), contents(&twice));
         }
         Ok(())
+    }
+
+    /// A run of purchases (day, product, amount) over [`PRODUCT_KEYS`].
+    fn run_of(facts: &[(Day, u32, i32)]) -> Vec<Purchase> {
+        facts.iter().map(|&(day, product, amount)| Purchase { visit: 0, day, product, store: 0, amount }).collect()
+    }
+
+    const PRODUCT_KEYS: [[u32; 2]; 4] = [[0, 3], [1, 3], [2, NONE_U32], [NONE_U32, NONE_U32]];
+
+    /// The scratch's facts as the comparison sort left them (ties by day in any order: sorted
+    /// whole here) and its levels.
+    type FactsAndLevels = (Vec<(u32, Day, i64, bool)>, Vec<(u32, u8, Day)>);
+
+    fn sorted_by_tuples(run: &[Purchase], appended: usize) -> FactsAndLevels {
+        let mut s = Scratch::default();
+        for (i, p) in run.iter().enumerate() {
+            for k in purchase_keys(&PRODUCT_KEYS, p).into_iter().filter(|&k| k != NONE_U32) {
+                s.facts.push((k, p.day, i64::from(p.amount), i >= appended));
+            }
+        }
+        s.settle(true);
+        s.facts.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)));
+        (s.facts, s.levels)
+    }
+
+    proptest! {
+        /// Facts sorted as packed integers come out as the comparison sort puts them, with their
+        /// amounts and appended marks; days that do not pack take the comparison sort.
+        #[test]
+        fn packed_facts_sort_as_tuples(
+            facts in prop::collection::vec((0i32..30, 0u32..4, -50i32..300), 0..60),
+            appended in 0usize..70,
+            far in any::<bool>(),
+        ) {
+            // Far days (from year 2871 on) do not pack.
+            let shift = if far { 1 << DAY_BITS } else { 739_000 };
+            let run = run_of(&facts.iter().map(|&(d, p, a)| (d + shift, p, a)).collect::<Vec<_>>());
+            let mut s = Scratch::default();
+            s.of_purchases(&run, appended, &PRODUCT_KEYS, |_| true);
+            let mut got = s.facts.clone();
+            got.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)));
+            let (facts, levels) = sorted_by_tuples(&run, appended);
+            // Same order by key and day descending before the tie-break above.
+            prop_assert!(s.facts.windows(2).all(|w| w[0].0 < w[1].0 || (w[0].0 == w[1].0 && w[0].1 >= w[1].1)));
+            prop_assert_eq!(got, facts);
+            prop_assert_eq!(&s.levels, &levels);
+        }
+
+        /// A run in day order read backwards gives the levels the sort gives (purchases: days with
+        /// a positive net; checks: every check); a run out of order is left to the sort.
+        #[test]
+        fn runs_in_day_order_give_the_sorted_levels(
+            mut facts in prop::collection::vec((0i32..30, 0u32..4, -50i32..300), 0..60),
+            kinds in prop::collection::vec((0i32..30, 0usize..2, any::<bool>()), 0..40),
+            ordered in any::<bool>(),
+        ) {
+            if ordered {
+                facts.sort_by_key(|f| f.0);
+            }
+            let in_order = facts.windows(2).all(|w| w[0].0 <= w[1].0);
+            let run = run_of(&facts);
+            let mut s = Scratch::default();
+            let fact = |i: usize| (run[i].day, purchase_keys(&PRODUCT_KEYS, &run[i]), i64::from(run[i].amount));
+            prop_assert_eq!(s.levels_of_ordered(run.len(), 4, fact, true), in_order);
+            if in_order {
+                let mut got = s.levels.clone();
+                got.sort_unstable();
+                prop_assert_eq!(got, sorted_by_tuples(&run, usize::MAX).1);
+            }
+            let mut checks: Vec<Check> =
+                kinds.iter().map(|&(day, k, abnormal)| Check { day, kind: KINDS[k], abnormal }).collect();
+            checks.sort_by_key(|c| c.day);
+            prop_assert!(s.levels_of_ordered(checks.len(), CHECK_KEYS as usize, |i| (checks[i].day, check_keys(&checks[i]), 1), false));
+            let mut got = s.levels.clone();
+            got.sort_unstable();
+            let mut sorted = Scratch::default();
+            sorted.of_checks(&checks, usize::MAX, |_| true);
+            prop_assert_eq!(got, sorted.levels);
+        }
     }
 
     /// A window ending before a key's last day is not answered from the levels.
