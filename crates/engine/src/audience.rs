@@ -1164,7 +1164,7 @@ mod tests {
                 .collect(),
         );
         for m in 1..=MEMBERS as i64 {
-            data.apply_member(crate::test_support::member(m));
+            data.apply_member(&crate::test_support::member(m));
         }
         let mut returns = 0;
         for (i, (m, day, store, lines, back)) in sales.iter().enumerate() {

@@ -412,8 +412,8 @@ mod tests {
     #[test]
     fn renamed_tier_levels_move_members_in_an_update() {
         let mut data = CompanyData::new(CompanyId(1), 0);
-        data.apply_member(crate::test_support::member(1));
-        data.apply_member(crate::test_support::member(2));
+        data.apply_member(&crate::test_support::member(1));
+        data.apply_member(&crate::test_support::member(2));
         data.set_tier_levels(vec![level("a", "银卡"), level("b", "金卡")]);
         let fact = |m: i64, tier: &str| LoyaltyFact {
             member: MemberId(m),

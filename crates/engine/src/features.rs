@@ -395,7 +395,7 @@ mod tests {
             brand: None,
             is_prescription: true,
         }]);
-        data.apply_member(crate::test_support::member(1));
+        data.apply_member(&crate::test_support::member(1));
         crate::test_support::ticket(&mut data, 1, 1, 1, 10 * DAY, &[(1, 100)]);
         crate::test_support::ticket(&mut data, 2, 1, 1, 12 * DAY, &[(1, 50)]);
         let unread_return = |id: i64, ticket: i64, day: i64, amount: i64| ReturnFact {

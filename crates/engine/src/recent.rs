@@ -959,7 +959,7 @@ mod tests {
                 .collect(),
         );
         for m in 1..=4 {
-            data.apply_member(crate::test_support::member(m));
+            data.apply_member(&crate::test_support::member(m));
         }
         data
     }

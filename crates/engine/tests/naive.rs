@@ -246,7 +246,7 @@ impl World {
     fn apply_members(&self, data: &mut CompanyData, range: std::ops::Range<usize>, earlier: bool) {
         for (i, m) in self.members.iter().enumerate().take(range.end).skip(range.start) {
             let chronic = m.chronic.iter().map(|&c| if earlier && i % 2 == 1 { (c + 1) % CHRONIC.len() } else { c });
-            data.apply_member(MemberFact {
+            data.apply_member(&MemberFact {
                 id: MemberId(i as i64 + 1),
                 card_no: format!("C{i}"),
                 gender: m.gender,

@@ -334,7 +334,7 @@ async fn catch_up_data(store: &Store, scope: &Scope, data: &mut CompanyData) -> 
         let Some(last) = page.last() else { break };
         after = last.id.0;
         r.members += page.len() as u64;
-        for m in page {
+        for m in &page {
             if !first {
                 reload.push(m.id);
             }
