@@ -486,7 +486,7 @@ pub fn run(b: &ChainBench) -> Result<()> {
         "  of which reading: stores and products {:.0} ms, members {members:.2} s, tickets and lines {tickets:.2} s, returns {returns:.2} s, health checks {checks:.2} s",
         catalogue * 1000.0
     );
-    // Wall above CPU: the reading thread waited (for a core, or for the memory map's lock).
+    // Wall above CPU: the reading thread waited (for a core, or a lock).
     println!(
         "  the reading thread's CPU time: members {members_cpu:.2} s, tickets and lines {tickets_cpu:.2} s, returns {returns_cpu:.2} s, health checks {checks_cpu:.2} s"
     );

@@ -1148,8 +1148,7 @@ pub struct CompanyData {
     #[serde(skip)]
     pub seal_timings: Vec<(&'static str, f64)>,
     /// The member ordinals of the page being read, kept from page to page: reading a page
-    /// allocates nothing (in a reader's busy heap a big allocation can cost far more than its
-    /// size: glibc first merges the small blocks freed since the last big one).
+    /// allocates nothing (it was a vector allocated and freed per page).
     #[serde(skip)]
     page_ordinals: Vec<u32>,
 }
