@@ -8,7 +8,7 @@ use crate::data::{Check, Day, Fen32, Purchase, Runs};
 use rxmember_core::health::HealthKind;
 
 /// One purchase as seen from its product and day (12 bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Posting {
     pub member: u32,
     pub store: u32,
@@ -17,31 +17,48 @@ pub struct Posting {
 }
 
 /// Postings of one key on one day, in no particular order.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Bucket<T> {
-    pub(crate) postings: Vec<T>,
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bucket<'a, T> {
+    pub(crate) postings: &'a [T],
     /// Postings with a negative amount (a return without its purchase): while there are none, a
     /// day with any positive posting is a day with a positive net.
+    pub(crate) negative: u32,
+}
+
+/// A bucket's place in the arena: its postings are `items[start..start + len]`, with room up to
+/// `cap`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    start: usize,
+    len: u32,
+    cap: u32,
     negative: u32,
 }
 
-/// One key's buckets, by day from the first.
-pub(crate) type Days<T> = Vec<Bucket<T>>;
-
-/// Buckets per key and day: `keys[k][day - first_day]` (a key's days may end early).
+/// Buckets per key and day: `keys[k][day - first_day]` (a key's days may end early), their
+/// postings in one arena, as the members' runs are ([`Runs`]): a bucket is a slot with room after
+/// it, and a bucket that outgrows its slot moves to the arena's end (its old slot is garbage until
+/// the arena is compacted). A build lays the slots out key after key, day after day, and fills
+/// them by key and then by day ([`ByDay::fill`]).
 #[derive(Debug, Clone)]
 pub(crate) struct ByDay<T> {
     first_day: Day,
-    keys: Vec<Vec<Bucket<T>>>,
+    keys: Vec<Vec<Slot>>,
+    items: Vec<T>,
+    /// Arena entries in slots given up.
+    garbage: usize,
 }
 
 impl<T> Default for ByDay<T> {
     fn default() -> Self {
-        ByDay { first_day: Day::MAX, keys: Vec::new() }
+        ByDay { first_day: Day::MAX, keys: Vec::new(), items: Vec::new(), garbage: 0 }
     }
 }
 
-impl<T: Copy + PartialEq> ByDay<T> {
+/// Garbage below this is never compacted away.
+const GARBAGE_FLOOR: usize = 1 << 16;
+
+impl<T: Copy + Default + PartialEq + Send + Sync> ByDay<T> {
     /// How many keys there are.
     pub(crate) fn keys(&self) -> usize {
         self.keys.len()
@@ -54,14 +71,15 @@ impl<T: Copy + PartialEq> ByDay<T> {
     }
 
     /// Bulk build from (key, day, posting) triples whose days all lie in `first..=last`: counted
-    /// first, so each bucket is allocated once, for `room(n)` postings when it gets `n`.
+    /// first, so each slot is laid out once, for `room(n)` postings when it gets `n`.
     pub(crate) fn build_within(
         first: Day,
         last: Day,
         keys: usize,
-        facts: impl Fn(&mut dyn FnMut(usize, Day, T)),
-        negative: impl Fn(&T) -> bool,
+        facts: impl Fn(&mut dyn FnMut(usize, Day, T)) + Sync,
+        negative: impl Fn(&T) -> bool + Sync,
         room: impl Fn(usize) -> usize,
+        threads: usize,
     ) -> Self {
         if first > last {
             let mut by = ByDay::default();
@@ -72,38 +90,85 @@ impl<T: Copy + PartialEq> ByDay<T> {
         let mut counts = vec![0u32; keys * span];
         facts(&mut |k, d, _| counts[k * span + (d - first) as usize] += 1);
         let mut by = ByDay::with_counts(first, span, &counts, room);
-        facts(&mut |k, d, t| {
-            let b = &mut by.keys[k][(d - first) as usize];
-            b.negative += negative(&t) as u32;
-            b.postings.push(t);
-        });
+        by.fill(&counts, span, facts, negative, threads);
         by
     }
 
-    /// Empty buckets for days `first..first + span` of `counts.len() / span` keys, each with room
-    /// for `room(count)` postings (`counts[key * span + day - first]`); a key's days end at its
-    /// last day with a count.
+    /// Empty slots for days `first..first + span` of `counts.len() / span` keys, each with room
+    /// for `room(count)` postings (`counts[key * span + day - first]`), laid out key after key and
+    /// day after day; a key's days end at its last day with a count. The arena is written through
+    /// once here, in order: its first touches come in one sweep, not scattered over the fill.
     pub(crate) fn with_counts(first: Day, span: usize, counts: &[u32], room: impl Fn(usize) -> usize) -> Self {
-        let keys = counts
+        let mut at = 0usize;
+        let keys: Vec<Vec<Slot>> = counts
             .chunks(span.max(1))
             .map(|c| {
                 let end = c.iter().rposition(|&x| x > 0).map_or(0, |i| i + 1);
                 c[..end]
                     .iter()
-                    .map(|&x| Bucket { postings: Vec::with_capacity(room(x as usize)), negative: 0 })
+                    .map(|&x| {
+                        let cap = room(x as usize);
+                        let slot = Slot { start: at, len: 0, cap: slot_size(cap), negative: 0 };
+                        at += cap;
+                        slot
+                    })
                     .collect()
             })
             .collect();
-        ByDay { first_day: first, keys }
+        let mut items = crate::pages::with_capacity(at);
+        items.resize(at, T::default());
+        ByDay { first_day: first, keys, items, garbage: 0 }
     }
 
-    fn bucket_mut(&mut self, k: usize, d: Day) -> &mut Bucket<T> {
+    /// Fills the slots [`ByDay::with_counts`] laid out for `counts` with the same facts (in any
+    /// order; a bucket's postings keep the order given): first each key's postings into the
+    /// front of the key's stretch of the arena, with their days beside (a few hundred write
+    /// streams, where writing each posting straight into its bucket kept one per key and day, each
+    /// a cache and a TLB miss), then each key's postings, copied aside, into its days' slots.
+    /// On `threads` threads (at most 2), a part of the keys each.
+    pub(crate) fn fill(
+        &mut self,
+        counts: &[u32],
+        span: usize,
+        facts: impl Fn(&mut dyn FnMut(usize, Day, T)) + Sync,
+        negative: impl Fn(&T) -> bool + Sync,
+        threads: usize,
+    ) {
+        let first = self.first_day;
+        // Keys below `split` on this thread, the others on a second one: about half the postings.
+        let total: u64 = counts.iter().map(|&c| c as u64).sum();
+        let per_key = |k: usize| counts[k * span..(k + 1) * span].iter().map(|&c| c as u64).sum::<u64>();
+        let mut split = self.keys.len();
+        if threads > 1 {
+            let mut below = 0u64;
+            for k in 0..self.keys.len() {
+                if below * 2 >= total {
+                    split = k;
+                    break;
+                }
+                below += per_key(k);
+            }
+        }
+        let cut = self.keys[split..].iter().find_map(|days| days.first()).map_or(self.items.len(), |s| s.start);
+        let (low_keys, high_keys) = self.keys.split_at_mut(split);
+        let (low_items, high_items) = self.items.split_at_mut(cut);
+        let (facts, negative) = (&facts, &negative);
+        std::thread::scope(|s| {
+            if !high_keys.is_empty() {
+                s.spawn(move || fill_part(high_keys, high_items, split, cut, first, span, facts, negative));
+            }
+            fill_part(low_keys, low_items, 0, 0, first, span, facts, negative);
+        });
+    }
+
+    /// Where key `k`'s day `d` is in `keys[k]`, its slot (and earlier days') made if missing.
+    fn place(&mut self, k: usize, d: Day) -> usize {
         if d < self.first_day {
             if self.first_day != Day::MAX {
                 let shift = (self.first_day - d) as usize;
                 for days in &mut self.keys {
                     if !days.is_empty() {
-                        days.splice(0..0, (0..shift).map(|_| Bucket { postings: Vec::new(), negative: 0 }));
+                        days.splice(0..0, (0..shift).map(|_| Slot::default()));
                     }
                 }
             }
@@ -112,62 +177,80 @@ impl<T: Copy + PartialEq> ByDay<T> {
         let days = &mut self.keys[k];
         let i = (d - self.first_day) as usize;
         if days.len() <= i {
-            days.resize_with(i + 1, || Bucket { postings: Vec::new(), negative: 0 });
+            days.resize_with(i + 1, Slot::default);
         }
-        &mut days[i]
+        i
     }
 
-    /// The buckets of keys below `k` and of the others (theirs numbered from `k`), and the first
-    /// day: for adding postings on two threads with [`ByDay::push_within`].
-    pub(crate) fn split_at_mut(&mut self, k: usize) -> (&mut [Days<T>], &mut [Days<T>], Day) {
-        let (low, high) = self.keys.split_at_mut(k);
-        (low, high, self.first_day)
-    }
-
-    /// [`ByDay::add`] of a posting (not negative) on a day no earlier than `first_day` into one
-    /// part of [`ByDay::split_at_mut`].
-    pub(crate) fn push_within(keys: &mut [Days<T>], first_day: Day, k: usize, d: Day, t: T) {
-        let days = &mut keys[k];
-        let i = (d - first_day) as usize;
-        if days.len() <= i {
-            days.resize_with(i + 1, || Bucket { postings: Vec::new(), negative: 0 });
-        }
-        days[i].postings.push(t);
-    }
-
-    /// Bytes held: the buckets and the room of their postings.
+    /// Bytes held: the slots and the arena.
     pub(crate) fn bytes(&self) -> usize {
-        self.keys
-            .iter()
-            .map(|days| {
-                days.capacity() * std::mem::size_of::<Bucket<T>>()
-                    + days.iter().map(|b| b.postings.capacity() * std::mem::size_of::<T>()).sum::<usize>()
-            })
-            .sum()
-    }
-
-    /// The first day held (`Day::MAX` when none).
-    pub(crate) fn first_day(&self) -> Day {
-        self.first_day
+        self.keys.iter().map(|days| days.capacity() * std::mem::size_of::<Slot>()).sum::<usize>()
+            + self.items.capacity() * std::mem::size_of::<T>()
     }
 
     pub(crate) fn add(&mut self, k: usize, d: Day, t: T, negative: bool) {
-        let b = self.bucket_mut(k, d);
-        b.negative += negative as u32;
-        b.postings.push(t);
+        let i = self.place(k, d);
+        let mut s = self.keys[k][i];
+        if s.len == s.cap {
+            // Moved to the arena's end with room for as many again (and a few): a bucket that
+            // grows posting by posting (a new day's) moves a logarithmic number of times. The
+            // arena grows by an eighth, not by doubling: it is most of the index's memory.
+            let cap = (s.len as usize * 2).max(4);
+            let end = self.items.len();
+            if self.items.capacity() - end < cap {
+                let more = cap.max(self.items.capacity() / 8);
+                crate::pages::reserve_exact(&mut self.items, more);
+            }
+            self.items.extend_from_within(s.start..s.start + s.len as usize);
+            self.items.resize(end + cap, T::default());
+            self.garbage += s.cap as usize;
+            s.start = end;
+            s.cap = slot_size(cap);
+        }
+        let at = s.start + s.len as usize;
+        s.len += 1;
+        s.negative += negative as u32;
+        self.keys[k][i] = s;
+        self.items[at] = t;
+        if self.garbage > GARBAGE_FLOOR.max(self.items.len() / 3) {
+            self.compact();
+        }
     }
 
     /// Removes one posting equal to `t` from key `k`'s day `d`; whether there was one.
     pub(crate) fn remove(&mut self, k: usize, d: Day, t: T, negative: bool) -> bool {
-        let b = self.bucket_mut(k, d);
-        match b.postings.iter().position(|x| *x == t) {
-            Some(i) => {
-                b.postings.swap_remove(i);
-                b.negative -= negative as u32;
-                true
-            }
-            None => false,
+        let Some(i) = d.checked_sub(self.first_day).and_then(|i| usize::try_from(i).ok()) else {
+            return false;
+        };
+        let Some(&s) = self.keys.get(k).and_then(|days| days.get(i)) else {
+            return false;
+        };
+        let postings = &mut self.items[s.start..s.start + s.len as usize];
+        let Some(at) = postings.iter().position(|x| *x == t) else {
+            return false;
+        };
+        postings[at] = postings[postings.len() - 1];
+        let slot = &mut self.keys[k][i];
+        slot.len -= 1;
+        slot.negative -= negative as u32;
+        true
+    }
+
+    /// Writes every bucket again, key after key, day after day, each with room for an eighth more
+    /// and two (as a build's runs have), and drops the garbage.
+    fn compact(&mut self) {
+        let held: usize = self.keys.iter().flatten().map(|s| crate::data::room(s.len as usize)).sum();
+        let mut items: Vec<T> = crate::pages::with_capacity(held);
+        for s in self.keys.iter_mut().flatten() {
+            let from = items.len();
+            items.extend_from_slice(&self.items[s.start..s.start + s.len as usize]);
+            let cap = crate::data::room(s.len as usize);
+            items.resize(from + cap, T::default());
+            s.start = from;
+            s.cap = slot_size(cap);
         }
+        self.items = items;
+        self.garbage = 0;
     }
 
     /// The buckets of `keys` on days `from..=to`, days ascending (keys in the given order per day).
@@ -176,7 +259,7 @@ impl<T: Copy + PartialEq> ByDay<T> {
         keys: &'a [u32],
         from: Day,
         to: Day,
-    ) -> impl Iterator<Item = (Day, &'a Bucket<T>)> + 'a {
+    ) -> impl Iterator<Item = (Day, Bucket<'a, T>)> + 'a {
         let from = from.max(self.first_day);
         let last = self.first_day.saturating_add(self.keys.iter().map(Vec::len).max().unwrap_or(0) as Day - 1);
         let to = to.min(last);
@@ -184,8 +267,68 @@ impl<T: Copy + PartialEq> ByDay<T> {
             let i = (d - self.first_day) as usize;
             keys.iter()
                 .filter_map(move |&k| self.keys.get(k as usize).and_then(|days| days.get(i)))
-                .map(move |b| (d, b))
+                .map(move |s| {
+                    (d, Bucket { postings: &self.items[s.start..s.start + s.len as usize], negative: s.negative })
+                })
         })
+    }
+}
+
+/// A slot's size as stored (a bucket beyond 2^32 postings is not a bucket this index can hold).
+fn slot_size(cap: usize) -> u32 {
+    u32::try_from(cap).expect("a bucket holds fewer than 2^32 postings")
+}
+
+/// [`ByDay::fill`] on one thread, for keys from `first_key` whose slots lie in `items` (the arena
+/// from entry `base`).
+#[allow(clippy::too_many_arguments)]
+fn fill_part<T: Copy>(
+    keys: &mut [Vec<Slot>],
+    items: &mut [T],
+    first_key: usize,
+    base: usize,
+    first: Day,
+    span: usize,
+    facts: &(impl Fn(&mut dyn FnMut(usize, Day, T)) + Sync),
+    negative: &(impl Fn(&T) -> bool + Sync),
+) {
+    let range = first_key..first_key + keys.len();
+    if span > 1 << 16 {
+        // Days do not fit beside the postings in 2 bytes: straight into the slots.
+        facts(&mut |k, d, t| {
+            if range.contains(&k) {
+                let s = &mut keys[k - first_key][(d - first) as usize];
+                items[s.start - base + s.len as usize] = t;
+                s.len += 1;
+                s.negative += negative(&t) as u32;
+            }
+        });
+        return;
+    }
+    // Each key's postings to the front of its stretch, in the order given, days beside.
+    let starts: Vec<usize> = keys.iter().map(|days| days.first().map_or(0, |s| s.start - base)).collect();
+    let mut ends = starts.clone();
+    let mut days = vec![0u16; items.len()];
+    facts(&mut |k, d, t| {
+        if range.contains(&k) {
+            let at = &mut ends[k - first_key];
+            items[*at] = t;
+            days[*at] = (d - first) as u16;
+            *at += 1;
+        }
+    });
+    // Then each key's into its days' slots, in the same order.
+    let mut aside: Vec<(u16, T)> = Vec::new();
+    for (k, days_of_key) in keys.iter_mut().enumerate() {
+        let (from, to) = (starts[k], ends[k]);
+        aside.clear();
+        aside.extend(days[from..to].iter().copied().zip(items[from..to].iter().copied()));
+        for &(d, t) in &aside {
+            let s = &mut days_of_key[d as usize];
+            items[s.start - base + s.len as usize] = t;
+            s.len += 1;
+            s.negative += negative(&t) as u32;
+        }
     }
 }
 
@@ -209,6 +352,7 @@ impl ProductDays {
             },
             |p| p.amount < 0,
             |n| n,
+            1,
         ))
     }
 
@@ -242,7 +386,7 @@ impl ProductDays {
     /// postings therefore come day by day.
     pub fn each(&self, products: &[u32], from: Day, to: Day, mut f: impl FnMut(Day, &Posting)) {
         for (d, b) in self.0.each(products, from, to) {
-            for p in &b.postings {
+            for p in b.postings {
                 f(d, p);
             }
         }
@@ -262,7 +406,7 @@ impl ProductDays {
 }
 
 /// A health check as seen from its kind and day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CheckPosting {
     pub member: u32,
     pub abnormal: bool,
@@ -305,6 +449,7 @@ impl CheckDays {
             },
             |_| false,
             |n| n,
+            1,
         ))
     }
 
@@ -340,5 +485,135 @@ impl CheckDays {
         for (_, b) in self.0.each(kinds, from, to) {
             b.postings.iter().for_each(&mut f);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// Every bucket's postings in the index's order and its negative count, by (key, day); empty
+    /// buckets left out.
+    fn buckets(by: &ByDay<(u32, i32)>) -> BTreeMap<(u32, Day), (Vec<(u32, i32)>, u32)> {
+        let mut out = BTreeMap::new();
+        for k in 0..by.keys() as u32 {
+            for (d, b) in by.each(&[k], Day::MIN, Day::MAX) {
+                if !b.postings.is_empty() || b.negative > 0 {
+                    out.insert((k, d), (b.postings.to_vec(), b.negative));
+                }
+            }
+        }
+        out
+    }
+
+    /// The same, each bucket's postings sorted (after removals their order is no part of the index).
+    fn sorted(mut b: BTreeMap<(u32, Day), (Vec<(u32, i32)>, u32)>) -> BTreeMap<(u32, Day), (Vec<(u32, i32)>, u32)> {
+        b.values_mut().for_each(|(p, _)| p.sort_unstable());
+        b
+    }
+
+    /// What a build must hold: each (key, day)'s facts in the order given.
+    fn naive(facts: &[(usize, Day, (u32, i32))]) -> BTreeMap<(u32, Day), (Vec<(u32, i32)>, u32)> {
+        let mut out: BTreeMap<(u32, Day), (Vec<(u32, i32)>, u32)> = BTreeMap::new();
+        for &(k, d, t) in facts {
+            let e = out.entry((k as u32, d)).or_default();
+            e.0.push(t);
+            e.1 += (t.1 < 0) as u32;
+        }
+        out
+    }
+
+    fn build(facts: &[(usize, Day, (u32, i32))], keys: usize, threads: usize) -> ByDay<(u32, i32)> {
+        let first = facts.iter().map(|f| f.1).min().unwrap_or(1);
+        let last = facts.iter().map(|f| f.1).max().unwrap_or(0);
+        ByDay::build_within(
+            first,
+            last,
+            keys,
+            |f| facts.iter().for_each(|&(k, d, t)| f(k, d, t)),
+            |t| t.1 < 0,
+            crate::data::room,
+            threads,
+        )
+    }
+
+    fn facts(keys: usize, days: std::ops::Range<Day>) -> impl Strategy<Value = Vec<(usize, Day, (u32, i32))>> {
+        prop::collection::vec((0..keys, days, (0u32..50, -3i32..20)), 0..300)
+    }
+
+    proptest! {
+        /// A build by key and then by day holds each bucket's facts in the order given, on one
+        /// thread or two, and with days too far apart for 2 bytes (straight into the slots).
+        #[test]
+        fn a_build_holds_each_buckets_facts_in_order(
+            facts in facts(9, 0..40),
+            far in prop::collection::vec((0usize..9, prop::sample::select(vec![-70_000, 70_000]), (0u32..50, -3i32..20)), 0..3),
+            threads in 1usize..3,
+        ) {
+            let by = build(&facts, 9, threads);
+            prop_assert_eq!(buckets(&by), naive(&facts));
+            let mut all = facts.clone();
+            all.extend(far);
+            let by = build(&all, 9, threads);
+            prop_assert_eq!(buckets(&by), naive(&all));
+        }
+
+        /// Adding and removing postings after a build (buckets moved to the arena's end, days
+        /// before the first, new keys, compaction) holds what a plain map of lists holds.
+        #[test]
+        fn adds_and_removes_hold_what_a_map_holds(
+            facts in facts(6, 10..30),
+            ops in prop::collection::vec((any::<bool>(), 0usize..8, 0i32..40, (0u32..50, -3i32..20)), 0..400),
+            compact_at in 0usize..400,
+        ) {
+            let mut by = build(&facts, 6, 2);
+            by.grow(8);
+            let mut want = naive(&facts);
+            for (i, &(add, k, d, t)) in ops.iter().enumerate() {
+                if add {
+                    by.add(k, d, t, t.1 < 0);
+                    let e = want.entry((k as u32, d)).or_default();
+                    e.0.push(t);
+                    e.1 += (t.1 < 0) as u32;
+                } else {
+                    let had = want.get_mut(&(k as u32, d)).and_then(|e| {
+                        let i = e.0.iter().position(|x| *x == t)?;
+                        e.0.swap_remove(i);
+                        e.1 -= (t.1 < 0) as u32;
+                        Some(())
+                    });
+                    prop_assert_eq!(by.remove(k, d, t, t.1 < 0), had.is_some());
+                }
+                if i == compact_at {
+                    by.compact();
+                    prop_assert_eq!(by.garbage, 0);
+                }
+            }
+            want.retain(|_, e| !e.0.is_empty() || e.1 > 0);
+            prop_assert_eq!(sorted(buckets(&by)), sorted(want));
+        }
+    }
+
+    /// A bucket grown one posting at a time far past its room moves to the arena's end each time
+    /// it is full, and the garbage it leaves is compacted away once it is a third of the arena.
+    #[test]
+    fn a_growing_bucket_leaves_garbage_that_is_compacted() {
+        let mut by = build(&[(0, 5, (1, 1)), (1, 5, (2, 2))], 2, 1);
+        let n = 200_000u32;
+        let mut compacted = false;
+        for i in 0..n {
+            let before = by.garbage;
+            by.add(0, 7, (i, 1), false);
+            compacted |= by.garbage < before;
+            assert!(by.garbage <= GARBAGE_FLOOR.max(by.items.len() / 3));
+        }
+        assert!(compacted, "garbage of {} was never compacted", by.garbage);
+        let mut got: Vec<u32> = by.each(&[0], 7, 7).flat_map(|(_, b)| b.postings.iter().map(|p| p.0)).collect();
+        got.sort_unstable();
+        assert_eq!(got, (0..n).collect::<Vec<_>>());
+        let other: Vec<_> = by.each(&[0, 1], 5, 5).flat_map(|(_, b)| b.postings.to_vec()).collect();
+        assert_eq!(other, vec![(1, 1), (2, 2)]);
     }
 }

@@ -118,38 +118,21 @@ impl Levels {
         });
         counts.iter_mut().zip(more).for_each(|(c, m)| *c += m);
         // Updates add entries under earlier days as members' levels move down: room for them, so
-        // that the first update after a build does not copy most buckets it touches.
+        // that the first update after a build does not move most buckets it touches.
         let mut by = ByDay::with_counts(first, span, &counts, crate::data::room);
-        // Half the entries in the buckets below `split`.
-        let total: u64 = counts.iter().map(|&c| c as u64).sum();
-        let (mut below, mut split) = (0u64, buckets);
-        for b in 0..buckets {
-            if below * 2 >= total {
-                split = b;
-                break;
-            }
-            below += counts[b * span..(b + 1) * span].iter().map(|&c| c as u64).sum::<u64>();
-        }
-        let (low_keys, high_keys, first_day) = by.split_at_mut(split);
-        let fill = |keys: &mut [crate::postings::Days<u32>], from: usize| {
+        let each_entry = |f: &mut dyn FnMut(usize, Day, u32)| {
             for (slots, entries, first_member) in [(&low, &low_entries, 0), (&high, &high_entries, mid)] {
                 let mut at = 0;
                 for (i, &k) in entries.iter().enumerate() {
                     let o = (first_member + i) as u32;
                     for &slot in &slots[at..at + k as usize] {
-                        let b = slot as usize / span;
-                        if (from..from + keys.len()).contains(&b) {
-                            ByDay::push_within(keys, first_day, b - from, first + (slot as usize % span) as Day, o);
-                        }
+                        f(slot as usize / span, first + (slot as usize % span) as Day, o);
                     }
                     at += k as usize;
                 }
             }
         };
-        std::thread::scope(|s| {
-            s.spawn(|| fill(high_keys, split));
-            fill(low_keys, 0);
-        });
+        by.fill(&counts, span, each_entry, |_| false, 2);
         by
     }
 
@@ -175,6 +158,7 @@ impl Levels {
             },
             |_| false,
             crate::data::room,
+            1,
         )
     }
 
@@ -223,7 +207,8 @@ impl Levels {
         self.entries += 1;
     }
 
-    /// Adds the pending entries (on two threads from `parallel` of them).
+    /// Adds the pending entries (sorted on two threads from `parallel` of them), bucket after
+    /// bucket.
     fn flush(&mut self, parallel: usize) {
         let pending = std::mem::take(&mut self.pending);
         let (first, last) = pending.iter().fold((Day::MAX, Day::MIN), |(f, l), e| (f.min(e.1), l.max(e.1)));
@@ -236,39 +221,22 @@ impl Levels {
             drop(pending);
             let bucket = |k: u64| ((k >> 32) / span) as usize;
             let day = |k: u64| first + ((k >> 32) % span) as Day;
-            if keyed.len() < parallel.max(1) || self.by.first_day() == Day::MAX || first < self.by.first_day() {
+            if keyed.len() < parallel.max(1) {
                 keyed.sort_unstable();
-                for k in keyed {
-                    self.by.add(bucket(k), day(k), k as u32, false);
-                }
-                return;
-            }
-            // Two halves by bucket, sorted and added on two threads (the seal's other thread
-            // waits for this one by now).
-            let mut counts = vec![0usize; self.by.keys()];
-            keyed.iter().for_each(|&k| counts[bucket(k)] += 1);
-            let (mut split, mut below) = (counts.len(), 0);
-            for (b, c) in counts.iter().enumerate() {
-                if below * 2 >= keyed.len() {
-                    split = b;
-                    break;
-                }
-                below += c;
-            }
-            let (mut low, mut high): (Vec<u64>, Vec<u64>) = keyed.into_iter().partition(|&k| bucket(k) < split);
-            let (low_keys, high_keys, first_day) = self.by.split_at_mut(split);
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    high.sort_unstable();
-                    for k in high {
-                        ByDay::push_within(high_keys, first_day, bucket(k) - split, day(k), k as u32);
-                    }
+            } else {
+                // Two halves, every key of the first below every key of the second, sorted on
+                // two threads.
+                let mid = keyed.len() / 2;
+                keyed.select_nth_unstable(mid);
+                let (low, high) = keyed.split_at_mut(mid);
+                std::thread::scope(|s| {
+                    s.spawn(|| high.sort_unstable());
+                    low.sort_unstable();
                 });
-                low.sort_unstable();
-                for k in low {
-                    ByDay::push_within(low_keys, first_day, bucket(k), day(k), k as u32);
-                }
-            });
+            }
+            for k in keyed {
+                self.by.add(bucket(k), day(k), k as u32, false);
+            }
         } else {
             let mut pending = pending;
             pending.sort_unstable_by_key(|&(b, d, _)| (b, d));
@@ -307,7 +275,7 @@ impl Levels {
         let buckets: Vec<u32> = (0..cap as u32).map(|l| key * LEVELS as u32 + l).collect();
         let mut lists: Vec<(usize, &[u32])> = Vec::new();
         for l in (0..cap).filter(|&l| needed[l]) {
-            lists.extend(self.by.each(&buckets[l..=l], from, Day::MAX).map(|(_, b)| (l, b.postings.as_slice())));
+            lists.extend(self.by.each(&buckets[l..=l], from, Day::MAX).map(|(_, b)| (l, b.postings)));
         }
         Some(planes_of(&lists, cap, n, PLANE_BLOCK))
     }
@@ -1156,7 +1124,7 @@ mod tests {
         let mut out = Vec::new();
         for b in 0..by.keys() as u32 {
             for (d, bucket) in by.each(&[b], Day::MIN, Day::MAX) {
-                let mut members = bucket.postings.clone();
+                let mut members = bucket.postings.to_vec();
                 members.sort_unstable();
                 if !members.is_empty() {
                     out.push((b, d, members));
