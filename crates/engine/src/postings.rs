@@ -265,11 +265,9 @@ impl<T: Copy + Default + PartialEq + Send + Sync> ByDay<T> {
         let to = to.min(last);
         (from..=to).flat_map(move |d| {
             let i = (d - self.first_day) as usize;
-            keys.iter()
-                .filter_map(move |&k| self.keys.get(k as usize).and_then(|days| days.get(i)))
-                .map(move |s| {
-                    (d, Bucket { postings: &self.items[s.start..s.start + s.len as usize], negative: s.negative })
-                })
+            keys.iter().filter_map(move |&k| self.keys.get(k as usize).and_then(|days| days.get(i))).map(move |s| {
+                (d, Bucket { postings: &self.items[s.start..s.start + s.len as usize], negative: s.negative })
+            })
         })
     }
 }
