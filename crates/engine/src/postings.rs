@@ -492,9 +492,14 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
+    /// A test posting: (member, amount; negative when below zero).
+    type P = (u32, i32);
+    /// Buckets by (key, day): their postings and negative count.
+    type Contents = BTreeMap<(u32, Day), (Vec<P>, u32)>;
+
     /// Every bucket's postings in the index's order and its negative count, by (key, day); empty
     /// buckets left out.
-    fn buckets(by: &ByDay<(u32, i32)>) -> BTreeMap<(u32, Day), (Vec<(u32, i32)>, u32)> {
+    fn buckets(by: &ByDay<P>) -> Contents {
         let mut out = BTreeMap::new();
         for k in 0..by.keys() as u32 {
             for (d, b) in by.each(&[k], Day::MIN, Day::MAX) {
@@ -507,14 +512,14 @@ mod tests {
     }
 
     /// The same, each bucket's postings sorted (after removals their order is no part of the index).
-    fn sorted(mut b: BTreeMap<(u32, Day), (Vec<(u32, i32)>, u32)>) -> BTreeMap<(u32, Day), (Vec<(u32, i32)>, u32)> {
+    fn sorted(mut b: Contents) -> Contents {
         b.values_mut().for_each(|(p, _)| p.sort_unstable());
         b
     }
 
     /// What a build must hold: each (key, day)'s facts in the order given.
-    fn naive(facts: &[(usize, Day, (u32, i32))]) -> BTreeMap<(u32, Day), (Vec<(u32, i32)>, u32)> {
-        let mut out: BTreeMap<(u32, Day), (Vec<(u32, i32)>, u32)> = BTreeMap::new();
+    fn naive(facts: &[(usize, Day, P)]) -> Contents {
+        let mut out = Contents::new();
         for &(k, d, t) in facts {
             let e = out.entry((k as u32, d)).or_default();
             e.0.push(t);

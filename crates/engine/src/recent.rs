@@ -56,14 +56,14 @@ struct Levels {
 
 impl Levels {
     /// Built from every member's facts (`of`), all on days `first..=last`: each member's levels
-    /// are worked out once, on two threads (a half of the members each), as (bucket × span + day)
-    /// slots with a count per member, and counts per bucket and day; the buckets
-    /// are then allocated and filled, on two threads (a half of the buckets each). Where bucket ×
-    /// span does not fit in 32 bits, levels are worked out twice instead (counted, then added).
+    /// are worked out once, on two threads (a half of the members each), as (bucket, day) slots
+    /// with a count per member, and counts per bucket and day; the buckets are then laid out and
+    /// filled ([`ByDay::fill`]), on two threads (a half of the buckets each). Where a bucket and a
+    /// day do not fit in 32 bits, levels are worked out twice instead (counted, then added).
     fn build(keys: usize, n: usize, (first, last): (Day, Day), of: impl Fn(usize, &mut Scratch) + Sync) -> Levels {
         let buckets = keys * LEVELS;
         let span = if first > last { 0 } else { (last as i64 - first as i64 + 1) as usize };
-        let by = if span > 0 && (buckets as u64).checked_mul(span as u64).is_some_and(|x| x <= u32::MAX as u64) {
+        let by = if span > 0 && (buckets as u64) << day_bits(span) <= 1 << 32 {
             Self::build_once(buckets, n, first, span, &of)
         } else {
             Self::build_twice(buckets, n, (first, last), &of)
@@ -84,7 +84,7 @@ impl Levels {
         Levels { by, last, entries, live: entries, pending: Vec::new() }
     }
 
-    /// [`Levels::build`]'s buckets when bucket × span fits in 32 bits.
+    /// [`Levels::build`]'s buckets when a bucket and a day (in [`day_bits`]) fit in 32 bits.
     fn build_once(
         buckets: usize,
         n: usize,
@@ -92,9 +92,11 @@ impl Levels {
         span: usize,
         of: &(impl Fn(usize, &mut Scratch) + Sync),
     ) -> ByDay<u32> {
-        // Each member's entries as (bucket × span + day) slots, member after member, and how many
-        // each member has: 4 bytes an entry (and 4 a member) where (slot, member) pairs took 8 —
-        // at 10M members 1.4 GB of temporary halved, each byte of it touched for the first time.
+        // Each member's entries as (bucket, day) slots — the bucket above the day's bits, so that
+        // the fill takes them apart without a division — member after member, and how many each
+        // member has: 4 bytes an entry (and 4 a member) where (slot, member) pairs took 8 — at 10M
+        // members 1.4 GB of temporary halved, each byte of it touched for the first time.
+        let shift = day_bits(span);
         let levels_of = |members: std::ops::Range<usize>| {
             let mut s = Scratch::default();
             let mut slots: Vec<u32> = Vec::new();
@@ -103,9 +105,9 @@ impl Levels {
             for o in members {
                 of(o, &mut s);
                 for &(key, level, d) in &s.levels {
-                    let slot = (key as usize * LEVELS + level as usize) * span + (d - first) as usize;
-                    counts[slot] += 1;
-                    slots.push(slot as u32);
+                    let (bucket, day) = (key as usize * LEVELS + level as usize, (d - first) as usize);
+                    counts[bucket * span + day] += 1;
+                    slots.push(((bucket << shift) | day) as u32);
                 }
                 entries.push(s.levels.len() as u32);
             }
@@ -126,7 +128,7 @@ impl Levels {
                 for (i, &k) in entries.iter().enumerate() {
                     let o = (first_member + i) as u32;
                     for &slot in &slots[at..at + k as usize] {
-                        f(slot as usize / span, first + (slot as usize % span) as Day, o);
+                        f((slot >> shift) as usize, first + (slot & ((1 << shift) - 1)) as Day, o);
                     }
                     at += k as usize;
                 }
@@ -279,6 +281,11 @@ impl Levels {
         }
         Some(planes_of(&lists, cap, n, PLANE_BLOCK))
     }
+}
+
+/// Bits that hold a day of a span of `span` days (0 for a single day).
+fn day_bits(span: usize) -> u32 {
+    usize::BITS - (span.max(1) - 1).leading_zeros()
 }
 
 /// Members per block of [`planes_of`]: 32 KB of each plane, which stays in the processor's
