@@ -1135,6 +1135,12 @@ pub struct CompanyData {
     /// Of those, the members whose record, home store or loyalty state changed.
     #[serde(skip)]
     touched_records: RoaringBitmap,
+    /// Members added since [`CompanyData::take_touched`] was last called are those from this
+    /// ordinal on: put into both touched sets as one range when taken. Pushed one at a time, each
+    /// member cost a scan of its container for the maximum once the container was a bitmap
+    /// (roaring's `push`): half of the members' reading time.
+    #[serde(skip)]
+    added_from: Option<u32>,
     #[serde(skip)]
     ordinal: Ordinals,
     #[serde(skip)]
@@ -1176,6 +1182,7 @@ impl CompanyData {
             recent: Beside::default(),
             touched: RoaringBitmap::new(),
             touched_records: RoaringBitmap::new(),
+            added_from: None,
             ordinal: Ordinals::default(),
             product_index: FastMap::default(),
             store_index: FastMap::default(),
@@ -1249,6 +1256,11 @@ impl CompanyData {
     /// last call (and forgets them).
     pub fn take_touched(&mut self) -> Touched {
         self.seal();
+        if let Some(from) = self.added_from.take() {
+            let added = from..self.members.len() as u32;
+            self.touched.insert_range(added.clone());
+            self.touched_records.insert_range(added);
+        }
         Touched { all: std::mem::take(&mut self.touched), records: std::mem::take(&mut self.touched_records) }
     }
 
@@ -1407,12 +1419,8 @@ impl CompanyData {
                 self.purchases.grow(n);
                 self.checks.grow(n);
                 self.loyalty.grow(n);
-                // A new member's ordinal is above every other: appended, not searched for.
-                for touched in [&mut self.touched, &mut self.touched_records] {
-                    if touched.try_push(o).is_err() {
-                        touched.insert(o);
-                    }
-                }
+                // Touched as a range when taken.
+                self.added_from.get_or_insert(o);
                 (o, true)
             }
         }
@@ -1901,6 +1909,27 @@ mod tests {
         data.set_stores(vec![store(3)]);
         assert_eq!(data.home_store[o as usize], 0);
         assert!(data.take_touched().all.is_empty());
+    }
+
+    /// Members read since the last take are touched, records included, whether new (a range
+    /// added when taken, across containers) or read again; a take forgets them.
+    #[test]
+    fn members_read_are_touched_until_taken() {
+        let mut data = company();
+        data.take_touched();
+        let before = data.len() as u32;
+        let member = crate::test_support::member;
+        let added: RoaringBitmap = (0..70_000).map(|i| data.apply_member(&member(1_000 + i)).0).collect();
+        assert_eq!(added, RoaringBitmap::from_iter(before..before + 70_000));
+        let t = data.take_touched();
+        assert_eq!((t.all, t.records), (added.clone(), added));
+        assert!(data.take_touched().all.is_empty());
+        let again = data.apply_member(&member(1_005));
+        let new = data.apply_member(&member(5_000_000));
+        assert_eq!((again, new), ((before + 5, false), (before + 70_000, true)));
+        let t = data.take_touched();
+        let want = RoaringBitmap::from_iter([before + 5, before + 70_000]);
+        assert_eq!((t.all, t.records), (want.clone(), want));
     }
 
     fn runs(data: &CompanyData) -> Vec<(Vec<Visit>, Vec<Purchase>)> {
