@@ -90,7 +90,7 @@ impl<T: Copy + Default + PartialEq + Send + Sync> ByDay<T> {
         let mut counts = vec![0u32; keys * span];
         facts(&mut |k, d, _| counts[k * span + (d - first) as usize] += 1);
         let mut by = ByDay::with_counts(first, span, &counts, room);
-        by.fill(&counts, span, facts, negative, threads);
+        by.fill(facts, negative, threads);
         by
     }
 
@@ -120,35 +120,27 @@ impl<T: Copy + Default + PartialEq + Send + Sync> ByDay<T> {
         ByDay { first_day: first, keys, items, garbage: 0 }
     }
 
-    /// Fills the slots [`ByDay::with_counts`] laid out for `counts` with the same facts (in any
-    /// order; a bucket's postings keep the order given): first each key's postings into the
-    /// front of the key's stretch of the arena, with their days beside (a few hundred write
+    /// Fills the slots [`ByDay::with_counts`] laid out with the facts it counted (in any order; a
+    /// bucket's postings keep the order given): first each key's postings into the front of the
+    /// key's stretch of the arena, with their days beside (a few hundred write
     /// streams, where writing each posting straight into its bucket kept one per key and day, each
     /// a cache and a TLB miss), then each key's postings, copied aside, into its days' slots.
     /// On `threads` threads (at most 2), a part of the keys each.
     pub(crate) fn fill(
         &mut self,
-        counts: &[u32],
-        span: usize,
         facts: impl Fn(&mut dyn FnMut(usize, Day, T)) + Sync,
         negative: impl Fn(&T) -> bool + Sync,
         threads: usize,
     ) {
         let first = self.first_day;
-        // Keys below `split` on this thread, the others on a second one: about half the postings.
-        let total: u64 = counts.iter().map(|&c| c as u64).sum();
-        let per_key = |k: usize| counts[k * span..(k + 1) * span].iter().map(|&c| c as u64).sum::<u64>();
-        let mut split = self.keys.len();
-        if threads > 1 {
-            let mut below = 0u64;
-            for k in 0..self.keys.len() {
-                if below * 2 >= total {
-                    split = k;
-                    break;
-                }
-                below += per_key(k);
-            }
-        }
+        let span = self.keys.iter().map(Vec::len).max().unwrap_or(0);
+        // Keys below `split` on this thread, the others on a second one: about half the arena.
+        let half = self.items.len() / 2;
+        let split = if threads > 1 {
+            self.keys.iter().position(|days| days.first().is_some_and(|s| s.start >= half)).unwrap_or(self.keys.len())
+        } else {
+            self.keys.len()
+        };
         let cut = self.keys[split..].iter().find_map(|days| days.first()).map_or(self.items.len(), |s| s.start);
         let (low_keys, high_keys) = self.keys.split_at_mut(split);
         let (low_items, high_items) = self.items.split_at_mut(cut);

@@ -134,7 +134,7 @@ impl Levels {
                 }
             }
         };
-        by.fill(&counts, span, each_entry, |_| false, 2);
+        by.fill(each_entry, |_| false, 2);
         by
     }
 
