@@ -169,6 +169,21 @@ pub struct Watermark {
     pub tier_id: i64,
 }
 
+/// The kinds of a member's facts a loop reads ([`CompanyData::read_ahead`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Kinds {
+    pub visits: bool,
+    pub purchases: bool,
+    pub checks: bool,
+    /// The member's record.
+    pub record: bool,
+}
+
+/// How many members ahead [`CompanyData::read_ahead`] asks for slots (runs: half as far): a
+/// member's work (0.5–2 µs) is longer than a miss, so a few members ahead cover it, and what is
+/// asked for is still cached when read.
+const AHEAD: usize = 8;
+
 /// One kind of fact for every member in one arena: member `o`'s facts are one contiguous run, in
 /// the order read, in a slot with some room after it ([`room`]). A member's new facts go into its
 /// slot's room; a member whose slot is full gets a new, bigger slot at the end of the arena and the
@@ -208,6 +223,25 @@ impl<T: Copy + Default> Runs<T> {
     pub fn of(&self, o: usize) -> &[T] {
         let s = self.start[o] as usize;
         &self.items[s..s + self.len[o] as usize]
+    }
+
+    /// Asks for member `o`'s slot to be brought into the cache ([`crate::pages::prefetch`]).
+    #[inline]
+    pub(crate) fn prefetch_slot(&self, o: usize) {
+        crate::pages::prefetch(self.start.as_ptr().wrapping_add(o));
+        crate::pages::prefetch(self.len.as_ptr().wrapping_add(o));
+    }
+
+    /// Asks for member `o`'s run (up to its first 1 KB) to be brought into the cache.
+    #[inline]
+    pub(crate) fn prefetch_run(&self, o: usize) {
+        if let (Some(&s), Some(&n)) = (self.start.get(o), self.len.get(o)) {
+            let p = self.items.as_ptr().wrapping_add(s as usize) as *const u8;
+            let bytes = (n as usize * std::mem::size_of::<T>()).min(1024);
+            for at in (0..bytes).step_by(64) {
+                crate::pages::prefetch(p.wrapping_add(at));
+            }
+        }
     }
 
     /// Facts of every member, in ordinal order.
@@ -1305,6 +1339,52 @@ impl CompanyData {
         self.members.is_empty()
     }
 
+    /// Asks for the facts of members ahead of `members[i]` to be brought into the cache, in two
+    /// steps: the slots of the member [`AHEAD`] places on, the runs of the one half as far (whose
+    /// slots were asked for earlier). For loops over scattered members (an update's touched ones),
+    /// called once per member with the kinds of facts the loop reads. Measured at 1M members (perf
+    /// samples of five updates against the phases left alone): the features' rows 30% fewer.
+    #[inline]
+    pub(crate) fn read_ahead(&self, members: &[u32], i: usize, kinds: Kinds) {
+        if let Some(&o) = members.get(i + AHEAD) {
+            self.prefetch_slots(o as usize, kinds);
+        }
+        if let Some(&o) = members.get(i + AHEAD / 2) {
+            self.prefetch_runs(o as usize, kinds);
+        }
+    }
+
+    /// Asks for member `o`'s slots (and record) of `kinds` to be brought into the cache.
+    #[inline]
+    fn prefetch_slots(&self, o: usize, kinds: Kinds) {
+        if kinds.visits {
+            self.visits.prefetch_slot(o);
+        }
+        if kinds.purchases {
+            self.purchases.prefetch_slot(o);
+        }
+        if kinds.checks {
+            self.checks.prefetch_slot(o);
+        }
+        if kinds.record {
+            self.members.prefetch(o);
+        }
+    }
+
+    /// Asks for member `o`'s runs of `kinds` to be brought into the cache (reads their slots).
+    #[inline]
+    fn prefetch_runs(&self, o: usize, kinds: Kinds) {
+        if kinds.visits {
+            self.visits.prefetch_run(o);
+        }
+        if kinds.purchases {
+            self.purchases.prefetch_run(o);
+        }
+        if kinds.checks {
+            self.checks.prefetch_run(o);
+        }
+    }
+
     /// Member `o`'s tickets, as of the last seal.
     pub fn visits(&self, o: usize) -> &[Visit] {
         self.visits.of(o)
@@ -1723,7 +1803,16 @@ impl CompanyData {
             });
         }
         let mut batch = Changes::default();
+        // The members a few ahead in the tickets' log (a member has a ticket or so a day) are
+        // asked for while this one is written (see [`CompanyData::read_ahead`]).
+        let every = Kinds { visits: true, purchases: true, checks: true, record: false };
         loop {
+            if let Some(v) = logs.visits.get(AHEAD) {
+                self.prefetch_slots(v.member as usize, every);
+            }
+            if let Some(v) = logs.visits.get(AHEAD / 2) {
+                self.prefetch_runs(v.member as usize, every);
+            }
             let o = logs.head();
             let o = next_cleared.peek().map_or(o, |&&c| c.min(o));
             if o == u32::MAX {

@@ -82,7 +82,8 @@ impl Features {
         self.resize(work.data.len());
         let mut scratch = Scratch::default();
         while let Some(members) = work.take() {
-            for &o in members {
+            for (i, &o) in members.iter().enumerate() {
+                work.data.read_ahead(members, i, Work::KINDS);
                 self.fill(work.data, o as usize, &mut scratch);
             }
         }
@@ -220,6 +221,9 @@ impl<'a> Work<'a> {
         Work { data, as_of, members: touched.iter().collect(), next: Default::default() }
     }
 
+    /// What a member's features are worked out from.
+    const KINDS: crate::data::Kinds = crate::data::Kinds { visits: true, purchases: true, checks: true, record: true };
+
     fn take(&self) -> Option<&[u32]> {
         let i = self.next.fetch_add(CHUNK, std::sync::atomic::Ordering::Relaxed);
         (i < self.members.len()).then(|| &self.members[i..(i + CHUNK).min(self.members.len())])
@@ -230,7 +234,10 @@ impl<'a> Work<'a> {
         let mut scratch = Scratch::default();
         let mut rows = Vec::new();
         while let Some(members) = self.take() {
-            rows.extend(members.iter().map(|&o| (o, Row::of(self.data, self.as_of, o as usize, &mut scratch))));
+            rows.extend(members.iter().enumerate().map(|(i, &o)| {
+                self.data.read_ahead(members, i, Work::KINDS);
+                (o, Row::of(self.data, self.as_of, o as usize, &mut scratch))
+            }));
         }
         Rows(rows)
     }

@@ -79,6 +79,12 @@ impl Members {
         MemberRef { members: self, r: &self.records[o] }
     }
 
+    /// Asks for member `o`'s record to be brought into the cache ([`crate::pages::prefetch`]).
+    #[inline]
+    pub(crate) fn prefetch(&self, o: usize) {
+        crate::pages::prefetch(self.records.as_ptr().wrapping_add(o));
+    }
+
     /// Every record, in ordinal order.
     pub fn iter(&self) -> impl Iterator<Item = MemberRef<'_>> {
         self.records.iter().map(|r| MemberRef { members: self, r })

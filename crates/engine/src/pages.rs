@@ -148,6 +148,21 @@ fn advise<T>(v: &Vec<T>) {
     }
 }
 
+/// Asks the processor to bring the cache line holding `p` in (a hint: nothing is read, and an
+/// address outside the process is ignored). An update reads and writes members scattered over
+/// arenas of gigabytes, each member's slot and run a cache miss or two: asking for the next
+/// members' while one is worked on overlaps those waits (see [`crate::data::CompanyData::read_ahead`]).
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing and cannot fault; SSE is part of x86_64.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 #[cfg(test)]
 mod tests {
     /// A log grown past the size from which its room is faulted in on another thread holds every
