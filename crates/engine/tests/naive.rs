@@ -189,8 +189,9 @@ impl World {
 
     /// Built from the first `split` tickets, then brought up to date incrementally with the next
     /// `more` (members who bought nothing before `split` join then, and others' chronic conditions
-    /// change), then with the rest while a reader holds the first update's result, which must stay
-    /// as it was.
+    /// change, and member 0 gets tickets it never had), then with the rest while a reader holds the
+    /// first update's result, which must stay as it was (member 0's history read again whole
+    /// first, without those tickets).
     fn engine_updated(&self, split: usize, more: usize) -> CompanyEngine {
         let split = split.min(self.tickets.len());
         let mid = (split + more).min(self.tickets.len());
