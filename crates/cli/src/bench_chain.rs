@@ -463,6 +463,8 @@ pub fn run(b: &ChainBench) -> Result<()> {
     if b.snapshot == SnapshotUse::CountsOnly {
         return counts_from_snapshot(b, feed.last);
     }
+    // Found before the generator's minutes, not after them.
+    let scripts = if b.duckdb { Some(scripts_dir()?) } else { None };
     eprintln!("generating the {:?} demo chain (seed {}) ...", b.size, b.seed);
     rxmember_demo::facts(&opts, &mut feed, &mut |msg| eprintln!("  {msg}"));
     let Some(built) = feed.built else { bail!("the {:?} chain has no company {:?}", b.size, b.company) };
@@ -568,7 +570,8 @@ pub fn run(b: &ChainBench) -> Result<()> {
     let mut duck_failed = false;
     let duck = if b.duckdb {
         // DuckDB gets the machine's memory to itself.
-        match run_duckdb(queries, as_of, &duck_dir, b.repeat) {
+        let scripts = scripts.as_deref().expect("found when DuckDB is asked for");
+        match run_duckdb(scripts, queries, as_of, &duck_dir, b.repeat) {
             Ok(duck) => Some(duck),
             Err(e) => {
                 // The engine's own figures are still printed below.
@@ -849,8 +852,25 @@ pub fn expand_sql(template: &str, as_of: Day, taxonomy: &Taxonomy) -> Result<Str
     Ok(out)
 }
 
-fn run_duckdb(queries: Vec<String>, as_of: Day, dir: &Path, repeat: usize) -> Result<Duck> {
-    let venv = PathBuf::from("bench/.venv");
+/// The directory holding `engine_duckdb.py`: `bench/` under the working directory, else the one of
+/// the source tree this binary was built from.
+fn scripts_dir() -> Result<PathBuf> {
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench");
+    [PathBuf::from("bench"), built_from].into_iter().find(|d| d.join(DUCKDB_SCRIPT).is_file()).with_context(|| {
+        format!(
+            "bench/{DUCKDB_SCRIPT} is not under the working directory nor the source tree this binary was \
+                 built from ({}): run the bench from the repository's root, or pass --no-duckdb",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    })
+}
+
+const DUCKDB_SCRIPT: &str = "engine_duckdb.py";
+
+/// Runs the DuckDB side (the script in `scripts`, the `duckdb` package installed into
+/// `scripts/.venv` on first use).
+fn run_duckdb(scripts: &Path, queries: Vec<String>, as_of: Day, dir: &Path, repeat: usize) -> Result<Duck> {
+    let venv = scripts.join(".venv");
     let python = venv.join("bin/python");
     if !python.exists() {
         eprintln!("installing the duckdb Python package into {} ...", venv.display());
@@ -872,14 +892,15 @@ fn run_duckdb(queries: Vec<String>, as_of: Day, dir: &Path, repeat: usize) -> Re
     let job_path = dir.join("job.json");
     std::fs::write(&job_path, job.to_string())?;
     eprintln!("DuckDB: loading and answering ...");
+    let script = scripts.join(DUCKDB_SCRIPT);
     let out = std::process::Command::new(&python)
-        .arg("bench/engine_duckdb.py")
+        .arg(&script)
         .arg(&job_path)
         .stderr(std::process::Stdio::inherit())
         .output()
-        .context("running bench/engine_duckdb.py")?;
+        .with_context(|| format!("running {}", script.display()))?;
     if !out.status.success() {
-        bail!("bench/engine_duckdb.py failed");
+        bail!("{} failed", script.display());
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("reading DuckDB's answers")?;
     let f = |k: &str| v[k].as_f64().unwrap_or(0.0);

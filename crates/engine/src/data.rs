@@ -170,7 +170,7 @@ pub struct Watermark {
 }
 
 /// The kinds of a member's facts a loop reads ([`CompanyData::read_ahead`]).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Kinds {
     pub visits: bool,
     pub purchases: bool,
