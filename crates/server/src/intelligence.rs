@@ -17,7 +17,7 @@ use rxmember_engine::data::{CompanyData, Day, day_of};
 use rxmember_engine::derived::SavedTag;
 use rxmember_engine::settings::Settings;
 use rxmember_store::Store;
-use rxmember_store::facts::SalesFacts;
+use rxmember_store::facts::{InputMarks, SalesFacts};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -69,17 +69,34 @@ pub struct CompanyHandle {
     refreshing: Mutex<()>,
     /// When the snapshot on disk was last brought up to date, and whether facts have changed since.
     snapshot_at: std::sync::Mutex<(Instant, bool)>,
+    /// The store's input marks read before the last build or catch-up that read everything after
+    /// them: while the store's marks stay these, a request's catch-up has nothing to read.
+    marks: std::sync::Mutex<Option<InputMarks>>,
+    /// Catch-ups that read the store since the engine was built.
+    catch_ups: std::sync::atomic::AtomicU64,
 }
 
 impl CompanyHandle {
-    fn new(company: CompanyId, engine: CompanyEngine) -> Arc<CompanyHandle> {
+    fn new(company: CompanyId, engine: CompanyEngine, marks: InputMarks) -> Arc<CompanyHandle> {
         // Built or restored just now: the snapshot on disk holds these facts.
         Arc::new(CompanyHandle {
             company,
             engine: RwLock::new(engine),
             refreshing: Mutex::new(()),
             snapshot_at: std::sync::Mutex::new((Instant::now(), false)),
+            marks: std::sync::Mutex::new(Some(marks)),
+            catch_ups: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// How many catch-ups read the store since the engine was built (requests finding nothing
+    /// new in the store's marks do not).
+    pub fn catch_ups(&self) -> u64 {
+        self.catch_ups.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn marks(&self) -> std::sync::MutexGuard<'_, Option<InputMarks>> {
+        self.marks.lock().expect("the input marks are never poisoned")
     }
 
     /// When the snapshot was last written, and whether facts changed since.
@@ -135,7 +152,7 @@ impl Intelligence {
             // A catch-up already under way (another request's, or its snapshot being written) is
             // not waited for: this request is answered from the engine as it stands.
             if let Ok(one_at_a_time) = h.refreshing.try_lock() {
-                self.catch_up_holding(&h, one_at_a_time).await?;
+                self.catch_up_if_changed(&h, one_at_a_time).await?;
             }
             return Ok(h);
         }
@@ -144,8 +161,8 @@ impl Intelligence {
         if let Some(h) = self.companies.lock().await.get(&company).cloned() {
             return Ok(h);
         }
-        let (engine, _) = self.build(company, true).await?;
-        let h = CompanyHandle::new(company, engine);
+        let (engine, _, marks) = self.build(company, true).await?;
+        let h = CompanyHandle::new(company, engine, marks);
         self.companies.lock().await.insert(company, h.clone());
         Ok(h)
     }
@@ -168,8 +185,8 @@ impl Intelligence {
     /// Throws the engine away and builds it again from the store.
     pub async fn rebuild(&self, company: CompanyId) -> Result<Refresh> {
         let _building = self.building.lock().await;
-        let (engine, report) = self.build(company, false).await?;
-        let h = CompanyHandle::new(company, engine);
+        let (engine, report, marks) = self.build(company, false).await?;
+        let h = CompanyHandle::new(company, engine, marks);
         self.companies.lock().await.insert(company, h);
         Ok(report)
     }
@@ -190,10 +207,12 @@ impl Intelligence {
         Ok((settings, tags))
     }
 
-    async fn build(&self, company: CompanyId, use_snapshot: bool) -> Result<(CompanyEngine, Refresh)> {
+    async fn build(&self, company: CompanyId, use_snapshot: bool) -> Result<(CompanyEngine, Refresh, InputMarks)> {
         let started = Instant::now();
         let scope = system_scope(company);
         let info = self.store.company(&scope, company).await?;
+        // Before anything is read: what is written meanwhile moves the marks past these.
+        let marks = self.store.fact_input_marks(&scope, company).await?;
         let path = self.snapshot_path(company).await?;
         let restored = match (&path, use_snapshot) {
             (Some(p), true) => tokio::fs::read(p).await.ok().and_then(|b| CompanyEngine::restore(&b)),
@@ -214,22 +233,49 @@ impl Intelligence {
             .expect("engine derivation panicked");
         report.millis = started.elapsed().as_millis() as u64;
         tracing::debug!(company = company.0, ?report, "engine built");
-        Ok((engine, report))
+        Ok((engine, report, marks))
     }
 
     /// Reads what is new in the store into the company's engine and recomputes what depends on it.
     pub async fn catch_up(&self, h: &CompanyHandle) -> Result<Refresh> {
         let one_at_a_time = h.refreshing.lock().await;
-        self.catch_up_holding(h, one_at_a_time).await
+        let marks = self.store.fact_input_marks(&system_scope(h.company), h.company).await?;
+        self.catch_up_from(h, one_at_a_time, marks).await
     }
 
-    async fn catch_up_holding(
+    /// A request's catch-up: one read of the store's input marks, and the whole catch-up only when
+    /// they moved since the last one (or the day rolled over). Reading the configuration, stores
+    /// and products again on every request took tens of milliseconds, and more with the size of
+    /// the catalogue and of the saved tags' member lists.
+    async fn catch_up_if_changed(
+        &self,
+        h: &CompanyHandle,
+        one_at_a_time: tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<Option<Refresh>> {
+        let marks = self.store.fact_input_marks(&system_scope(h.company), h.company).await?;
+        let same_day = {
+            let engine = h.engine.read().await;
+            engine.current().as_of == Self::today(engine.data.offset_minutes)
+        };
+        if same_day && *h.marks() == Some(marks) {
+            self.snapshot_if_due(h, &*h.engine.read().await).await;
+            return Ok(None);
+        }
+        self.catch_up_from(h, one_at_a_time, marks).await.map(Some)
+    }
+
+    /// Catches up on everything after the engine's watermarks; `marks`, read before, are kept
+    /// once it succeeded.
+    async fn catch_up_from(
         &self,
         h: &CompanyHandle,
         _one_at_a_time: tokio::sync::MutexGuard<'_, ()>,
+        marks: InputMarks,
     ) -> Result<Refresh> {
         let started = Instant::now();
         let scope = system_scope(h.company);
+        // Until this catch-up succeeds, the next one reads everything again.
+        *h.marks() = None;
         let (settings, tags) = self.config(h.company).await?;
         let taxonomy = self.store.taxonomy(&scope, h.company).await?;
         let mut engine = h.engine.write().await;
@@ -245,23 +291,27 @@ impl Intelligence {
             // Same day, same configuration: only the members with new facts are recomputed.
             engine.update(today);
         }
-        let due = {
-            let mut clock = h.snapshot_clock();
-            clock.1 |= report.changed();
-            clock.1 && clock.0.elapsed() >= self.snapshot_every
-        };
-        if due {
-            // Questions are answered while the snapshot is written (seconds at millions of
-            // members): the engine is only read from here on, and requests arriving meanwhile do
-            // not wait for this catch-up. A failed write is logged and tried again next time: the
-            // catch-up itself succeeded.
-            let engine = engine.downgrade();
-            if let Err(e) = self.snapshot(h, &engine.data).await {
-                tracing::warn!(company = h.company.0, error = %e, "engine snapshot not written");
-            }
-        }
+        *h.marks() = Some(marks);
+        h.catch_ups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        h.snapshot_clock().1 |= report.changed();
+        // Questions are answered while the snapshot is written (seconds at millions of members):
+        // the engine is only read from here on, and requests arriving meanwhile do not wait for
+        // this catch-up.
+        self.snapshot_if_due(h, &engine.downgrade()).await;
         report.millis = started.elapsed().as_millis() as u64;
         Ok(report)
+    }
+
+    /// Writes the snapshot if facts changed since the last one and that one is old enough. A
+    /// failed write is logged and tried again next time: the catch-up itself succeeded.
+    async fn snapshot_if_due(&self, h: &CompanyHandle, engine: &CompanyEngine) {
+        let due = {
+            let clock = h.snapshot_clock();
+            clock.1 && clock.0.elapsed() >= self.snapshot_every
+        };
+        if due && let Err(e) = self.snapshot(h, &engine.data).await {
+            tracing::warn!(company = h.company.0, error = %e, "engine snapshot not written");
+        }
     }
 
     async fn snapshot_path(&self, company: CompanyId) -> Result<Option<PathBuf>> {
@@ -327,12 +377,18 @@ async fn catch_up_data(store: &Store, scope: &Scope, data: &mut CompanyData) -> 
     // Members changed since the watermark. On a catch-up, their history is read again whole: a new
     // card may have linked tickets imported before it.
     let since = data.watermark.member_updated_at;
-    let mut after = 0;
+    let (mut after_id, mut after) = (0, (since, i64::MAX));
     let mut reload: Vec<MemberId> = Vec::new();
     loop {
-        let page: Vec<MemberFact> = store.fact_members(scope, company, since, after, PAGE).await?;
+        // The first read takes every member in id order; a catch-up those changed after the
+        // watermark, by their update time.
+        let page: Vec<MemberFact> = if first {
+            store.fact_members(scope, company, after_id, PAGE).await?
+        } else {
+            store.fact_members_changed(scope, company, after, PAGE).await?
+        };
         let Some(last) = page.last() else { break };
-        after = last.id.0;
+        (after_id, after) = (last.id.0, (last.updated_at, last.id.0));
         r.members += page.len() as u64;
         for m in &page {
             if !first {

@@ -267,7 +267,132 @@ async fn the_engine_catches_up_with_imports() {
     app.db.cleanup().await;
 }
 
-/// A server catches up on every request: a catch-up that changed the facts writes the snapshot
+/// A request reads the store's input marks and catches up only when one moved since the last
+/// catch-up: each kind of input the engine is built from moves them (taxonomy, engine settings,
+/// saved tags, loyalty rules, stores, products, members, sales, returns, health checks), and a
+/// re-import that changes nothing does not.
+#[tokio::test]
+async fn requests_catch_up_only_when_an_input_moved() {
+    let mut app = app().await;
+    let cli = Scope::cli();
+    let store = app.db.store.clone();
+    let company = store.company_by_code(&cli, "TJG").await.unwrap();
+    let token = store.create_api_token(&cli, company.id, "erp").await.unwrap();
+    let intelligence = rxmember_server::intelligence::Intelligence::new(store.clone(), None);
+    let state = rxmember_server::AppState { store: store.clone(), secure_cookies: false, intelligence };
+    app.router = rxmember_server::router(state.clone());
+    let admin = login(&app, "tjg-admin").await;
+    let all = count(&app, &admin, "TJG", "all").await;
+    let h = state.intelligence.company(company.id).await.unwrap();
+    let base = h.catch_ups();
+    // Whether the next request caught up, and a second request after it does not.
+    let caught_up = async |what: &str| {
+        let before = h.catch_ups();
+        state.intelligence.company(company.id).await.unwrap();
+        let ran = h.catch_ups() - before;
+        state.intelligence.company(company.id).await.unwrap();
+        assert_eq!(h.catch_ups() - before, ran, "{what}: a second request has nothing to read");
+        ran == 1
+    };
+    assert!(!caught_up("nothing written").await);
+    assert_eq!(h.catch_ups(), base);
+
+    let settings = store.engine_settings(&cli, company.id).await.unwrap().unwrap_or_else(|| "{}".into());
+    store.set_engine_settings(&cli, company.id, &settings).await.unwrap();
+    assert!(caught_up("engine settings").await);
+    store.save_expression_tag(&cli, company.id, "仅女性", "gender = \"女\"").await.unwrap();
+    assert!(caught_up("a saved tag").await);
+    assert!(h.engine.read().await.saved_tags.iter().any(|t| t.name == "仅女性"));
+    assert!(store.delete_tag(&cli, company.id, "仅女性").await.unwrap());
+    assert!(caught_up("a deleted tag").await);
+    assert!(!h.engine.read().await.saved_tags.iter().any(|t| t.name == "仅女性"));
+    let taxonomy = store.taxonomy(&cli, company.id).await.unwrap();
+    store.replace_taxonomy(&cli, company.id, &taxonomy).await.unwrap();
+    assert!(caught_up("the taxonomy").await);
+    let rules = store.loyalty_rules(&cli, company.id).await.unwrap();
+    store.set_loyalty_rules(&cli, company.id, &rules).await.unwrap();
+    assert!(caught_up("loyalty rules").await);
+
+    let import = async |kind: &str, rows: serde_json::Value| {
+        let uri = format!("/api/v1/import/{kind}");
+        let (status, body, _) = call(&app, "POST", &uri, None, Some(&token), Some(rows)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["summary"].clone()
+    };
+    let (_, stores, _) = call(&app, "GET", "/api/v1/stores", Some(&admin), None, None).await;
+    let shop = stores["stores"][0]["code"].as_str().unwrap().to_string();
+    let (_, products, _) = call(&app, "GET", "/api/v1/products?q=硝苯地平", Some(&admin), None, None).await;
+    let product = &products["products"][0];
+    let code = product["code"].as_str().unwrap().to_string();
+    let same = json!([{"product_code": code, "name": product["name"], "category": product["category_code"]}]);
+    // Without its other fields the product changes once; the same rows again change nothing.
+    let first = import("products", same.clone()).await;
+    assert_eq!(caught_up("a product's fields left out").await, first["unchanged"] == json!(0), "{first}");
+    let again = import("products", same).await;
+    assert_eq!(again["unchanged"], json!(1), "{again}");
+    assert!(!caught_up("products imported again unchanged").await);
+    import(
+        "products",
+        json!([{"product_code": code, "name": "硝苯地平缓释片(新)", "category": product["category_code"]}]),
+    )
+    .await;
+    assert!(caught_up("a product renamed").await);
+    import("stores", json!([{"store_code": "MARK-1", "name": "新店"}])).await;
+    assert!(caught_up("a new store").await);
+
+    let today = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).date_naive();
+    import(
+        "members",
+        json!([{"card_no": "MARK-CARD", "name": "新会员", "phone": "13900002222",
+                               "registered_at": format!("{today} 09:00:00"), "store_code": shop}]),
+    )
+    .await;
+    assert!(caught_up("a new member").await);
+    assert_eq!(count(&app, &admin, "TJG", "all").await, all + 1);
+    import(
+        "members",
+        json!([{"card_no": "MARK-CARD", "name": "新会员", "phone": "13900002222", "gender": "女",
+                               "registered_at": format!("{today} 09:00:00"), "store_code": shop}]),
+    )
+    .await;
+    assert!(caught_up("a member changed").await);
+    assert_eq!(count(&app, &admin, "TJG", "registered(within = 1d) and gender = \"女\"").await, 1);
+    import(
+        "sales",
+        json!([{"ticket_no": "MARK-T1", "sold_at": format!("{today} 09:30:00"), "store_code": shop,
+                             "card_no": "MARK-CARD", "product_code": code, "quantity": "2", "amount": "30.00"}]),
+    )
+    .await;
+    assert!(caught_up("a sale").await);
+    import(
+        "returns",
+        json!([{"ticket_no": "MARK-T1", "return_no": "MARK-R1", "returned_at": format!("{today} 10:00:00"),
+                               "product_code": code, "quantity": "1", "amount": "15.00"}]),
+    )
+    .await;
+    assert!(caught_up("a return").await);
+    assert_eq!(count(&app, &admin, "TJG", "registered(within = 1d) and spend_total = 15").await, 1);
+    import(
+        "health_checks",
+        json!([{"card_no": "MARK-CARD", "store_code": shop, "checked_at": format!("{today} 10:30:00"),
+                                     "kind": "血压", "value": "150/95", "unit": "mmHg"}]),
+    )
+    .await;
+    assert!(caught_up("a health check").await);
+    assert_eq!(
+        count(
+            &app,
+            &admin,
+            "TJG",
+            "registered(within = 1d) and checked(kind = \"血压\", abnormal = true, within = 1d)"
+        )
+        .await,
+        1
+    );
+    app.db.cleanup().await;
+}
+
+/// A server catches up on requests: a catch-up that changed the facts writes the snapshot
 /// only once the interval has passed since the last one (zero: every time, as the CLI does); at a
 /// shutdown what is not yet in a snapshot is written.
 #[tokio::test]

@@ -15,6 +15,7 @@ pub(crate) async fn seed_default(
 }
 
 async fn write(tx: &mut Transaction<'static, Any>, backend: Backend, company: CompanyId, t: &Taxonomy) -> Result<()> {
+    crate::facts::inputs_changed(tx, company).await?;
     sqlx::query("DELETE FROM categories WHERE company_id = $1").bind(company.0).execute(&mut **tx).await?;
     for chunk in t.categories.chunks(500) {
         let sql = format!(

@@ -52,6 +52,7 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
+        crate::facts::inputs_changed(&mut tx, company).await?;
         tx.commit().await?;
         self.audit(scope, Some(company), "engine.settings", None, None).await
     }
@@ -197,6 +198,7 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
+        crate::facts::inputs_changed(&mut tx, company).await?;
         tx.commit().await?;
         self.audit(scope, Some(company), "tag.save", Some(name), Some(&format!("{} members listed", members.len())))
             .await
@@ -221,6 +223,7 @@ impl Store {
         ] {
             sqlx::query(sql).bind(company.0).bind(id).execute(&mut *tx).await?;
         }
+        crate::facts::inputs_changed(&mut tx, company).await?;
         tx.commit().await?;
         self.audit(scope, Some(company), "tag.delete", Some(name), None).await?;
         Ok(true)

@@ -12,7 +12,7 @@ use rxmember_core::member::{Gender, MemberStatus, RegistrationSource};
 use rxmember_core::org::Scope;
 use rxmember_core::{CompanyId, MemberId, ProductId, StoreId, TicketId};
 use sqlx::any::AnyRow;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
 /// Members whose loyalty state changed after a pair of watermarks, and the watermarks to read from
 /// next time.
@@ -23,6 +23,34 @@ pub struct LoyaltyChanges {
     pub ledger_id: i64,
     /// The last tier change covered.
     pub tier_id: i64,
+}
+
+/// Where a company's engine inputs stand ([`Store::fact_input_marks`]): the version of those
+/// without ids (counted up by every write of them, [`inputs_changed`]) and the largest ids and
+/// update time of the facts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InputMarks {
+    pub inputs: i64,
+    pub member_updated_at: i64,
+    pub member_id: i64,
+    pub ticket_id: i64,
+    pub return_id: i64,
+    pub check_id: i64,
+    pub ledger_id: i64,
+    pub tier_id: i64,
+}
+
+/// Counts up the company's engine inputs version, inside the transaction writing one of them (its
+/// taxonomy, engine settings, saved tags, loyalty rules, stores or products).
+pub(crate) async fn inputs_changed(tx: &mut Transaction<'static, Any>, company: CompanyId) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO engine_inputs (company_id, version) VALUES ($1, 1) \
+         ON CONFLICT (company_id) DO UPDATE SET version = engine_inputs.version + 1",
+    )
+    .bind(company.0)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Tickets of one page, and the lines of its member tickets.
@@ -59,26 +87,80 @@ impl Store {
         select_in(&mut conn, self.backend, template, company.0, &ids).await
     }
 
-    /// Members changed after `updated_after` (epoch ms), `limit` at a time in id order after `after_id`.
+    /// Every member of the company, `limit` at a time in id order after `after_id` (an engine's
+    /// first read).
     pub async fn fact_members(
         &self,
         scope: &Scope,
         company: CompanyId,
-        updated_after: i64,
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<MemberFact>> {
         Self::require_whole_company(scope, company)?;
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {MEMBER_COLS} FROM members WHERE company_id = $1 AND updated_at > $2 AND id > $3 ORDER BY id LIMIT $4"
+            "SELECT {MEMBER_COLS} FROM members WHERE company_id = $1 AND id > $2 ORDER BY id LIMIT $3"
         )))
         .bind(company.0)
-        .bind(updated_after)
         .bind(after_id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(member_fact).collect()
+    }
+
+    /// Members changed after a watermark, `limit` at a time in (update time, id) order after
+    /// `after`: start from `(watermark, i64::MAX)` and go on from the last member's update time
+    /// and id. Read through the members' update-time index: a catch-up reads the changed members,
+    /// not every member of the company.
+    pub async fn fact_members_changed(
+        &self,
+        scope: &Scope,
+        company: CompanyId,
+        after: (i64, i64),
+        limit: i64,
+    ) -> Result<Vec<MemberFact>> {
+        Self::require_whole_company(scope, company)?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {MEMBER_COLS} FROM members WHERE company_id = $1 AND updated_at >= $2 \
+             AND (updated_at > $2 OR id > $3) ORDER BY updated_at, id LIMIT $4"
+        )))
+        .bind(company.0)
+        .bind(after.0)
+        .bind(after.1)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(member_fact).collect()
+    }
+
+    /// Where the company's engine inputs stand (one statement, each part an index lookup): equal
+    /// marks read before two catch-ups mean the second has nothing to read.
+    pub async fn fact_input_marks(&self, scope: &Scope, company: CompanyId) -> Result<InputMarks> {
+        Self::require_whole_company(scope, company)?;
+        let r = sqlx::query(
+            "SELECT \
+               COALESCE((SELECT version FROM engine_inputs WHERE company_id = $1), 0) AS inputs, \
+               COALESCE((SELECT MAX(updated_at) FROM members WHERE company_id = $1), 0) AS member_updated_at, \
+               COALESCE((SELECT MAX(id) FROM members WHERE company_id = $1), 0) AS member_id, \
+               COALESCE((SELECT MAX(id) FROM tickets WHERE company_id = $1), 0) AS ticket_id, \
+               COALESCE((SELECT MAX(id) FROM returns WHERE company_id = $1), 0) AS return_id, \
+               COALESCE((SELECT MAX(id) FROM health_checks WHERE company_id = $1), 0) AS check_id, \
+               COALESCE((SELECT MAX(id) FROM points_ledger WHERE company_id = $1), 0) AS ledger_id, \
+               COALESCE((SELECT MAX(id) FROM tier_history WHERE company_id = $1), 0) AS tier_id",
+        )
+        .bind(company.0)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(InputMarks {
+            inputs: r.try_get("inputs")?,
+            member_updated_at: r.try_get("member_updated_at")?,
+            member_id: r.try_get("member_id")?,
+            ticket_id: r.try_get("ticket_id")?,
+            return_id: r.try_get("return_id")?,
+            check_id: r.try_get("check_id")?,
+            ledger_id: r.try_get("ledger_id")?,
+            tier_id: r.try_get("tier_id")?,
+        })
     }
 
     pub async fn fact_products(&self, scope: &Scope, company: CompanyId) -> Result<Vec<ProductFact>> {

@@ -57,6 +57,7 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
+        crate::facts::inputs_changed(&mut tx, company).await?;
         tx.commit().await?;
         self.audit(scope, Some(company), "loyalty.rules", None, Some(&format!("{} bytes", text.len()))).await
     }

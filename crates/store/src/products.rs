@@ -185,6 +185,9 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
+        if out.iter().any(|r| r.outcome != RowOutcome::Unchanged) {
+            crate::facts::inputs_changed(&mut tx, company).await?;
+        }
         tx.commit().await?;
         Ok(out)
     }

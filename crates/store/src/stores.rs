@@ -91,6 +91,9 @@ impl Store {
                 }
             }
         }
+        if out.iter().any(|r| r.outcome != RowOutcome::Unchanged) {
+            crate::facts::inputs_changed(&mut tx, company).await?;
+        }
         tx.commit().await?;
         Ok(out)
     }
