@@ -181,29 +181,40 @@ impl<T: Copy + Default + PartialEq + Send + Sync> ByDay<T> {
     }
 
     pub(crate) fn add(&mut self, k: usize, d: Day, t: T, negative: bool) {
+        self.extend(k, d, &[t], negative as u32);
+    }
+
+    /// Adds `postings` (`negative` of them negative) to key `k`'s day `d` at once: the bucket
+    /// moves at most once, where adding them one by one moved a new day's bucket a logarithmic
+    /// number of times, each move copying it and touching fresh memory.
+    pub(crate) fn extend(&mut self, k: usize, d: Day, postings: &[T], negative: u32) {
+        if postings.is_empty() {
+            return;
+        }
         let i = self.place(k, d);
         let mut s = self.keys[k][i];
-        if s.len == s.cap {
-            // Moved to the arena's end with room for as many again (and a few): a bucket that
-            // grows posting by posting (a new day's) moves a logarithmic number of times. The
+        let len = s.len as usize;
+        let want = len + postings.len();
+        if want > s.cap as usize {
+            // Moved to the arena's end: an empty bucket (a new day's, filled here at once) with
+            // room as a build gives, a growing one with room for as many again (and a few). The
             // arena grows by an eighth, not by doubling: it is most of the index's memory.
-            let cap = (s.len as usize * 2).max(4);
+            let cap = if len == 0 { crate::data::room(want) } else { (want * 2).max(4) };
             let end = self.items.len();
             if self.items.capacity() - end < cap {
                 let more = cap.max(self.items.capacity() / 8);
                 crate::pages::reserve_exact(&mut self.items, more);
             }
-            self.items.extend_from_within(s.start..s.start + s.len as usize);
+            self.items.extend_from_within(s.start..s.start + len);
             self.items.resize(end + cap, T::default());
             self.garbage += s.cap as usize;
             s.start = end;
             s.cap = slot_size(cap);
         }
-        let at = s.start + s.len as usize;
-        s.len += 1;
-        s.negative += negative as u32;
+        self.items[s.start + len..s.start + want].copy_from_slice(postings);
+        s.len = slot_size(want);
+        s.negative += negative;
         self.keys[k][i] = s;
-        self.items[at] = t;
         if self.garbage > GARBAGE_FLOOR.max(self.items.len() / 3) {
             self.compact();
         }
@@ -555,23 +566,35 @@ mod tests {
             prop_assert_eq!(buckets(&by), naive(&all));
         }
 
-        /// Adding and removing postings after a build (buckets moved to the arena's end, days
-        /// before the first, new keys, compaction) holds what a plain map of lists holds.
+        /// Adding (one by one or several at once) and removing postings after a build (buckets
+        /// moved to the arena's end, days before the first, new keys, compaction) holds what a
+        /// plain map of lists holds.
         #[test]
         fn adds_and_removes_hold_what_a_map_holds(
             facts in facts(6, 10..30),
-            ops in prop::collection::vec((any::<bool>(), 0usize..8, 0i32..40, (0u32..50, -3i32..20)), 0..400),
+            ops in prop::collection::vec((0usize..3, 0usize..8, 0i32..40, (0u32..50, -3i32..20)), 0..400),
             compact_at in 0usize..400,
         ) {
             let mut by = build(&facts, 6, 2);
             by.grow(8);
             let mut want = naive(&facts);
-            for (i, &(add, k, d, t)) in ops.iter().enumerate() {
-                if add {
-                    by.add(k, d, t, t.1 < 0);
+            for (i, &(op, k, d, t)) in ops.iter().enumerate() {
+                if op > 0 {
+                    // Op 2 adds a run of postings at once, as a seal's flush does.
+                    let run: Vec<(u32, i32)> = if op == 1 {
+                        vec![t]
+                    } else {
+                        (0..=t.0 % 7).map(|j| (t.0 + j, if j % 2 == 0 { t.1 } else { -t.1 })).collect()
+                    };
+                    let negative = run.iter().filter(|p| p.1 < 0).count() as u32;
+                    if op == 1 {
+                        by.add(k, d, t, t.1 < 0);
+                    } else {
+                        by.extend(k, d, &run, negative);
+                    }
                     let e = want.entry((k as u32, d)).or_default();
-                    e.0.push(t);
-                    e.1 += (t.1 < 0) as u32;
+                    e.0.extend(&run);
+                    e.1 += negative;
                 } else {
                     let had = want.get_mut(&(k as u32, d)).and_then(|e| {
                         let i = e.0.iter().position(|x| *x == t)?;

@@ -52,6 +52,9 @@ struct Levels {
     /// Entries to add at the end of the seal (bucket, day, member): added in bucket and day order,
     /// a bucket at a time, instead of one scattered push per entry.
     pending: Vec<(u32, Day, u32)>,
+    /// [`Levels::flush`]'s sort keys and one bucket's members, kept from seal to seal.
+    keyed: Vec<u64>,
+    members: Vec<u32>,
 }
 
 impl Levels {
@@ -81,7 +84,7 @@ impl Levels {
                 }
             }
         }
-        Levels { by, last, entries, live: entries, pending: Vec::new() }
+        Levels { by, last, entries, live: entries, ..Levels::default() }
     }
 
     /// [`Levels::build`]'s buckets when a bucket and a day (in [`day_bits`]) fit in 32 bits.
@@ -209,20 +212,21 @@ impl Levels {
         self.entries += 1;
     }
 
-    /// Adds the pending entries (sorted on two threads from `parallel` of them), bucket after
-    /// bucket.
+    /// Adds the pending entries (sorted on two threads from `parallel` of them), a bucket's day
+    /// at a time ([`ByDay::extend`]). The buffers keep their room for the next seal: grown entry
+    /// by entry and given back each time, they were fresh memory every update (at 10M members an
+    /// update's two million entries, tens of megabytes of pages faulted in and cleared).
     fn flush(&mut self, parallel: usize) {
-        let pending = std::mem::take(&mut self.pending);
+        let mut pending = std::mem::take(&mut self.pending);
+        let mut members = std::mem::take(&mut self.members);
         let (first, last) = pending.iter().fold((Day::MAX, Day::MIN), |(f, l), e| (f.min(e.1), l.max(e.1)));
         let span = (last as i64 - first as i64 + 1).max(1) as u64;
         // Sorted as plain integers — (bucket, day) above the member — when that fits in 64 bits
         // (at 10M members, an update's two million entries sort several times faster so).
         if (self.by.keys() as u64).checked_mul(span).is_some_and(|x| x <= u32::MAX as u64) {
-            let mut keyed: Vec<u64> =
-                pending.iter().map(|&(b, d, o)| ((b as u64 * span + (d - first) as u64) << 32) | o as u64).collect();
-            drop(pending);
-            let bucket = |k: u64| ((k >> 32) / span) as usize;
-            let day = |k: u64| first + ((k >> 32) % span) as Day;
+            let mut keyed = std::mem::take(&mut self.keyed);
+            keyed.clear();
+            keyed.extend(pending.iter().map(|&(b, d, o)| ((b as u64 * span + (d - first) as u64) << 32) | o as u64));
             if keyed.len() < parallel.max(1) {
                 keyed.sort_unstable();
             } else {
@@ -236,16 +240,24 @@ impl Levels {
                     low.sort_unstable();
                 });
             }
-            for k in keyed {
-                self.by.add(bucket(k), day(k), k as u32, false);
+            for run in keyed.chunk_by(|a, b| a >> 32 == b >> 32) {
+                let slot = run[0] >> 32;
+                members.clear();
+                members.extend(run.iter().map(|&k| k as u32));
+                self.by.extend((slot / span) as usize, first + (slot % span) as Day, &members, 0);
             }
+            self.keyed = keyed;
         } else {
-            let mut pending = pending;
             pending.sort_unstable_by_key(|&(b, d, _)| (b, d));
-            for (b, d, o) in pending {
-                self.by.add(b as usize, d, o, false);
+            for run in pending.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+                members.clear();
+                members.extend(run.iter().map(|e| e.2));
+                self.by.extend(run[0].0 as usize, run[0].1, &members, 0);
             }
         }
+        pending.clear();
+        self.pending = pending;
+        self.members = members;
     }
 
     /// Removes member `o`'s entries of one level on days after `from` up to `to`: they can only sit
@@ -670,9 +682,17 @@ impl Default for RecentDays {
 }
 
 impl RecentDays {
-    /// Bytes held by the levels' buckets.
+    /// Bytes held by the levels' buckets (and the buffers an update's flush keeps).
     pub fn bytes(&self) -> usize {
-        self.purchases.by.bytes() + self.checks.by.bytes()
+        [&self.purchases, &self.checks]
+            .iter()
+            .map(|l| {
+                l.by.bytes()
+                    + l.pending.capacity() * std::mem::size_of::<(u32, Day, u32)>()
+                    + l.keyed.capacity() * 8
+                    + l.members.capacity() * 4
+            })
+            .sum()
     }
 
     /// The purchase key of a category code (`None` if no product is in it).
