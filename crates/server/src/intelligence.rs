@@ -149,8 +149,9 @@ impl Intelligence {
     pub async fn company(&self, company: CompanyId) -> Result<Arc<CompanyHandle>> {
         let existing = self.companies.lock().await.get(&company).cloned();
         if let Some(h) = existing {
-            // A catch-up already under way (another request's, or its snapshot being written) is
-            // not waited for: this request is answered from the engine as it stands.
+            // A catch-up already under way (another request's) is not started again: this request
+            // reads the engine once that catch-up lets go of its write lock, at once while only
+            // its snapshot is being written.
             if let Ok(one_at_a_time) = h.refreshing.try_lock() {
                 self.catch_up_if_changed(&h, one_at_a_time).await?;
             }
