@@ -110,8 +110,10 @@ impl Store {
 
     /// Members changed after a watermark, `limit` at a time in (update time, id) order after
     /// `after`: start from `(watermark, i64::MAX)` and go on from the last member's update time
-    /// and id. Read through the members' update-time index: a catch-up reads the changed members,
-    /// not every member of the company.
+    /// and id. Read through the members' update-time index (a row-value range on it, in SQLite and
+    /// PostgreSQL alike; the same bound spelt with `OR` let PostgreSQL add every member of a higher
+    /// id from the primary key to later pages): a catch-up reads the changed members, not every
+    /// member of the company.
     pub async fn fact_members_changed(
         &self,
         scope: &Scope,
@@ -121,8 +123,8 @@ impl Store {
     ) -> Result<Vec<MemberFact>> {
         Self::require_whole_company(scope, company)?;
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {MEMBER_COLS} FROM members WHERE company_id = $1 AND updated_at >= $2 \
-             AND (updated_at > $2 OR id > $3) ORDER BY updated_at, id LIMIT $4"
+            "SELECT {MEMBER_COLS} FROM members WHERE company_id = $1 AND (updated_at, id) > ($2, $3) \
+             ORDER BY updated_at, id LIMIT $4"
         )))
         .bind(company.0)
         .bind(after.0)

@@ -322,3 +322,40 @@ async fn count_companies_at_once(s: &rxmember_store::Store, n: usize) -> Vec<rxm
     }
     set.join_all().await
 }
+
+/// Changed members page by (update time, id) after a watermark, two at a time: each member changed
+/// after it comes once, in that order, and none from before it.
+#[tokio::test]
+async fn changed_members_page_by_update_time_and_id() {
+    let db = TestDb::new().await;
+    let s = &db.store;
+    let cli = Scope::cli();
+    let a = s.create_company(&cli, "A", "甲公司", None).await.unwrap();
+    let cards: Vec<String> = (0..7).map(|i| format!("P{i:03}")).collect();
+    let rows: Vec<MemberInput> = cards.iter().map(|c| member(c, None, "张三")).collect();
+    s.upsert_members(&cli, a.id, &Default::default(), &rows).await.unwrap();
+    let all = s.fact_members(&cli, a.id, 0, 100).await.unwrap();
+    assert_eq!(all.len(), 7);
+    assert!(all.windows(2).all(|w| w[0].id.0 < w[1].id.0), "the first read goes by id");
+    let watermark = all.iter().map(|m| m.updated_at).max().unwrap();
+    // Later changes to three of them (in separate writes, so their times differ or tie by id).
+    let mut changed = Vec::new();
+    for c in ["P005", "P001", "P003"] {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let mut m = member(c, None, "张三");
+        m.gender = Gender::Male;
+        s.upsert_members(&cli, a.id, &Default::default(), &[m]).await.unwrap();
+        changed.push(c.to_string());
+    }
+    let (mut after, mut seen) = ((watermark, i64::MAX), Vec::new());
+    loop {
+        let page = s.fact_members_changed(&cli, a.id, after, 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = (last.updated_at, last.id.0);
+        seen.extend(page.iter().map(|m| (m.updated_at, m.id.0, m.card_no.clone())));
+    }
+    assert!(seen.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)), "{seen:?}");
+    assert_eq!(seen.iter().map(|x| x.2.clone()).collect::<Vec<_>>(), changed);
+    assert!(s.fact_members_changed(&cli, a.id, after, 2).await.unwrap().is_empty());
+    db.cleanup().await;
+}
