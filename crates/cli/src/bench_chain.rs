@@ -125,6 +125,9 @@ struct Feed {
     read_by_kind: [f64; 5],
     read_cpu_by_kind: [f64; 5],
     built: Option<Built>,
+    /// Profiles the reading alone (phase `read`), each batch's engine work between the
+    /// generator's.
+    perf: PerfControl,
 }
 
 /// A stopwatch for one batch of reading: wall and thread CPU time.
@@ -141,7 +144,14 @@ impl Feed {
         self.data.as_mut().expect("a wanted company is being read")
     }
 
+    /// Starts timing (and profiling) a batch's reading.
+    fn start(&self) -> Lap {
+        self.perf.send("read", "enable");
+        Lap::start()
+    }
+
     fn lap(&mut self, lap: Lap, kind: usize) {
+        self.perf.send("read", "disable");
         self.read_by_kind[kind] += lap.0.elapsed().as_secs_f64();
         self.read_s += lap.0.elapsed().as_secs_f64();
         let cpu = thread_cpu_s() - lap.1;
@@ -185,21 +195,21 @@ impl FactStream for Feed {
     }
 
     fn stores(&mut self, stores: &[StoreFact]) {
-        let lap = Lap::start();
+        let lap = self.start();
         self.counted.stores += stores.len();
         self.data().set_stores(stores.to_vec());
         self.lap(lap, 0);
     }
 
     fn products(&mut self, products: &[ProductFact]) {
-        let lap = Lap::start();
+        let lap = self.start();
         self.counted.products += products.len();
         self.data().set_products(products.to_vec());
         self.lap(lap, 0);
     }
 
     fn members(&mut self, members: Vec<MemberFact>) {
-        let lap = Lap::start();
+        let lap = self.start();
         self.counted.members += members.len();
         let data = self.data();
         for m in &members {
@@ -212,7 +222,7 @@ impl FactStream for Feed {
     }
 
     fn tickets(&mut self, tickets: &[TicketFact], lines: &[LineFact]) {
-        let lap = Lap::start();
+        let lap = self.start();
         self.counted.tickets += tickets.len() as u64;
         self.counted.all_lines += tickets.iter().map(|t| t.line_count as u64).sum::<u64>();
         self.counted.member_lines += lines.len() as u64;
@@ -242,7 +252,7 @@ impl FactStream for Feed {
     }
 
     fn returns(&mut self, returns: &[ReturnFact]) {
-        let lap = Lap::start();
+        let lap = self.start();
         self.counted.returns += returns.len() as u64;
         let (first, last) = (self.first_held, self.last);
         if returns.iter().all(|r| day_of(r.sold_at, OFFSET) < first) {
@@ -262,7 +272,7 @@ impl FactStream for Feed {
     }
 
     fn checks(&mut self, checks: &[HealthCheckFact]) {
-        let lap = Lap::start();
+        let lap = self.start();
         self.counted.checks += checks.len() as u64;
         let (first, last) = (self.first_held, self.last);
         if checks.iter().all(|c| day_of(c.checked_at, OFFSET) < first) {
@@ -305,8 +315,8 @@ fn phases(timings: &[(&'static str, f64)]) -> String {
 /// `RXMEMBER_PERF_CTL=CTL`: perf is told to enable before the phase and disable after.
 /// `RXMEMBER_PERF_PHASE` names the phase: `updates` (the default: each held-back day's update),
 /// `build` (reading the facts in — the generator's own work included, told apart by symbol —
-/// sealing and deriving), `seal` or `derive` (those parts of the full build alone) or `counts` (the
-/// counts of the fixed expressions).
+/// sealing and deriving), `read` (the engine's reading of each batch alone), `seal` or `derive`
+/// (those parts of the full build alone) or `counts` (the counts of the fixed expressions).
 struct PerfControl(Option<std::fs::File>, String);
 
 impl PerfControl {
@@ -459,6 +469,7 @@ pub fn run(b: &ChainBench) -> Result<()> {
         read_by_kind: [0.0; 5],
         read_cpu_by_kind: [0.0; 5],
         built: None,
+        perf: PerfControl::from_env(),
     };
     if b.snapshot == SnapshotUse::CountsOnly {
         return counts_from_snapshot(b, feed.last);

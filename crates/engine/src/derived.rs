@@ -125,8 +125,14 @@ impl Derived {
                 .collect(),
             _ => Vec::new(),
         };
-        // In an update the classes' thread, once done, helps with the touched members' features.
-        let work = touched.map(|t| crate::features::Work::new(data, as_of, t));
+        // The classes' thread, once done, helps with the features: it computes rows of the members
+        // left (every member in a full build, the touched ones in an update) for this thread to
+        // write.
+        let work = match (&prev_features, touched) {
+            (Some(_), Some(t)) => crate::features::Work::new(data, as_of, t),
+            _ => crate::features::Work::all(data, as_of),
+        };
+        let (rows_out, rows) = std::sync::mpsc::channel();
         let (features, classes) = std::thread::scope(|s| {
             let work = &work;
             let classes = s.spawn(move || {
@@ -134,17 +140,17 @@ impl Derived {
                     (Some(c), Some(touched)) => classes::update(c, data, taxonomy, settings, as_of, touched),
                     _ => classes::compute(data, taxonomy, settings, as_of),
                 };
-                (classes, work.as_ref().map(|w| w.rows()))
+                work.rows(rows_out);
+                classes
             });
-            match (prev_features, work) {
-                (Some(mut f), Some(work)) => {
-                    f.update_share(work);
-                    let (classes, rows) = classes.join().expect("class computation does not panic");
-                    f.write_rows(rows.expect("an update's helper computes rows"));
-                    (f, classes)
+            let features = match (prev_features, touched) {
+                (Some(mut f), Some(_)) => {
+                    f.share(work, rows);
+                    f
                 }
-                _ => (Features::compute(data, as_of), classes.join().expect("class computation does not panic").0),
-            }
+                _ => Features::compute_shared(work, rows),
+            };
+            (features, classes.join().expect("class computation does not panic"))
         });
         lap("features and classes", &mut timings);
         // Members whose tag values may differ from the previous catalogue: touched ones, and those

@@ -60,38 +60,57 @@ pub struct Features {
 }
 
 impl Features {
+    /// Every member's features, on this thread alone.
     pub fn compute(data: &CompanyData, as_of: Day) -> Features {
-        let mut f = Features { as_of, ..Features::default() };
-        f.resize(data.len());
-        let mut scratch = Scratch::default();
-        for o in 0..data.len() {
-            f.fill(data, o, &mut scratch);
-        }
-        for k in [&mut f.avg_ticket_key, &mut f.items_per_ticket_key, &mut f.margin_rate_key, &mut f.discount_share_key]
-        {
-            k.recode();
-        }
+        let (_, none) = std::sync::mpsc::channel();
+        Features::compute_shared(&Work::all(data, as_of), none)
+    }
+
+    /// Every member's features, the work shared with another thread that hands over rows of the
+    /// chunks it takes once free ([`Work::rows`], over `work` made by [`Work::all`]).
+    pub fn compute_shared(work: &Work, rows: Rows) -> Features {
+        let mut f = Features { as_of: work.as_of, ..Features::default() };
+        f.share(work, rows);
+        // Each ratio's codes over every member, two ratios a thread.
+        let [a, b, c, d] =
+            [&mut f.avg_ticket_key, &mut f.items_per_ticket_key, &mut f.margin_rate_key, &mut f.discount_share_key];
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                a.recode();
+                b.recode();
+            });
+            c.recode();
+            d.recode();
+        });
         f
     }
 
-    /// Brings the features up to date, in place, after `data` changed only for the members of
-    /// `work` (new members are always among them), as of the same day, sharing the work with
-    /// another thread: this one computes and writes the members it takes; the other, once free,
-    /// computes rows of the rest ([`Work::rows`]) for [`Features::write_rows`].
-    pub fn update_share(&mut self, work: &Work) {
+    /// Brings the features up to date, in place, for the members of `work` (every member, or
+    /// those `data` changed for, new members always among them — then as of the same day), sharing
+    /// the work with another thread: this one computes and writes the chunks of members it takes,
+    /// and writes the rows the other computes of the chunks it takes once free ([`Work::rows`]),
+    /// between its own chunks and, once none is left, until the other is done.
+    pub fn share(&mut self, work: &Work, rows: Rows) {
         self.resize(work.data.len());
         let mut scratch = Scratch::default();
-        while let Some(members) = work.take() {
-            for (i, &o) in members.iter().enumerate() {
-                work.data.read_ahead(members, i, Work::KINDS);
+        let mut chunk = Vec::with_capacity(CHUNK);
+        while work.take(&mut chunk) {
+            for (i, &o) in chunk.iter().enumerate() {
+                work.read_ahead(&chunk, i);
                 self.fill(work.data, o as usize, &mut scratch);
             }
+            for done in rows.try_iter() {
+                self.write_rows(done);
+            }
+        }
+        for done in rows {
+            self.write_rows(done);
         }
     }
 
-    /// Writes rows another thread computed.
-    pub fn write_rows(&mut self, rows: Rows) {
-        for (o, row) in rows.0 {
+    /// Writes a chunk of rows another thread computed.
+    fn write_rows(&mut self, rows: Vec<(u32, Row)>) {
+        for (o, row) in rows {
             self.write(o as usize, &row);
         }
     }
@@ -201,52 +220,88 @@ impl Features {
     }
 }
 
-/// The touched members of an update, handed out in chunks to the threads that compute their
-/// features.
+/// The members whose features are to be worked out — every member in a full build, the touched
+/// ones in an update — handed out in chunks to the threads that compute them.
 pub struct Work<'a> {
     data: &'a CompanyData,
     as_of: Day,
-    members: Vec<u32>,
+    /// The members listed, or (none) every member.
+    members: Option<Vec<u32>>,
+    len: usize,
     next: std::sync::atomic::AtomicUsize,
 }
 
-/// Rows computed by a helper thread, for [`Features::write_rows`].
-pub struct Rows(Vec<(u32, Row)>);
+/// Where a helper thread's rows arrive, a chunk at a time ([`Work::rows`], [`Features::share`]).
+pub type Rows = std::sync::mpsc::Receiver<Vec<(u32, Row)>>;
 
 /// Members per chunk of [`Work`].
 const CHUNK: usize = 1024;
 
 impl<'a> Work<'a> {
+    /// The members of `touched` (an update).
     pub fn new(data: &'a CompanyData, as_of: Day, touched: &roaring::RoaringBitmap) -> Work<'a> {
-        Work { data, as_of, members: touched.iter().collect(), next: Default::default() }
+        let members: Vec<u32> = touched.iter().collect();
+        Work { data, as_of, len: members.len(), members: Some(members), next: Default::default() }
+    }
+
+    /// Every member (a full build).
+    pub fn all(data: &'a CompanyData, as_of: Day) -> Work<'a> {
+        Work { data, as_of, members: None, len: data.len(), next: Default::default() }
     }
 
     /// What a member's features are worked out from.
     const KINDS: crate::data::Kinds = crate::data::Kinds { visits: true, purchases: true, checks: true, record: true };
 
-    fn take(&self) -> Option<&[u32]> {
+    /// The next chunk of members into `chunk`; false once none is left.
+    fn take(&self, chunk: &mut Vec<u32>) -> bool {
         let i = self.next.fetch_add(CHUNK, std::sync::atomic::Ordering::Relaxed);
-        (i < self.members.len()).then(|| &self.members[i..(i + CHUNK).min(self.members.len())])
+        if i >= self.len {
+            return false;
+        }
+        let end = (i + CHUNK).min(self.len);
+        chunk.clear();
+        match &self.members {
+            Some(m) => chunk.extend_from_slice(&m[i..end]),
+            None => chunk.extend(i as u32..end as u32),
+        }
+        true
     }
 
-    /// On a helper thread: the rows of the chunks left.
-    pub fn rows(&self) -> Rows {
-        let mut scratch = Scratch::default();
-        let mut rows = Vec::new();
-        while let Some(members) = self.take() {
-            rows.extend(members.iter().enumerate().map(|(i, &o)| {
-                self.data.read_ahead(members, i, Work::KINDS);
-                (o, Row::of(self.data, self.as_of, o as usize, &mut scratch))
-            }));
+    /// Asks for the facts of members ahead of `chunk[i]` where they are scattered (an update's);
+    /// every member's lie in order in the arenas, where the processor reads ahead by itself.
+    #[inline]
+    fn read_ahead(&self, chunk: &[u32], i: usize) {
+        if self.members.is_some() {
+            self.data.read_ahead(chunk, i, Work::KINDS);
         }
-        Rows(rows)
+    }
+
+    /// On a helper thread: computes the rows of the chunks left and sends each chunk's to `out`
+    /// (the thread writing the columns, [`Features::share`]).
+    pub fn rows(&self, out: std::sync::mpsc::Sender<Vec<(u32, Row)>>) {
+        let mut scratch = Scratch::default();
+        let mut chunk = Vec::with_capacity(CHUNK);
+        while self.take(&mut chunk) {
+            let rows = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, &o)| {
+                    self.read_ahead(&chunk, i);
+                    (o, Row::of(self.data, self.as_of, o as usize, &mut scratch))
+                })
+                .collect();
+            if out.send(rows).is_err() {
+                // The writer is gone (it panicked): nothing left to do.
+                return;
+            }
+        }
     }
 }
 
 /// One member's features, worked out from its facts apart from the columns (so that members can
 /// be worked out on two threads and written by one).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Row {
+pub struct Row {
     first_day: Day,
     last_day: Day,
     tickets_total: u32,
@@ -424,5 +479,69 @@ mod tests {
         assert!(f.bought_rx_12m[0]);
         assert_eq!((f.frequency_12m[0], f.monetary_12m[0]), (2, 150));
         assert_eq!(f.last_day[0], day_of(12 * DAY, 0));
+    }
+}
+
+#[cfg(test)]
+mod shared_tests {
+    use super::*;
+    use crate::data::day_of;
+    use rxmember_core::CompanyId;
+    use rxmember_core::facts::{ProductFact, StoreFact};
+    use rxmember_core::{ProductId, StoreId};
+
+    const DAY: i64 = 86_400_000;
+
+    /// Members enough for several chunks, with tickets at two stores on scattered days.
+    fn company(members: i64) -> CompanyData {
+        let mut data = CompanyData::new(CompanyId(1), 0);
+        data.set_stores(
+            (1..=2).map(|i| StoreFact { id: StoreId(i), code: format!("S{i}"), name: format!("{i}店") }).collect(),
+        );
+        data.set_products(vec![ProductFact {
+            id: ProductId(1),
+            code: "P1".into(),
+            name: "药".into(),
+            category_code: Some("0101".into()),
+            manufacturer: None,
+            brand: None,
+            is_prescription: true,
+        }]);
+        for m in 1..=members {
+            data.apply_member(&crate::test_support::member(m));
+        }
+        let mut id = 0;
+        for m in 1..=members {
+            for k in 0..(m % 4) {
+                id += 1;
+                let day = 300 + (m * 7 + k * 31) % 400;
+                crate::test_support::ticket(&mut data, id, m, 1 + (m + k) % 2, day * DAY, &[(1, 100 + m % 97)]);
+            }
+        }
+        data.seal();
+        data
+    }
+
+    /// The features of every member are the same whichever thread computed a chunk's rows: all by
+    /// one thread, all by the helper (this one writing only), or both at once.
+    #[test]
+    fn a_helpers_rows_give_the_features_one_thread_computes() {
+        let data = company(3 * CHUNK as i64 + 17);
+        let as_of = day_of(700 * DAY, 0);
+        let one = Features::compute(&data, as_of);
+        assert!(one.frequency_12m.iter().any(|&f| f > 0));
+
+        let work = Work::all(&data, as_of);
+        let (out, rows) = std::sync::mpsc::channel();
+        work.rows(out);
+        assert_eq!(Features::compute_shared(&work, rows), one, "every row by the helper");
+
+        let work = Work::all(&data, as_of);
+        let (out, rows) = std::sync::mpsc::channel();
+        let both = std::thread::scope(|s| {
+            s.spawn(|| work.rows(out));
+            Features::compute_shared(&work, rows)
+        });
+        assert_eq!(both, one, "rows by both threads");
     }
 }
