@@ -57,6 +57,9 @@ pub struct Store {
     pub(crate) parsed_rules: crate::loyalty_rules::RulesCache,
     /// API tokens this process checked in the last [`crate::tokens::TOKEN_RECHECK`].
     pub(crate) api_tokens: crate::tokens::TokenCache,
+    /// SQLite only: the connection the engine's pages of sales facts are read through, natively
+    /// (opened at the first page; see [`Store::fact_sales`]).
+    pub(crate) fact_reader: std::sync::Arc<tokio::sync::Mutex<Option<crate::sqlite_native::NativeSqlite>>>,
 }
 
 /// Settings of every SQLite connection: WAL, checkpoints every 64 MB of WAL, a 64 MB page cache.
@@ -138,6 +141,7 @@ impl Store {
             pos_commits: Default::default(),
             parsed_rules: Default::default(),
             api_tokens: Default::default(),
+            fact_reader: Default::default(),
         })
     }
 

@@ -3,6 +3,7 @@
 //! Reading facts needs the whole company in scope: the engine applies narrower scopes itself.
 
 use crate::db::{flag, select_in};
+use crate::sqlite_native::{Db, Param, Row as NativeRow, params};
 use crate::{Result, Store, StoreError};
 use rxmember_core::facts::{
     HealthCheckFact, LineFact, LoyaltyFact, MemberFact, ProductFact, ReturnFact, StoreFact, TicketFact, TierLevelFact,
@@ -71,6 +72,19 @@ const CHECK_COLS: &str = "id, member_id, checked_at, kind, abnormal";
 impl Store {
     fn require_whole_company(scope: &Scope, company: CompanyId) -> Result<()> {
         if scope.data.covers_company(company) { Ok(()) } else { Err(StoreError::AccessDenied) }
+    }
+
+    /// On SQLite, runs `f` in one read transaction on the store's native fact reader (opened at
+    /// the first call; [`crate::sqlite_native`]): the engine's bulk reads step SQLite's rows straight
+    /// into facts. Through sqlx every row crosses a channel from its worker thread and is converted
+    /// twice, which was most of a full build's time. `None` on PostgreSQL.
+    async fn native_read<T>(&self, f: impl FnOnce(&Db<'_>) -> Result<T>) -> Result<Option<T>> {
+        let Some(url) = &self.sqlite_url else { return Ok(None) };
+        let mut reader = self.fact_reader.lock().await;
+        if reader.is_none() {
+            *reader = Some(crate::sqlite_native::NativeSqlite::open(url).await?);
+        }
+        reader.as_mut().expect("opened above").read(f).await.map(Some)
     }
 
     /// Runs `template` (with `{company}` and `{keys}`, see `db::select_in`) over member ids.
@@ -202,32 +216,64 @@ impl Store {
     }
 
     /// Up to `limit` tickets with id above `after_id` (member and non-member), in id order, with the
-    /// lines of the member tickets among them.
+    /// lines of the member tickets among them, read in one snapshot (on SQLite natively,
+    /// [`Store::native_read`]). A full build reads every sale of a company this way.
     pub async fn fact_sales(&self, scope: &Scope, company: CompanyId, after_id: i64, limit: i64) -> Result<SalesFacts> {
         Self::require_whole_company(scope, company)?;
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {TICKET_COLS} FROM tickets WHERE company_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-        )))
-        .bind(company.0)
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let tickets_sql =
+            format!("SELECT {TICKET_COLS} FROM tickets WHERE company_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+        const LINES_SQL: &str = "SELECT l.ticket_id, t.member_id, t.sold_at, l.product_id, l.amount FROM ticket_lines l \
+             JOIN tickets t ON t.company_id = l.company_id AND t.id = l.ticket_id \
+             WHERE l.company_id = $1 AND l.ticket_id >= $2 AND l.ticket_id <= $3 AND t.member_id IS NOT NULL \
+             ORDER BY l.ticket_id, l.line_no";
+        let native = self
+            .native_read(|db| {
+                let mut tickets = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(1 << 16));
+                db.prepare(&tickets_sql)?.run(params![company.0, after_id, limit], |r| {
+                    tickets.push(TicketFact {
+                        id: TicketId(r.int(0)),
+                        member: r.opt_int(1).map(MemberId),
+                        store: StoreId(r.int(2)),
+                        sold_at: r.int(3),
+                        line_count: r.int(4),
+                        amount: r.int(5),
+                        discount: r.int(6),
+                        cost: r.int(7),
+                    });
+                    Ok(())
+                })?;
+                let (Some(first), Some(last)) = (tickets.first(), tickets.last()) else {
+                    return Ok(SalesFacts::default());
+                };
+                let mut lines = Vec::with_capacity(tickets.len());
+                db.prepare(LINES_SQL)?.run(params![company.0, first.id.0, last.id.0], |r| {
+                    lines.push(LineFact {
+                        ticket: TicketId(r.int(0)),
+                        member: MemberId(r.int(1)),
+                        sold_at: r.int(2),
+                        product: ProductId(r.int(3)),
+                        amount: r.int(4),
+                    });
+                    Ok(())
+                })?;
+                Ok(SalesFacts { tickets, lines })
+            })
+            .await?;
+        if let Some(facts) = native {
+            return Ok(facts);
+        }
+        let rows = sqlx::query(AssertSqlSafe(tickets_sql))
+            .bind(company.0)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         let tickets = rows.iter().map(ticket_fact).collect::<Result<Vec<_>>>()?;
         let (Some(first), Some(last)) = (tickets.first(), tickets.last()) else {
             return Ok(SalesFacts::default());
         };
-        let rows = sqlx::query(
-            "SELECT l.ticket_id, t.member_id, t.sold_at, l.product_id, l.amount FROM ticket_lines l \
-             JOIN tickets t ON t.company_id = l.company_id AND t.id = l.ticket_id \
-             WHERE l.company_id = $1 AND l.ticket_id >= $2 AND l.ticket_id <= $3 AND t.member_id IS NOT NULL \
-             ORDER BY l.ticket_id, l.line_no",
-        )
-        .bind(company.0)
-        .bind(first.id.0)
-        .bind(last.id.0)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query(LINES_SQL).bind(company.0).bind(first.id.0).bind(last.id.0).fetch_all(&self.pool).await?;
         let lines = rows.iter().map(line_fact).collect::<Result<Vec<_>>>()?;
         Ok(SalesFacts { tickets, lines })
     }
@@ -432,49 +478,67 @@ impl Store {
         company: CompanyId,
         members: &[MemberId],
     ) -> Result<Vec<LoyaltyFact>> {
+        const ACCOUNTS: &str =
+            "SELECT member_id, balance FROM points_accounts WHERE company_id = {company} AND member_id IN ({keys})";
+        // Lots by member: on SQLite without statistics the planner took the company's lots index
+        // and read every lot of the company for each chunk of members.
+        const LOTS: &str = "SELECT member_id, expires_on, remaining FROM points_ledger WHERE company_id = {company} \
+                 AND member_id IN ({keys}) AND remaining >= 1 AND expires_on IS NOT NULL";
+        const TIERS: &str =
+            "SELECT member_id, tier FROM member_tiers WHERE company_id = {company} AND member_id IN ({keys})";
+        Self::require_whole_company(scope, company)?;
         let mut facts: Vec<LoyaltyFact> =
             members.iter().map(|m| LoyaltyFact { member: *m, balance: 0, expiring: Vec::new(), tier: None }).collect();
         let at: std::collections::HashMap<i64, usize> = members.iter().enumerate().map(|(i, m)| (m.0, i)).collect();
         let slot = |id: i64| at.get(&id).copied();
-        let accounts = self
-            .rows_of_members(
-                scope,
-                company,
-                members,
-                "SELECT member_id, balance FROM points_accounts WHERE company_id = {company} AND member_id IN ({keys})",
-            )
+        let expiry = |expires: &str| {
+            crate::points::parse_date(expires)
+                .ok_or_else(|| StoreError::Invalid(format!("points lot with a bad expiry date {expires:?}")))
+        };
+        let ids: Vec<i64> = members.iter().map(|m| m.0).collect();
+        let native = self
+            .native_read(|db| {
+                native_select_in(db, ACCOUNTS, company.0, &ids, |r| {
+                    if let Some(i) = slot(r.int(0)) {
+                        facts[i].balance = r.int(1);
+                    }
+                    Ok(())
+                })?;
+                native_select_in(db, LOTS, company.0, &ids, |r| {
+                    let day = expiry(&r.opt_text(1)?.unwrap_or_default())?;
+                    if let Some(i) = slot(r.int(0)) {
+                        facts[i].expiring.push((day, r.int(2)));
+                    }
+                    Ok(())
+                })?;
+                native_select_in(db, TIERS, company.0, &ids, |r| {
+                    if let Some(i) = slot(r.int(0)) {
+                        facts[i].tier = r.opt_text(1)?;
+                    }
+                    Ok(())
+                })
+            })
             .await?;
+        if native.is_some() {
+            for f in &mut facts {
+                f.expiring.sort_unstable();
+            }
+            return Ok(facts);
+        }
+        let accounts = self.rows_of_members(scope, company, members, ACCOUNTS).await?;
         for r in &accounts {
             if let Some(i) = slot(r.try_get("member_id")?) {
                 facts[i].balance = r.try_get("balance")?;
             }
         }
-        let lots = self
-            .rows_of_members(
-                scope,
-                company,
-                members,
-                "SELECT member_id, expires_on, remaining FROM points_ledger WHERE company_id = {company} \
-                 AND member_id IN ({keys}) AND remaining > 0 AND expires_on IS NOT NULL",
-            )
-            .await?;
+        let lots = self.rows_of_members(scope, company, members, LOTS).await?;
         for r in &lots {
-            let expires: String = r.try_get("expires_on")?;
-            let Some(day) = crate::points::parse_date(&expires) else {
-                return Err(StoreError::Invalid(format!("points lot with a bad expiry date {expires:?}")));
-            };
+            let day = expiry(&r.try_get::<String, _>("expires_on")?)?;
             if let Some(i) = slot(r.try_get("member_id")?) {
                 facts[i].expiring.push((day, r.try_get("remaining")?));
             }
         }
-        let tiers = self
-            .rows_of_members(
-                scope,
-                company,
-                members,
-                "SELECT member_id, tier FROM member_tiers WHERE company_id = {company} AND member_id IN ({keys})",
-            )
-            .await?;
+        let tiers = self.rows_of_members(scope, company, members, TIERS).await?;
         for r in &tiers {
             if let Some(i) = slot(r.try_get("member_id")?) {
                 facts[i].tier = Some(r.try_get("tier")?);
@@ -492,6 +556,25 @@ impl Store {
         let rules = self.loyalty_rules(scope, company).await?;
         Ok(rules.tiers.levels.into_iter().map(|l| TierLevelFact { code: l.code, name: l.name }).collect())
     }
+}
+
+/// [`crate::db::select_in`] on the native fact reader: `template` (with `{company}` and `{keys}`)
+/// over `keys` in chunks of 1000, each row handed to `row`.
+fn native_select_in(
+    db: &Db<'_>,
+    template: &str,
+    company: i64,
+    keys: &[i64],
+    mut row: impl FnMut(&NativeRow<'_>) -> Result<()>,
+) -> Result<()> {
+    for chunk in keys.chunks(1000) {
+        let sql = template
+            .replace("{company}", "$1")
+            .replace("{keys}", &crate::db::list_placeholders(crate::db::Backend::Postgres, 2, chunk.len()));
+        let params: Vec<Param<'_>> = std::iter::once(company).chain(chunk.iter().copied()).map(Param::Int).collect();
+        db.prepare(&sql)?.run(&params, &mut row)?;
+    }
+    Ok(())
 }
 
 fn member_fact(r: &AnyRow) -> Result<MemberFact> {

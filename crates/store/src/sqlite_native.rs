@@ -1,4 +1,5 @@
-//! A dedicated SQLite connection driven through SQLite's own C API, for bulk writes (sales imports).
+//! A dedicated SQLite connection driven through SQLite's own C API, for bulk writes (sales imports)
+//! and bulk reads (the engine's pages of sales facts).
 //!
 //! sqlx runs each SQLite statement on a worker thread and sends it every bound value and every result
 //! row over a channel, and the `Any` driver converts each value once more on the way. For an import's
@@ -34,6 +35,15 @@ impl NativeSqlite {
 
     /// Runs `f` in one write transaction (`BEGIN IMMEDIATE` … `COMMIT`), rolled back if `f` fails.
     pub(crate) async fn write<T>(&mut self, f: impl FnOnce(&Db<'_>) -> Result<T>) -> Result<T> {
+        self.transaction("BEGIN IMMEDIATE", f).await
+    }
+
+    /// Runs `f` in one read transaction (`BEGIN` … `COMMIT`): its statements see one snapshot.
+    pub(crate) async fn read<T>(&mut self, f: impl FnOnce(&Db<'_>) -> Result<T>) -> Result<T> {
+        self.transaction("BEGIN", f).await
+    }
+
+    async fn transaction<T>(&mut self, begin: &str, f: impl FnOnce(&Db<'_>) -> Result<T>) -> Result<T> {
         let mut locked = self.conn.lock_handle().await?;
         let db = Db { raw: locked.as_raw_handle(), _locked: PhantomData };
         // A panic in an earlier batch may have left its transaction open: it must not commit now.
@@ -41,7 +51,7 @@ impl NativeSqlite {
         if unsafe { ffi::sqlite3_get_autocommit(db.raw.as_ptr()) } == 0 {
             db.exec("ROLLBACK")?;
         }
-        db.exec("BEGIN IMMEDIATE")?;
+        db.exec(begin)?;
         match f(&db).and_then(|v| db.exec("COMMIT").map(|_| v)) {
             Ok(v) => Ok(v),
             Err(e) => {
@@ -248,6 +258,10 @@ impl Row<'_> {
     pub(crate) fn int(&self, i: c_int) -> i64 {
         // SAFETY: as above.
         unsafe { ffi::sqlite3_column_int64(self.raw.as_ptr(), i) }
+    }
+
+    pub(crate) fn opt_int(&self, i: c_int) -> Option<i64> {
+        (!self.is_null(i)).then(|| self.int(i))
     }
 
     pub(crate) fn blob(&self, i: c_int) -> &[u8] {

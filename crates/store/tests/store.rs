@@ -359,3 +359,74 @@ async fn changed_members_page_by_update_time_and_id() {
     assert!(s.fact_members_changed(&cli, a.id, after, 2).await.unwrap().is_empty());
     db.cleanup().await;
 }
+
+/// The engine's pages of sales (natively read on SQLite): tickets in id order after a watermark,
+/// members' and others' alike, with the lines of the member tickets only, line by line in order.
+#[tokio::test]
+async fn sales_facts_page_by_ticket_id_with_member_lines() {
+    let db = TestDb::new().await;
+    let s = &db.store;
+    let cli = Scope::cli();
+    let a = s.create_company(&cli, "A", "甲公司", None).await.unwrap();
+    s.upsert_stores(&cli, a.id, &[StoreInput { code: "S1".into(), name: "一店".into(), ..Default::default() }])
+        .await
+        .unwrap();
+    let products: Vec<rxmember_core::product::ProductInput> = ["P1", "P2"]
+        .iter()
+        .map(|c| rxmember_core::product::ProductInput {
+            code: (*c).into(),
+            name: format!("药{c}"),
+            ..Default::default()
+        })
+        .collect();
+    s.upsert_products(&cli, a.id, &products).await.unwrap();
+    s.upsert_members(&cli, a.id, &Default::default(), &[member("C1", None, "赵六")]).await.unwrap();
+    let ctx = s.sales_context(&cli, a.id).await.unwrap();
+    let line = |ticket: &str, card: Option<&str>, product: &str, amount: i64, minute: i64| SaleLineInput {
+        ticket_no: ticket.into(),
+        sold_at: 1_700_000_000_000 + minute * 60_000,
+        store_code: "S1".into(),
+        card_no: card.map(Into::into),
+        product_code: product.into(),
+        quantity_milli: 1000,
+        amount: Fen(amount),
+        ..Default::default()
+    };
+    let lines = [
+        line("T1", Some("C1"), "P1", 3000, 1),
+        line("T1", Some("C1"), "P2", 1500, 1),
+        line("T2", None, "P1", 990, 2),
+        line("T3", Some("C1"), "P2", 700, 3),
+    ];
+    let rows: Vec<(i64, &SaleLineInput)> = lines.iter().enumerate().map(|(i, l)| (i as i64 + 1, l)).collect();
+    s.write_sales(&cli, &ctx, &rows).await.unwrap();
+    let facts = s.fact_products(&cli, a.id).await.unwrap();
+    let product_id = |code: &str| facts.iter().find(|p| p.code == code).unwrap().id;
+    let (p1, p2) = (product_id("P1"), product_id("P2"));
+    let member_id = s.fact_members(&cli, a.id, 0, 10).await.unwrap()[0].id;
+
+    let first = s.fact_sales(&cli, a.id, 0, 2).await.unwrap();
+    assert_eq!(first.tickets.len(), 2);
+    let (t1, t2) = (&first.tickets[0], &first.tickets[1]);
+    assert!(t1.id.0 < t2.id.0);
+    assert_eq!((t1.member, t1.amount, t1.line_count), (Some(member_id), 4500, 2));
+    assert_eq!((t2.member, t2.amount), (None, 990));
+    assert_eq!(t2.sold_at - t1.sold_at, 60_000);
+    let got: Vec<_> = first.lines.iter().map(|l| (l.ticket, l.member, l.product, l.amount, l.sold_at)).collect();
+    assert_eq!(got, vec![(t1.id, member_id, p1, 3000, t1.sold_at), (t1.id, member_id, p2, 1500, t1.sold_at)]);
+
+    let second = s.fact_sales(&cli, a.id, t2.id.0, 2).await.unwrap();
+    assert_eq!(second.tickets.len(), 1);
+    let t3 = &second.tickets[0];
+    assert_eq!((t3.member, t3.amount), (Some(member_id), 700));
+    assert_eq!(
+        second.lines.iter().map(|l| (l.ticket, l.product, l.amount)).collect::<Vec<_>>(),
+        vec![(t3.id, p2, 700)]
+    );
+    let rest = s.fact_sales(&cli, a.id, t3.id.0, 2).await.unwrap();
+    assert!(rest.tickets.is_empty() && rest.lines.is_empty());
+    // Another company's scope reads none of it.
+    let b = s.create_company(&cli, "B", "乙公司", None).await.unwrap();
+    assert!(s.fact_sales(&cli, b.id, 0, 10).await.unwrap().tickets.is_empty());
+    db.cleanup().await;
+}
