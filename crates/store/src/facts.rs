@@ -320,14 +320,30 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ReturnFact>> {
         Self::require_whole_company(scope, company)?;
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "{RETURN_SELECT} WHERE r.company_id = $1 AND r.id > $2 ORDER BY r.id LIMIT $3"
-        )))
-        .bind(company.0)
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!("{RETURN_SELECT} WHERE r.company_id = $1 AND r.id > $2 ORDER BY r.id LIMIT $3");
+        let native = self
+            .native_read(|db| {
+                let mut returns = Vec::new();
+                db.prepare(&sql)?.run(params![company.0, after_id, limit], |r| {
+                    returns.push(ReturnFact {
+                        id: r.int(0),
+                        ticket: TicketId(r.int(1)),
+                        member: r.opt_int(2).map(MemberId),
+                        sold_at: r.int(3),
+                        product: ProductId(r.int(4)),
+                        amount: r.int(5),
+                        cost: r.int(6),
+                    });
+                    Ok(())
+                })?;
+                Ok(returns)
+            })
+            .await?;
+        if let Some(returns) = native {
+            return Ok(returns);
+        }
+        let rows =
+            sqlx::query(AssertSqlSafe(sql)).bind(company.0).bind(after_id).bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(return_fact).collect()
     }
 
@@ -357,14 +373,29 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<HealthCheckFact>> {
         Self::require_whole_company(scope, company)?;
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {CHECK_COLS} FROM health_checks WHERE company_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-        )))
-        .bind(company.0)
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql =
+            format!("SELECT {CHECK_COLS} FROM health_checks WHERE company_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+        let native = self
+            .native_read(|db| {
+                let mut checks = Vec::new();
+                db.prepare(&sql)?.run(params![company.0, after_id, limit], |r| {
+                    checks.push(HealthCheckFact {
+                        id: r.int(0),
+                        member: MemberId(r.int(1)),
+                        checked_at: r.int(2),
+                        kind: HealthKind::parse(&r.opt_text(3)?.unwrap_or_default()),
+                        abnormal: r.int(4) != 0,
+                    });
+                    Ok(())
+                })?;
+                Ok(checks)
+            })
+            .await?;
+        if let Some(checks) = native {
+            return Ok(checks);
+        }
+        let rows =
+            sqlx::query(AssertSqlSafe(sql)).bind(company.0).bind(after_id).bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(check_fact).collect()
     }
 
