@@ -550,29 +550,22 @@ impl Store {
                 })
             })
             .await?;
-        if native.is_some() {
-            for f in &mut facts {
-                f.expiring.sort_unstable();
+        if native.is_none() {
+            for r in &self.rows_of_members(scope, company, members, ACCOUNTS).await? {
+                if let Some(i) = slot(r.try_get("member_id")?) {
+                    facts[i].balance = r.try_get("balance")?;
+                }
             }
-            return Ok(facts);
-        }
-        let accounts = self.rows_of_members(scope, company, members, ACCOUNTS).await?;
-        for r in &accounts {
-            if let Some(i) = slot(r.try_get("member_id")?) {
-                facts[i].balance = r.try_get("balance")?;
+            for r in &self.rows_of_members(scope, company, members, LOTS).await? {
+                let day = expiry(&r.try_get::<String, _>("expires_on")?)?;
+                if let Some(i) = slot(r.try_get("member_id")?) {
+                    facts[i].expiring.push((day, r.try_get("remaining")?));
+                }
             }
-        }
-        let lots = self.rows_of_members(scope, company, members, LOTS).await?;
-        for r in &lots {
-            let day = expiry(&r.try_get::<String, _>("expires_on")?)?;
-            if let Some(i) = slot(r.try_get("member_id")?) {
-                facts[i].expiring.push((day, r.try_get("remaining")?));
-            }
-        }
-        let tiers = self.rows_of_members(scope, company, members, TIERS).await?;
-        for r in &tiers {
-            if let Some(i) = slot(r.try_get("member_id")?) {
-                facts[i].tier = Some(r.try_get("tier")?);
+            for r in &self.rows_of_members(scope, company, members, TIERS).await? {
+                if let Some(i) = slot(r.try_get("member_id")?) {
+                    facts[i].tier = Some(r.try_get("tier")?);
+                }
             }
         }
         for f in &mut facts {
